@@ -1,0 +1,101 @@
+"""Shared fixtures: free ports, processes that are always stopped, tools that may be missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host``."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    """Block until something accepts connections on ``host:port`` or fail the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nothing listened on {host}:{port} within {timeout} s")
+
+
+def require_tool(command: str, debian_package: str | None = None) -> str:
+    """Path of ``command``, or skip the test naming the Debian package that provides it.
+    CI (.ci/run) installs every such package, so these tests do run there."""
+    path = shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{command} is missing on CI: .ci/run must install {debian_package or command}")
+        pytest.skip(f"{command} not installed (apt-get install {debian_package or command})")
+    return path
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root; this test must not be skipped there")
+        pytest.skip("needs root (network namespaces)")
+
+
+class ProcessGroup:
+    """Processes a test starts; every one is stopped by PID when the test ends."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, *command: str, **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        process = subprocess.Popen(command, start_new_session=True, **kwargs)
+        self.processes.append(process)
+        return process
+
+    def deploylab(self, *arguments: str, **kwargs) -> subprocess.Popen:
+        """Start ``deploylab ARGUMENTS`` with this interpreter."""
+        return self.start(sys.executable, "-m", "deploylab.cli", *arguments, **kwargs)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+
+
+@pytest.fixture
+def processes():
+    group = ProcessGroup()
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
