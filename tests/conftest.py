@@ -42,7 +42,9 @@ def require_tool(command: str, debian_package: str | None = None) -> str:
     path = shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail(f"{command} is missing on CI: .ci/run must install {debian_package or command}")
+            pytest.fail(
+                f"{command} is missing on CI: .ci/run must install {debian_package or command}"
+            )
         pytest.skip(f"{command} not installed (apt-get install {debian_package or command})")
     return path
 

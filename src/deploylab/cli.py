@@ -50,8 +50,13 @@ class Commands:
             group_parser.set_defaults(func=_help_of(group_parser))
             self._groups[name] = group_parser.add_subparsers(dest=f"{name}_what", metavar="WHAT")
 
-    def add(self, name: str, help: str, handler: Callable[[argparse.Namespace], int | None],
-            group: str | None = None) -> argparse.ArgumentParser:
+    def add(
+        self,
+        name: str,
+        help: str,
+        handler: Callable[[argparse.Namespace], int | None],
+        group: str | None = None,
+    ) -> argparse.ArgumentParser:
         """Add ``deploylab NAME`` (or ``deploylab GROUP NAME``) and return its parser."""
         where = self._top if group is None else self._groups[group]
         parser = where.add_parser(name, help=help, description=help)

@@ -51,7 +51,9 @@ class SystemTool:
 
 
 SYSTEM_TOOLS = (
-    SystemTool("nginx", "nginx", "proxies and load-balancing lessons; nginx parity tests; bench lb"),
+    SystemTool(
+        "nginx", "nginx", "proxies and load-balancing lessons; nginx parity tests; bench lb"
+    ),
     SystemTool("wrk", "wrk", "deploylab bench lb"),
     SystemTool("chromium", "chromium", "browser tests (pytest -m browser)"),
     SystemTool("bwrap", "bubblewrap", "sandboxed grading (deploylab grade autograde)"),
@@ -84,7 +86,9 @@ def _doctor(_args: argparse.Namespace) -> int:
 def jupyter_lab_command(root: Path, port: int, open_browser: bool) -> list[str]:
     """The ``jupyter lab`` command line that serves the workbook on 127.0.0.1."""
     command = [
-        sys.executable, "-m", "jupyterlab",
+        sys.executable,
+        "-m",
+        "jupyterlab",
         "--ip=127.0.0.1",
         f"--port={port}",
         f"--ServerApp.root_dir={root}",

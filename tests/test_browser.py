@@ -1,0 +1,181 @@
+"""Real-browser tests: Debian's Chromium, driven by Playwright, against ``deploylab lab``.
+
+Each lesson is opened in JupyterLab, all its cells are run from the Run menu, and the test
+waits for the widget the lesson names in ``metadata.deploylab.browser_selector``. The browser
+console must log no errors. A screenshot of each lesson lands in ``test-artifacts/``.
+Run alone with ``pytest -m browser``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import free_port, require_tool
+from notebooks import LESSONS, ROOT, lesson_settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# Messages JupyterLab itself logs in a closed network; anything else fails the test.
+BENIGN_CONSOLE_ERRORS = (
+    "Failed to fetch",  # JupyterLab's announcement/news fetch with no network
+    "favicon",
+)
+
+
+def chromium_binary() -> str:
+    require_tool("chromium", "chromium")
+    for candidate in ("/usr/lib/chromium/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.skip("chromium binary not found")
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    """``deploylab lab --no-browser`` on a free loopback port, with isolated Jupyter state."""
+    chromium_binary()
+    state = tmp_path_factory.mktemp("jupyter-state")
+    settings = state / "settings"
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    token = secrets.token_hex(16)
+    port = free_port()
+    env = {
+        **os.environ,
+        "JUPYTER_TOKEN": token,
+        "JUPYTER_CONFIG_DIR": str(state / "config"),
+        "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(settings),
+        "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
+        "IPYTHONDIR": str(state / "ipython"),
+        "MPLCONFIGDIR": str(state / "matplotlib"),
+        "DEPLOYLAB_TEST": "1",
+    }
+    import subprocess
+
+    log = (state / "jupyterlab.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deploylab.cli",
+            "lab",
+            "--no-browser",
+            "--port",
+            str(port),
+            "--root",
+            str(ROOT),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+            break
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(
+                    f"deploylab lab exited: {(state / 'jupyterlab.log').read_text()[-2000:]}"
+                )
+            time.sleep(0.3)
+    else:
+        server.kill()
+        pytest.fail("JupyterLab did not answer within 60 s")
+    try:
+        yield base, token
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context(jupyterlab, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=chromium_binary(),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda path: path.stem)
+def test_lesson_runs_in_jupyterlab_and_its_widget_renders(
+    lesson, jupyterlab, browser_context, artifacts_dir
+):
+    base, token = jupyterlab
+    settings = lesson_settings(lesson)
+    selector = settings.get("browser_selector")
+    assert selector, f"{lesson.name} names no widget selector in metadata.deploylab"
+    page = browser_context.new_page()
+    console_errors: list[str] = []
+    page.on(
+        "console", lambda message: message.type == "error" and console_errors.append(message.text)
+    )
+    page.on("pageerror", lambda error: console_errors.append(f"page error: {error}"))
+    try:
+        relative = lesson.relative_to(ROOT).as_posix()
+        page.goto(f"{base}/lab/tree/{relative}?token={token}&reset", wait_until="domcontentloaded")
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+        )
+        page.locator(".jp-Notebook").first.click()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.locator("[data-command='runmenu:run-all']").click()
+        widget = page.locator(selector).first
+        widget.wait_for(state="attached", timeout=int(settings.get("browser_timeout_s", 90)) * 1000)
+        widget.evaluate("node => node.scrollIntoView({block: 'center'})")
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
+        )
+        page.wait_for_timeout(500)
+        widget.evaluate("node => node.scrollIntoView({block: 'center'})")
+        page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}.png"))
+        error_outputs = page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
+        )
+        assert error_outputs.count() == 0, f"{lesson.name}: a cell raised an error in the browser"
+    finally:
+        page.close()
+    real_errors = [
+        text for text in console_errors if not any(b in text for b in BENIGN_CONSOLE_ERRORS)
+    ]
+    assert not real_errors, f"{lesson.name}: browser console errors: {real_errors}"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up (Debian packages, .venv with the test extra) and run every check: lint, format,
+# generated labs up to date, the whole pytest suite including browser, nginx and root tests.
+# Extra arguments go to pytest (for example -m "not slow" for a quick run).
+source "$(dirname "$0")/setup.sh"
+[ "${DEPLOYLAB_SKIP_APT:-}" = 1 ] || install_system_packages
+make_venv "[test]"
+export PATH="$VENV/bin:$PATH"
+echo "==> ruff"
+ruff check .
+ruff format --check .
+echo "==> labs/ is what 'deploylab grade release' generates"
+if deploylab grade --help >/dev/null 2>&1; then
+  deploylab grade release
+  git diff --exit-code --stat -- labs/ || { echo "!! labs/ differs from the release of autograder/source: run 'deploylab grade release' and commit" >&2; exit 1; }
+  untracked=$(git ls-files --others --exclude-standard -- labs/)
+  [ -z "$untracked" ] || { echo "!! untracked generated files in labs/: $untracked" >&2; exit 1; }
+fi
+echo "==> pytest"
+exec pytest "$@"
