@@ -1,0 +1,35 @@
+"""Load balancing: nginx-exact algorithms (core), a fast L7/L4 balancer and demo backends.
+
+The core (:mod:`deploylab.balancer.core`) is pure and time is passed in; the runtime
+(:mod:`deploylab.balancer.runtime`) drives it with real sockets on loopback.
+"""
+
+from deploylab.balancer.core import (
+    ALGORITHMS,
+    HealthCheck,
+    NoLiveUpstreams,
+    Peer,
+    RetryPolicy,
+    Selection,
+    Upstream,
+    hash_key_value,
+    ip_hash_value,
+    ketama_points,
+    least_conn_pick,
+    smooth_weighted_pick,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "HealthCheck",
+    "NoLiveUpstreams",
+    "Peer",
+    "RetryPolicy",
+    "Selection",
+    "Upstream",
+    "hash_key_value",
+    "ip_hash_value",
+    "ketama_points",
+    "least_conn_pick",
+    "smooth_weighted_pick",
+]
