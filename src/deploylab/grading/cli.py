@@ -1,0 +1,158 @@
+"""``deploylab grade ...`` (release, autograde, export, feedback) and ``deploylab bench grading``.
+
+Only argument parsing lives here; nbgrader and the pipeline are imported inside handlers so
+``deploylab --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(commands) -> None:
+    add = commands.add_group(
+        "grade", "release labs and grade a class with nbgrader (sandboxed, parallel)"
+    )
+
+    p = add(
+        "release", "regenerate labs/<lab>/ from autograder/source/<lab>/ (deterministic)", _release
+    )
+    p.add_argument("labs", nargs="*", metavar="LAB", help="labs to release (default: all)")
+    _course_options(p)
+
+    p = add("autograde", "grade every submission of a lab and print a score table", _autograde)
+    p.add_argument("lab", metavar="LAB")
+    p.add_argument(
+        "--submissions", required=True, metavar="DIR", help="DIR/<student_id>/<notebook>.ipynb"
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="submissions graded at once (default: number of cores)",
+    )
+    p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    p.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        help="run student code without bubblewrap isolation (only where bwrap is missing)",
+    )
+    p.add_argument("--cell-timeout", type=float, default=30, metavar="S", help="seconds per cell")
+    p.add_argument(
+        "--notebook-timeout", type=float, default=300, metavar="S", help="seconds per notebook"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _course_options(p)
+
+    p = add("export", "export grades: one row per student (wide) or nbgrader's CSV", _export)
+    p.add_argument("--csv", metavar="FILE", help="write here instead of standard output")
+    p.add_argument("--format", choices=("wide", "nbgrader"), default="wide")
+    _course_options(p)
+
+    p = add("feedback", "write per-student HTML feedback without hidden test source", _feedback)
+    p.add_argument("lab", metavar="LAB")
+    _course_options(p)
+
+    p = commands.add(
+        "grading",
+        "grade N generated submissions with plain nbgrader and with deploylab",
+        _bench,
+        group="bench",
+    )
+    p.add_argument("--submissions", type=_positive_int, default=8, metavar="N")
+    p.add_argument("--lab", default="ip-basics")
+    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N")
+    p.add_argument(
+        "--unsafe-no-sandbox", action="store_true", help="measure deploylab without bubblewrap"
+    )
+    _course_options(p)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _course_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--course", metavar="DIR", help="nbgrader course root (default: ./autograder)"
+    )
+    parser.add_argument("--labs-dir", metavar="DIR", help="student versions (default: DIR/../labs)")
+
+
+def _course(args: argparse.Namespace):
+    from deploylab.grading.course import Course
+
+    return Course.locate(args.course, args.labs_dir)
+
+
+def _release(args: argparse.Namespace) -> int:
+    from deploylab.grading.release import release
+
+    course = _course(args)
+    labs = [course.check_lab(lab) for lab in args.labs] or course.labs()
+    for lab, files in release(course, labs).items():
+        for path in files:
+            print(f"{lab}: wrote {os.path.relpath(path)}")
+    return 0
+
+
+def _autograde(args: argparse.Namespace) -> int:
+    from deploylab.grading.autograde import autograde, format_table
+
+    course = _course(args)
+    results = autograde(
+        course,
+        course.check_lab(args.lab),
+        args.submissions,
+        jobs=args.jobs,
+        force=args.force,
+        sandbox=not args.unsafe_no_sandbox,
+        cell_timeout=args.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+        progress=not args.quiet,
+    )
+    print(format_table(results))
+    return 0 if all(result.status for result in results) else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from deploylab.grading.export import export_csv
+
+    text = export_csv(_course(args), args.format)
+    if args.csv:
+        with open(args.csv, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from deploylab.grading.feedback import generate_feedback
+
+    course = _course(args)
+    for path in generate_feedback(course, course.check_lab(args.lab)):
+        print(f"wrote {os.path.relpath(path)}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from deploylab.grading.bench import run_benchmark
+
+    return run_benchmark(
+        _course(args),
+        args.lab,
+        args.submissions,
+        jobs=args.jobs,
+        sandbox=not args.unsafe_no_sandbox,
+    )
