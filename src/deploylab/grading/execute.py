@@ -1,0 +1,442 @@
+"""Run one student notebook to the end and say honestly how it went.
+
+:func:`run_notebook` executes every cell (errors do not stop the run: grading needs every test
+cell to run), inside a bubblewrap sandbox by default (:mod:`deploylab.grading.sandbox`), with a
+per-cell and a per-notebook time limit and bounded output. It never raises because of what the
+student's code does: it returns an :class:`ExecutionOutcome` whose ``status`` is one of
+``graded``, ``timed out``, ``kernel died`` or ``needs review``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
+
+__all__ = [
+    "STATUSES",
+    "ExecutionOutcome",
+    "KernelStartError",
+    "Limits",
+    "SandboxUnavailableError",
+    "run_notebook",
+]
+
+GRADED = "graded"
+TIMED_OUT = "timed out"
+KERNEL_DIED = "kernel died"
+NEEDS_REVIEW = "needs review"
+#: Every status :func:`run_notebook` can return, most severe first.
+STATUSES = (KERNEL_DIED, TIMED_OUT, NEEDS_REVIEW, GRADED)
+
+#: Unix socket paths are limited to 107 bytes; ``<prefix>-<n>`` must fit.
+_MAX_SOCKET_PREFIX = 96
+
+
+class SandboxUnavailableError(RuntimeError):
+    """Grading with the sandbox was asked for but bubblewrap cannot be used here."""
+
+
+class KernelStartError(RuntimeError):
+    """The kernel did not start (before any student code ran): a grader problem, not a student's."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one notebook's kernel (and everything it starts).
+
+    ``memory_bytes`` is the address-space limit of each process, ``cpu_seconds`` the CPU time of
+    each process, ``max_processes`` the number of processes/threads of the sandbox user,
+    ``max_output_bytes`` the output kept per cell (errors are always kept), ``max_file_bytes`` the
+    largest file the notebook may write, ``tmp_bytes`` the size of its private ``/tmp``.
+    """
+
+    memory_bytes: int = 1536 * 1024 * 1024
+    cpu_seconds: int = 120
+    max_processes: int = 64
+    max_output_bytes: int = 256 * 1024
+    max_file_bytes: int = 64 * 1024 * 1024
+    max_open_files: int = 256
+    tmp_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for name in (
+            "memory_bytes",
+            "cpu_seconds",
+            "max_processes",
+            "max_output_bytes",
+            "max_file_bytes",
+            "max_open_files",
+            "tmp_bytes",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Limits.{name} must be a positive integer, not {value!r}")
+
+
+@dataclass
+class ExecutionOutcome:
+    """What happened when a notebook ran.
+
+    ``notebook`` is the executed notebook (outputs filled in, injected integrity cells removed);
+    ``status`` one of :data:`STATUSES`; ``detail`` a sentence for people; ``tamper`` the
+    integrity findings (non-empty means ``needs review`` unless the kernel died or timed out).
+    """
+
+    notebook: NotebookNode
+    status: str
+    detail: str = ""
+    tamper: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timed_out_cells: list[int] = field(default_factory=list)
+    sandboxed: bool = False
+
+
+def run_notebook(
+    notebook: NotebookNode,
+    scratch_dir: Path,
+    *,
+    sandbox: bool = True,
+    cell_timeout: float = 30,
+    notebook_timeout: float = 300,
+    limits: Limits | None = None,
+) -> ExecutionOutcome:
+    """Execute ``notebook`` with its kernel's working directory in ``scratch_dir``.
+
+    ``notebook`` is not modified; the outcome holds an executed copy. With ``sandbox=True`` the
+    kernel runs under bubblewrap (no network, unprivileged user, only ``scratch_dir``
+    writable); :class:`SandboxUnavailableError` is raised when bwrap is missing. The kernel gets
+    ``cell_timeout`` seconds per cell (then it is interrupted and the next cell runs) and
+    ``notebook_timeout`` seconds in all (then it is killed).
+    """
+    limits = limits or Limits()
+    if cell_timeout <= 0 or notebook_timeout <= 0:
+        raise ValueError(
+            f"timeouts must be positive, not cell_timeout={cell_timeout!r}, "
+            f"notebook_timeout={notebook_timeout!r}"
+        )
+    if sandbox:
+        from deploylab.grading import sandbox as sandbox_module
+
+        sandbox_module.check_available()
+    scratch_dir = Path(scratch_dir).resolve()
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    runner = _Runner(
+        copy.deepcopy(notebook), scratch_dir, sandbox, cell_timeout, notebook_timeout, limits
+    )
+    return _run_coroutine(runner.run())
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """Run ``coroutine`` to completion, also from code that already has a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coroutine)
+        except BaseException as error:  # re-raised in the caller's thread
+            result["error"] = error
+
+    thread = threading.Thread(target=target, name="deploylab-run-notebook")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+class _GradingKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel command is ours (optionally wrapped by the sandbox)."""
+
+    def __init__(self, *, command_wrapper: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._command_wrapper = command_wrapper
+        # "message" interrupts go over the control channel: a signal to bwrap would not reach
+        # the kernel inside its own session and pid namespace.
+        self._grading_spec = KernelSpec(
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="Python 3 (deploylab grading)",
+            language="python",
+            interrupt_mode="message",
+        )
+
+    @property
+    def kernel_spec(self) -> KernelSpec:  # type: ignore[override]
+        return self._grading_spec
+
+    @property
+    def ipykernel(self) -> bool:  # type: ignore[override]
+        return True
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        command = [*self._grading_spec.argv, *(extra_arguments or [])]
+        command = [part.replace("{connection_file}", self.connection_file) for part in command]
+        if self._command_wrapper is not None:
+            command = self._command_wrapper(command)
+        return command
+
+
+class _GradingClient(NotebookClient):
+    """nbclient with bounded output and a record of which cells timed out."""
+
+    def __init__(self, nb: NotebookNode, *, max_output_bytes: int, **kwargs: Any) -> None:
+        super().__init__(nb, **kwargs)
+        self.max_output_bytes = max_output_bytes
+        self.timed_out_cells: list[int] = []
+        self.current_cell_index: int | None = None
+        self._cell_output_bytes: dict[int, int] = {}
+        self._truncated_cells: set[int] = set()
+
+    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None) -> Any:
+        if self.current_cell_index is not None and (
+            self.current_cell_index not in self.timed_out_cells
+        ):
+            self.timed_out_cells.append(self.current_cell_index)
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
+        output_type = msg["msg_type"]
+        if output_type == "error":
+            content = msg["content"]
+            content["traceback"] = _bounded_traceback(
+                content.get("traceback", []), self.max_output_bytes
+            )
+            return super().output(outs, msg, display_id, cell_index)
+        size = _message_size(msg["content"])
+        used = self._cell_output_bytes.get(cell_index, 0)
+        if used + size <= self.max_output_bytes:
+            self._cell_output_bytes[cell_index] = used + size
+            return super().output(outs, msg, display_id, cell_index)
+        if output_type == "stream" and used < self.max_output_bytes:
+            # Keep what still fits of this stream message, then stop.
+            room = self.max_output_bytes - used
+            msg["content"]["text"] = msg["content"].get("text", "")[:room]
+            self._cell_output_bytes[cell_index] = self.max_output_bytes
+            super().output(outs, msg, display_id, cell_index)
+        if cell_index not in self._truncated_cells:
+            self._truncated_cells.add(cell_index)
+            note = {
+                "msg_type": "stream",
+                "header": msg["header"],
+                "parent_header": msg.get("parent_header", {}),
+                "content": {
+                    "name": "stdout",
+                    "text": f"\n[output truncated: more than {self.max_output_bytes} bytes]\n",
+                },
+            }
+            return super().output(outs, note, None, cell_index)
+        return None
+
+    @property
+    def truncated_cells(self) -> set[int]:
+        return self._truncated_cells
+
+
+def _message_size(content: dict) -> int:
+    if "text" in content:
+        return len(content["text"])
+    data = content.get("data") or {}
+    return sum(len(value) if isinstance(value, str) else len(str(value)) for value in data.values())
+
+
+def _bounded_traceback(traceback: list[str], limit: int) -> list[str]:
+    """The last frames of ``traceback`` that fit in ``limit`` bytes (the error line is last)."""
+    kept: list[str] = []
+    used = 0
+    for line in reversed(traceback):
+        if used + len(line) > limit:
+            kept.append(line[-max(0, limit - used) :] if not kept else "[traceback truncated]")
+            break
+        kept.append(line)
+        used += len(line)
+    return list(reversed(kept))
+
+
+def _socket_prefix(scratch_dir: Path) -> tuple[str, Path | None]:
+    """Path prefix for the kernel's ipc sockets, in ``scratch_dir`` (via a short link if long)."""
+    prefix = scratch_dir / "kernel"
+    if len(str(prefix)) <= _MAX_SOCKET_PREFIX:
+        return str(prefix), None
+    link_dir = Path(tempfile.mkdtemp(prefix="dl-"))
+    link = link_dir / "s"
+    link.symlink_to(scratch_dir)
+    return str(link / "kernel"), link_dir
+
+
+@dataclass
+class _Runner:
+    notebook: NotebookNode
+    scratch_dir: Path
+    sandbox: bool
+    cell_timeout: float
+    notebook_timeout: float
+    limits: Limits
+
+    async def run(self) -> ExecutionOutcome:
+        started = time.monotonic()
+        from deploylab.grading import integrity
+
+        plan = integrity.instrument(self.notebook, nonce=secrets.token_hex(16))
+        socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
+        wrapper = None
+        sandbox_handle = None
+        if self.sandbox:
+            from deploylab.grading import sandbox as sandbox_module
+
+            sandbox_handle = sandbox_module.prepare(self.scratch_dir, self.limits)
+            wrapper = sandbox_handle.wrap
+        manager = _GradingKernelManager(
+            command_wrapper=wrapper,
+            transport="ipc",
+            ip=socket_prefix,
+            connection_file=str(self.scratch_dir / ".kernel.json"),
+        )
+        client = _GradingClient(
+            plan.notebook,
+            km=manager,
+            max_output_bytes=self.limits.max_output_bytes,
+            timeout=self.cell_timeout,
+            startup_timeout=60,
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            record_timing=False,
+            iopub_timeout=4,
+            shutdown_kernel="immediate",
+            extra_arguments=[
+                "--HistoryManager.enabled=False",
+                "--IPKernelApp.capture_fd_output=False",
+            ],
+        )
+        status, detail = GRADED, ""
+        kernel_events: list[str] = []
+        try:
+            try:
+                await client.async_start_new_kernel(
+                    cwd=str(self.scratch_dir), env=self._kernel_env(sandbox_handle)
+                )
+                await client.async_start_new_kernel_client()
+            except Exception as error:
+                await _shutdown(client)
+                raise KernelStartError(f"the grading kernel did not start: {error}") from error
+            try:
+                await asyncio.wait_for(
+                    self._execute_cells(client, plan, kernel_events), self.notebook_timeout
+                )
+            except TimeoutError:
+                status = TIMED_OUT
+                detail = f"the notebook ran longer than {self.notebook_timeout:g} s and was stopped"
+            except DeadKernelError:
+                status = KERNEL_DIED
+                detail = self._death_detail(manager, client)
+        finally:
+            await _shutdown(client)
+            if link_dir is not None:
+                shutil.rmtree(link_dir, ignore_errors=True)
+            if sandbox_handle is not None:
+                sandbox_handle.close()
+        tamper = (
+            plan.findings(client.nb) if status == GRADED else plan.findings(client.nb, partial=True)
+        )
+        if status == GRADED and client.timed_out_cells:
+            status = TIMED_OUT
+            cells = ", ".join(str(index) for index in plan.original_indices(client.timed_out_cells))
+            detail = f"cell(s) {cells} ran longer than {self.cell_timeout:g} s and were interrupted"
+        if status == GRADED and tamper:
+            status = NEEDS_REVIEW
+            detail = "integrity check: " + "; ".join(tamper)
+        return ExecutionOutcome(
+            notebook=plan.restore(client.nb),
+            status=status,
+            detail=detail,
+            tamper=tamper,
+            seconds=time.monotonic() - started,
+            timed_out_cells=plan.original_indices(client.timed_out_cells),
+            sandboxed=self.sandbox,
+        )
+
+    async def _execute_cells(self, client: _GradingClient, plan: Any, events: list[str]) -> None:
+        for index, cell in enumerate(client.nb.cells):
+            client.current_cell_index = index
+            await client.async_execute_cell(
+                cell, index, execution_count=client.code_cells_executed + 1
+            )
+        client.current_cell_index = None
+
+    def _kernel_env(self, sandbox_handle: Any) -> dict[str, str]:
+        if sandbox_handle is not None:
+            return sandbox_handle.environment()
+        environment = dict(os.environ)
+        environment.update(_QUIET_KERNEL_ENV)
+        return environment
+
+    def _death_detail(self, manager: _GradingKernelManager, client: _GradingClient) -> str:
+        index = client.current_cell_index
+        where = f" while running cell {plan_index}" if (plan_index := index) is not None else ""
+        code = _exit_code(manager)
+        if code is None:
+            return f"the kernel died{where}"
+        if code < 0 or code > 128:
+            signal_number = -code if code < 0 else code - 128
+            return f"the kernel was killed by signal {signal_number}{where} (limits, crash or kill)"
+        return f"the kernel exited with status {code}{where} (os._exit, exit() or a crash)"
+
+
+#: Environment for every grading kernel: no writes to the user's IPython/matplotlib dirs,
+#: no parallel BLAS threads, no bytecode files in the scratch directory.
+_QUIET_KERNEL_ENV = {
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MPLBACKEND": "agg",
+    "JUPYTER_PLATFORM_DIRS": "1",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+
+def _exit_code(manager: _GradingKernelManager) -> int | None:
+    provisioner = getattr(manager, "provisioner", None)
+    process = getattr(provisioner, "process", None)
+    if process is None:
+        return None
+    return process.poll()
+
+
+async def _shutdown(client: _GradingClient) -> None:
+    """Stop the kernel and its channels; never raises (the kernel may already be gone)."""
+    manager = client.km
+    try:
+        if client.kc is not None:
+            client.kc.stop_channels()
+    except Exception:
+        pass
+    if manager is None:
+        return
+    try:
+        if manager.has_kernel:
+            await manager.shutdown_kernel(now=True)
+    except Exception:
+        with contextlib.suppress(Exception):
+            await manager._async_kill_kernel()
+    with contextlib.suppress(Exception):
+        await manager._async_cleanup_resources()
