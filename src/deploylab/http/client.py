@@ -1,0 +1,223 @@
+"""An upstream HTTP/1.1 client with a keep-alive connection pool, for proxies and balancers.
+
+:class:`ConnectionPool` reuses idle connections per ``(host, port)`` (what nginx's upstream
+``keepalive`` does), can connect from a chosen local address (``source_address``, like
+nginx ``proxy_bind``), and turns failures into two errors a proxy maps to statuses:
+:class:`UpstreamConnectError` / :class:`UpstreamError` → 502, :class:`UpstreamTimeout` → 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+from deploylab.http.messages import Headers, HTTPError, Limits, Response
+from deploylab.http.parser import ResponseParser
+from deploylab.http.writer import serialize_request
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class UpstreamError(Exception):
+    """The upstream answered garbage or closed mid-response (a proxy answers ``status``)."""
+
+    status = 502
+
+
+class UpstreamConnectError(UpstreamError):
+    """The upstream could not be reached (refused, unroutable, bind failed): 502."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not connect or answer in time: 504."""
+
+    status = 504
+
+
+class _Conn:
+    __slots__ = ("idle_since", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.idle_since = 0.0
+
+    def usable(self) -> bool:
+        return not self.writer.is_closing() and not self.reader.at_eof()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class ConnectionPool:
+    """Send requests upstream over pooled keep-alive connections.
+
+    ``source_address``: local IP to connect from (the address the upstream will see).
+    ``max_idle``: idle connections kept per upstream. Timeouts are in seconds.
+
+    >>> from deploylab.http.server import HTTPServer
+    >>> async def demo():
+    ...     async def echo(request):
+    ...         return Response.text(request.client[0])
+    ...     async with HTTPServer(echo) as server, ConnectionPool() as pool:
+    ...         first = await pool.request(*server.address, "GET", "/", [("Host", "x")])
+    ...         second = await pool.request(*server.address, "GET", "/", [("Host", "x")])
+    ...         return first.body, second.status, pool.connections_opened
+    >>> asyncio.run(demo())
+    (b'127.0.0.1', 200, 1)
+    """
+
+    def __init__(
+        self,
+        *,
+        source_address: str | None = None,
+        max_idle: int = 16,
+        idle_timeout: float = 30.0,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 30.0,
+        limits: Limits | None = None,
+    ) -> None:
+        self.source_address = source_address
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.limits = limits or Limits(max_header_bytes=64 * 1024, max_headers=200)
+        self._idle: dict[tuple[str, int], collections.deque[_Conn]] = collections.defaultdict(
+            collections.deque
+        )
+        self.connections_opened = 0
+
+    async def __aenter__(self) -> ConnectionPool:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every idle connection."""
+        for conns in self._idle.values():
+            while conns:
+                conns.popleft().close()
+
+    async def _connect(self, host: str, port: int) -> _Conn:
+        local = (self.source_address, 0) if self.source_address else None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, local_addr=local, limit=2**20),
+                self.connect_timeout,
+            )
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"connecting to {host}:{port} took over {self.connect_timeout} s"
+            ) from None
+        except OSError as error:
+            raise UpstreamConnectError(
+                f"cannot connect to {host}:{port}: {error.strerror or error}"
+            ) from None
+        self.connections_opened += 1
+        return _Conn(reader, writer)
+
+    def _take_idle(self, key: tuple[str, int]) -> _Conn | None:
+        conns = self._idle.get(key)
+        now = time.monotonic()
+        while conns:
+            conn = conns.pop()
+            if conn.usable() and now - conn.idle_since < self.idle_timeout:
+                return conn
+            conn.close()
+        return None
+
+    def _put_idle(self, key: tuple[str, int], conn: _Conn) -> None:
+        conns = self._idle[key]
+        conn.idle_since = time.monotonic()
+        conns.append(conn)
+        while len(conns) > self.max_idle:
+            conns.popleft().close()
+
+    async def connect_raw(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A fresh, unpooled connection (for CONNECT tunnels); same errors as :meth:`request`."""
+        conn = await self._connect(host, port)
+        return conn.reader, conn.writer
+
+    async def request(
+        self,
+        host: str,
+        port: int,
+        method: str,
+        target: str,
+        headers: Headers,
+        body: bytes = b"",
+        *,
+        timeout: float | None = None,
+    ) -> Response:
+        """Send one request to ``host:port`` and return the whole response.
+
+        A reused connection the upstream had already closed is retried once on a new one
+        when the method is idempotent (nothing was answered, so nothing is lost).
+        """
+        key = (host, port)
+        data = serialize_request(method, target, headers, body)
+        for attempt in (1, 2):
+            conn = self._take_idle(key) if attempt == 1 else None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(host, port)
+            try:
+                response, keep = await self._exchange(conn, data, method, timeout)
+            except _StaleConnection:
+                conn.close()
+                if reused and method in _IDEMPOTENT:
+                    continue
+                raise UpstreamError(
+                    f"{host}:{port} closed the connection without answering"
+                ) from None
+            except BaseException:
+                conn.close()
+                raise
+            if keep:
+                self._put_idle(key, conn)
+            else:
+                conn.close()
+            return response
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, conn: _Conn, data: bytes, method: str, timeout: float | None):
+        parser = ResponseParser(self.limits, head=method == "HEAD")
+        conn.writer.write(data)
+        got_bytes = False
+        deadline = timeout if timeout is not None else self.read_timeout
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        try:
+            await conn.writer.drain()
+            while True:
+                remaining = end - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError
+                chunk = await asyncio.wait_for(conn.reader.read(65536), remaining)
+                if not chunk:
+                    final = parser.finish()
+                    if final is not None:
+                        return final, False
+                    if not got_bytes:
+                        raise _StaleConnection
+                    raise UpstreamError("upstream closed the connection mid-response")
+                got_bytes = True
+                responses = parser.feed(chunk)
+                if responses:
+                    return responses[0], parser.keep_alive and not parser.in_headers
+        except TimeoutError:
+            raise UpstreamTimeout(f"no complete response within {deadline} s") from None
+        except HTTPError as error:
+            raise UpstreamError(f"invalid response from upstream: {error.detail}") from None
+        except (ConnectionResetError, BrokenPipeError) as error:
+            if not got_bytes:
+                raise _StaleConnection from None
+            raise UpstreamError(f"upstream connection failed: {error}") from None
+
+
+class _StaleConnection(Exception):
+    pass

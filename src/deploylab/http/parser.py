@@ -1,0 +1,230 @@
+"""Sans-IO HTTP/1.1 parsing on llhttp (``httptools``) with size limits.
+
+Feed bytes in, get whole messages out; nothing here touches a socket. Pipelined requests in
+one buffer come out in order. Anything malformed raises :class:`HTTPError` with the status to
+answer, after which the connection's framing cannot be trusted and it must be closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import httptools
+
+from deploylab.http.messages import Headers, HTTPError, Limits, Request, Response
+
+
+class _Base:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._done: list = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = bytearray()
+        self._status = b""
+        self._headers: Headers = []
+        self._header_bytes = 0
+        self._body = bytearray()
+        self._started = False
+        self._headers_complete = False
+
+    # llhttp callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset()
+        self._started = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise HTTPError(431, f"headers exceed {self.limits.max_header_bytes} bytes")
+        if len(self._headers) >= self.limits.max_headers:
+            raise HTTPError(431, f"more than {self.limits.max_headers} header fields")
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self._headers_complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if len(self._body) + len(body) > self.limits.max_body:
+            raise HTTPError(413, f"body exceeds {self.limits.max_body} bytes")
+        self._body += body
+
+    @property
+    def in_headers(self) -> bool:
+        """True while a message has started but its headers are not complete (the window a
+        slow-header client holds open)."""
+        return self._started and not self._headers_complete
+
+    def _feed(self, parser, data: bytes) -> None:
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserCallbackError as error:
+            cause = error.__context__
+            if isinstance(cause, _HeadDone):
+                return
+            if isinstance(cause, HTTPError):
+                raise cause from None
+            raise HTTPError(400, str(error)) from error
+        except httptools.HttpParserError as error:
+            raise HTTPError(400, str(error) or type(error).__name__) from None
+
+
+class RequestParser(_Base):
+    """Turn bytes from a client into :class:`Request` objects.
+
+    >>> parser = RequestParser()
+    >>> [r.target for r in parser.feed(b"GET /a HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET /b HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")]
+    ['/a', '/b']
+    >>> parser.feed(b"POST /c HTTP/1.1\\r\\nHost: x\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n3\\r\\nabc\\r\\n0\\r\\n\\r\\n")[0].body
+    b'abc'
+
+    Smuggling attempts and oversized parts raise :class:`HTTPError` with the status to send:
+
+    >>> RequestParser().feed(b"POST / HTTP/1.1\\r\\nContent-Length: 3\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n")
+    Traceback (most recent call last):
+    ...
+    deploylab.http.messages.HTTPError: 400 Bad Request: Transfer-Encoding can't be present with Content-Length
+    >>> RequestParser(Limits(max_request_target=10)).feed(b"GET /" + b"a" * 20 + b" HTTP/1.1\\r\\n")
+    Traceback (most recent call last):
+    ...
+    deploylab.http.messages.HTTPError: 414 URI Too Long: request target exceeds 10 bytes
+
+    After a ``CONNECT`` request, the bytes that follow it are in :attr:`tunnel_data` and
+    :attr:`upgraded` is True: they belong to the tunnel, not to HTTP.
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        super().__init__(limits or Limits())
+        self._parser = httptools.HttpRequestParser(self)
+        self.upgraded = False
+        self.tunnel_data = b""
+        self.error: HTTPError | None = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_request_target:
+            raise HTTPError(414, f"request target exceeds {self.limits.max_request_target} bytes")
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        self._done.append(
+            Request(
+                method=parser.get_method().decode("ascii"),
+                target=self._url.decode("latin-1"),
+                headers=self._headers,
+                body=bytes(self._body),
+                version=parser.get_http_version(),
+                keep_alive=parser.should_keep_alive(),
+            )
+        )
+        self._started = False
+
+    def feed(self, data: bytes) -> list[Request]:
+        """Parse ``data``; return the requests it completed (maybe none, maybe several).
+
+        When good requests come before a malformed one in the same ``data``, they are
+        returned and the error is kept in :attr:`error` (raised by the next call), so a
+        server can answer them in order before the error.
+        """
+        if self.error is not None:
+            raise self.error
+        if self.upgraded:
+            raise HTTPError(400, "data after CONNECT belongs to the tunnel")
+        try:
+            self._feed_all(data)
+        except HTTPError as error:
+            if not self._done:
+                raise
+            self.error = error
+        done, self._done = self._done, []
+        return done
+
+    def _feed_all(self, data: bytes) -> None:
+        while True:
+            try:
+                self._feed(self._parser, data)
+                return
+            except httptools.HttpParserUpgrade as upgrade:
+                offset = upgrade.args[0]
+                if self._done and self._done[-1].method == "CONNECT":
+                    self.upgraded = True
+                    self.tunnel_data = bytes(data[offset:])
+                    return
+                # An Upgrade (websocket, h2c) we do not support: answer the request as plain
+                # HTTP (Upgrade is hop-by-hop and gets dropped) and go on parsing.
+                data = data[offset:]
+                if not data:
+                    return
+
+
+class ResponseParser(_Base):
+    """Turn bytes from an upstream into :class:`Response` objects.
+
+    Informational (1xx) responses are skipped. Set ``head=True`` when the request was HEAD:
+    the response then ends with its headers whatever its ``Content-Length`` says.
+
+    >>> parser = ResponseParser()
+    >>> parser.feed(b"HTTP/1.1 100 Continue\\r\\n\\r\\nHTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi")[0].body
+    b'hi'
+    >>> parser = ResponseParser()
+    >>> parser.feed(b"HTTP/1.1 200 OK\\r\\n\\r\\nuntil close"), parser.finish().body
+    ([], b'until close')
+    """
+
+    def __init__(self, limits: Limits | None = None, head: bool = False) -> None:
+        super().__init__(limits or Limits())
+        self._parser = httptools.HttpResponseParser(self)
+        self.head = head
+        self.keep_alive = True
+
+    def on_status(self, status: bytes) -> None:
+        self._status += status
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self.head and self._parser.get_status_code() >= 200:
+            self._complete()
+            raise _HeadDone
+
+    def on_message_complete(self) -> None:
+        self._complete()
+
+    def _complete(self) -> None:
+        status = self._parser.get_status_code()
+        self._started = False
+        if 100 <= status < 200 and status != 101:
+            return
+        self.keep_alive = self._parser.should_keep_alive()
+        self._done.append(
+            Response(
+                status=status,
+                headers=self._headers,
+                body=bytes(self._body),
+                reason=self._status.decode("latin-1"),
+                version=self._parser.get_http_version(),
+            )
+        )
+
+    def feed(self, data: bytes) -> list[Response]:
+        """Parse ``data``; return the responses it completed."""
+        with contextlib.suppress(httptools.HttpParserUpgrade):  # a 101 ends HTTP here
+            self._feed(self._parser, data)
+        done, self._done = self._done, []
+        return done
+
+    def finish(self) -> Response | None:
+        """The peer closed the connection: return a response whose body ran until close
+        (no Content-Length, not chunked), or None when the close cut a message short."""
+        if not self._headers_complete or not self._started:
+            return None
+        names = {name.lower() for name, _ in self._headers}
+        if "content-length" in names or "transfer-encoding" in names:
+            return None
+        self._complete()
+        self.keep_alive = False
+        return self._done.pop() if self._done else None
+
+
+class _HeadDone(Exception):
+    """Raised inside the parser to stop after a HEAD response's headers."""

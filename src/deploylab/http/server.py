@@ -1,0 +1,343 @@
+"""An asyncio HTTP/1.1 server base: one handler coroutine per request, hardened framing.
+
+:class:`HTTPServer` parses with :class:`~deploylab.http.parser.RequestParser`, answers
+pipelined requests in order, keeps connections alive, cuts off slow header senders (408),
+answers malformed input with the right status (400/413/414/431) then closes only that
+connection, logs one line per request and publishes events on an
+:class:`~deploylab.events.EventBus`. It is built on ``asyncio.Protocol`` (no stream objects
+per request) so that it stays fast enough to benchmark against nginx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from deploylab.events import EventBus
+from deploylab.http.messages import HTTPError, Limits, Request, Response
+from deploylab.http.parser import RequestParser
+from deploylab.http.writer import serialize_response
+
+Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger("deploylab.http")
+
+_MAX_PIPELINED = 32
+
+
+def _address(pair: tuple[str, int] | None) -> str:
+    if not pair:
+        return "?"
+    host, port = pair[0], pair[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class HTTPServer:
+    """Serve ``handler(request) -> Response`` on ``host:port`` (port 0 picks a free port).
+
+    Use ``async with HTTPServer(handler) as server:`` or ``await start()`` / ``await stop()``.
+    ``server.events`` publishes ``request``, ``response`` and ``error`` events (handlers add
+    their own, such as ``cache_hit`` or ``forward``, with the same ``id``).
+
+    >>> async def hello(request):
+    ...     return Response.text(f"hello {request.client[0]}")
+    >>> async def demo():
+    ...     async with HTTPServer(hello) as server:
+    ...         reader, writer = await asyncio.open_connection(*server.address)
+    ...         writer.write(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+    ...         reply = await reader.read()
+    ...         writer.close()
+    ...         return reply.split(b"\\r\\n")[0], reply.split(b"\\r\\n\\r\\n")[1]
+    >>> asyncio.run(demo())
+    (b'HTTP/1.1 200 OK', b'hello 127.0.0.1')
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str = "server",
+        limits: Limits | None = None,
+        events: EventBus | None = None,
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.requested_port = port
+        self.name = name
+        self.limits = limits or Limits()
+        self.events = events or EventBus(name)
+        self._server: asyncio.Server | None = None
+        self._connections: set[_Connection] = set()
+        self._ids = itertools.count(1)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` actually listened on (valid once started)."""
+        if self._server is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._server.sockets[0].getsockname()[:2]
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{_address(self.address)}"
+
+    async def start(self) -> HTTPServer:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.requested_port, reuse_address=True
+        )
+        self.events.publish("listening", address=_address(self.address), name=self.name)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for connection in list(self._connections):
+            connection.abort()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+        self._server = None
+        self.events.publish("stopped", name=self.name)
+
+    async def __aenter__(self) -> HTTPServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, queue, answer in order, time out."""
+
+    def __init__(self, server: HTTPServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.parser = RequestParser(self.limits)
+        self.queue: collections.deque = collections.deque()
+        self.worker: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_kind = ""
+        self.closing = False
+        self.broken = False  # the framing failed: answer what came before, then the error
+        self.eof = False
+        self.tunnel_writer: asyncio.StreamWriter | None = None
+        self.pump: asyncio.Task | None = None
+
+    # connection events ---------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")[:2]
+        self.local = transport.get_extra_info("sockname")[:2]
+        self.loop = asyncio.get_running_loop()
+        self.server._connections.add(self)
+        self._arm(self.limits.header_timeout, "header")
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.server._connections.discard(self)
+        self._disarm()
+        if self.worker and not self.worker.done():
+            self.worker.cancel()
+        if self.tunnel_writer is not None:
+            self.tunnel_writer.close()
+        if self.pump and not self.pump.done():
+            self.pump.cancel()
+
+    def abort(self) -> None:
+        self.closing = True
+        self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel_writer is not None:
+            self.tunnel_writer.write(data)
+            return
+        if self.closing or self.broken:
+            return
+        try:
+            requests = self.parser.feed(data)
+        except HTTPError as error:
+            self.transport.pause_reading()
+            self.broken = True
+            self._disarm()
+            self._enqueue(error)
+            return
+        for request in requests:
+            request.client = self.peer
+            request.server = self.local
+            request.id = self.server.next_id()
+            self.server.events.publish(
+                "request",
+                id=request.id,
+                client=_address(self.peer),
+                server=_address(self.local),
+                method=request.method,
+                target=request.target,
+                host=request.header("Host"),
+                headers=list(request.headers),
+            )
+            self._enqueue(request)
+        if self.parser.error is not None:
+            self.transport.pause_reading()
+            self.broken = True
+            self._disarm()
+            self._enqueue(self.parser.error)
+            return
+        if self.parser.upgraded:
+            self.transport.pause_reading()  # the rest is tunnel data, handled after CONNECT
+        elif len(self.queue) > _MAX_PIPELINED:
+            self.transport.pause_reading()
+        if self.parser.in_headers:
+            if self.timer_kind != "header":
+                self._arm(self.limits.header_timeout, "header")
+        elif self.timer_kind:
+            self._disarm()
+
+    def eof_received(self) -> bool:
+        # A half-closed client still gets the answers to what it sent (curl, pipelining).
+        self.eof = True
+        if self.tunnel_writer is not None:
+            with contextlib.suppress(Exception):
+                self.tunnel_writer.write_eof()
+            return True
+        return bool(self.queue or (self.worker and not self.worker.done()))
+
+    # timers ---------------------------------------------------------------------------------
+    def _arm(self, delay: float, kind: str) -> None:
+        self._disarm()
+        self.timer = self.loop.call_later(delay, self._timeout)
+        self.timer_kind = kind
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer, self.timer_kind = None, ""
+
+    def _timeout(self) -> None:
+        kind, self.timer, self.timer_kind = self.timer_kind, None, ""
+        if self.queue or (self.worker and not self.worker.done()):
+            return
+        if kind == "header" and self.parser.in_headers:
+            self.broken = True
+            self._enqueue(HTTPError(408, f"headers not complete in {self.limits.header_timeout} s"))
+            return
+        self.closing = True
+        self.transport.close()
+
+    # answering ------------------------------------------------------------------------------
+    def _enqueue(self, item) -> None:
+        self.queue.append(item)
+        if self.worker is None or self.worker.done():
+            self.worker = self.loop.create_task(self._work())
+
+    async def _work(self) -> None:
+        while self.queue:
+            item = self.queue.popleft()
+            if isinstance(item, HTTPError):
+                self._write_error(item)
+                return
+            await self._answer(item)
+            if self.transport.is_closing() or self.tunnel_writer is not None:
+                return
+        if self.eof:
+            self.transport.close()
+        elif not self.closing and not self.broken:
+            if not self.transport.is_reading():
+                self.transport.resume_reading()
+            if self.parser.in_headers:
+                self._arm(self.limits.header_timeout, "header")
+            else:
+                self._arm(self.limits.keep_alive_timeout, "idle")
+
+    def _write_error(self, error: HTTPError) -> None:
+        response = Response.error(error.status, error.detail)
+        self.transport.write(serialize_response(response, keep_alive=False))
+        self.server.events.publish(
+            "error", client=_address(self.peer), status=error.status, detail=error.detail
+        )
+        log.info(
+            '%s %s "-" %d %s', self.server.name, _address(self.peer), error.status, error.detail
+        )
+        self.transport.close()
+
+    async def _answer(self, request: Request) -> None:
+        started = time.perf_counter()
+        try:
+            response = await self.server.handler(request)
+        except HTTPError as error:
+            response = Response.error(error.status, error.detail)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a handler bug must not take the server down
+            log.exception(
+                "%s: handler failed on %s %s", self.server.name, request.method, request.target
+            )
+            response = Response.error(500, type(error).__name__)
+        keep_alive = request.keep_alive and not self.closing and self.server._server is not None
+        if response.tunnel is not None:
+            keep_alive = True
+        if self.transport.is_closing():
+            return
+        self.transport.write(
+            serialize_response(response, head=request.method == "HEAD", keep_alive=keep_alive)
+        )
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.server.events.publish(
+            "response",
+            id=request.id,
+            client=_address(self.peer),
+            status=response.status,
+            bytes=len(response.body),
+            duration_ms=round(duration_ms, 3),
+            headers=list(response.headers),
+        )
+        log.info(
+            '%s %s "%s %s HTTP/%s" %d %d %.1fms',
+            self.server.name,
+            _address(self.peer),
+            request.method,
+            request.target,
+            request.version,
+            response.status,
+            len(response.body),
+            duration_ms,
+        )
+        if response.tunnel is not None:
+            self._start_tunnel(*response.tunnel)
+        elif not keep_alive:
+            self.closing = True
+            self.transport.close()
+
+    # CONNECT tunnels ----------------------------------------------------------------------
+    def _start_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._disarm()
+        self.tunnel_writer = writer
+        if self.parser.tunnel_data:
+            writer.write(self.parser.tunnel_data)
+        self.pump = self.loop.create_task(self._pump(reader))
+        self.transport.resume_reading()
+
+    async def _pump(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                self.transport.write(chunk)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.transport.close()
+            if self.tunnel_writer is not None:
+                self.tunnel_writer.close()

@@ -1,0 +1,76 @@
+"""Sans-IO serialisation of requests and responses to HTTP/1.1 bytes.
+
+The writer owns the framing: it drops any ``Content-Length``, ``Transfer-Encoding`` and
+``Connection`` the caller put in and writes correct ones, so a proxy cannot pass on a framing
+it did not check.
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+
+from deploylab.http.messages import Headers, Response, reason_phrase
+
+_FRAMING = ("content-length", "transfer-encoding", "connection")
+_NO_BODY_STATUS = (204, 304)
+
+
+def _lines(headers: Headers) -> list[str]:
+    lines = []
+    for name, value in headers:
+        if name.lower() in _FRAMING:
+            continue
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            raise ValueError(f"header {name!r} contains a line break: {value!r}")
+        lines.append(f"{name}: {value}\r\n")
+    return lines
+
+
+def serialize_response(
+    response: Response, *, head: bool = False, keep_alive: bool = True, date: bool = True
+) -> bytes:
+    """The bytes of ``response``. ``head``: answer to a HEAD request (headers only, with the
+    body's Content-Length); ``keep_alive=False`` adds ``Connection: close``.
+
+    >>> serialize_response(Response(200, [("Content-Length", "99")], b"hi"), date=False)
+    b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi'
+    >>> serialize_response(Response(304), keep_alive=False, date=False)
+    b'HTTP/1.1 304 Not Modified\\r\\nConnection: close\\r\\n\\r\\n'
+    """
+    status = response.status
+    reason = response.reason or reason_phrase(status)
+    lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+    if date and not any(name.lower() == "date" for name, _ in response.headers):
+        lines.append(f"Date: {formatdate(usegmt=True)}\r\n")
+    lines += _lines(response.headers)
+    if status not in _NO_BODY_STATUS and status >= 200:
+        lines.append(f"Content-Length: {len(response.body)}\r\n")
+    if not keep_alive:
+        lines.append("Connection: close\r\n")
+    lines.append("\r\n")
+    head_bytes = "".join(lines).encode("latin-1")
+    if head or status in _NO_BODY_STATUS or status < 200:
+        return head_bytes
+    return head_bytes + response.body
+
+
+def serialize_request(
+    method: str, target: str, headers: Headers, body: bytes = b"", *, keep_alive: bool = True
+) -> bytes:
+    """The bytes of a request; adds ``Content-Length`` when there is a body (or the method
+    normally has one).
+
+    >>> serialize_request("GET", "/x", [("Host", "a")])
+    b'GET /x HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n'
+    >>> serialize_request("POST", "/x", [("Host", "a"), ("Transfer-Encoding", "chunked")], b"ab")
+    b'POST /x HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 2\\r\\n\\r\\nab'
+    """
+    if any(c in target for c in " \r\n"):
+        raise ValueError(f"request target {target!r} contains whitespace")
+    lines = [f"{method} {target} HTTP/1.1\r\n", *_lines(headers)]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    if not keep_alive:
+        lines.append("Connection: close\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1") + body
