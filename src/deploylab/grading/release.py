@@ -16,7 +16,13 @@ from pathlib import Path
 
 from deploylab.grading.course import Course, CourseError
 
-__all__ = ["canonical_notebook_text", "release", "release_lab", "student_version"]
+__all__ = [
+    "canonical_notebook_text",
+    "generate_with_nbgrader",
+    "release",
+    "release_lab",
+    "student_version",
+]
 
 
 def canonical_notebook_text(notebook) -> str:
@@ -93,8 +99,11 @@ def _check_source(course: Course, lab: str) -> None:
         raise CourseError(f"{path}: grade_id {duplicates[0]!r} is used by more than one cell")
 
 
-def release_lab(course: Course, lab: str) -> list[Path]:
-    """Generate one lab with nbgrader and write ``labs/<lab>/``; returns the files written."""
+def generate_with_nbgrader(course: Course, lab: str) -> Path:
+    """Run nbgrader's ``generate_assignment`` for ``lab`` in-process; returns ``release/<lab>/``.
+
+    Also records the lab's cells (hidden tests included) in the gradebook, as nbgrader does.
+    """
     from nbgrader.converters import GenerateAssignment
 
     course.check_lab(lab)
@@ -109,8 +118,12 @@ def release_lab(course: Course, lab: str) -> list[Path]:
         except Exception as error:
             details = "; ".join(messages[-3:]) or str(error)
             raise CourseError(f"nbgrader could not generate lab {lab!r}: {details}") from error
+    return course.root / "release" / lab
 
-    released = course.root / "release" / lab
+
+def release_lab(course: Course, lab: str) -> list[Path]:
+    """Generate one lab with nbgrader and write ``labs/<lab>/``; returns the files written."""
+    released = generate_with_nbgrader(course, lab)
     target = course.labs_dir / lab
     target.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
