@@ -1,0 +1,159 @@
+"""``deploylab serve backend|balancer``, ``deploylab nginx-conf balancer``, ``deploylab bench lb``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(commands) -> None:
+    p = commands.add(
+        "backend",
+        "demo app instance that names itself and can burn CPU",
+        _serve_backend,
+        group="serve",
+    )
+    p.add_argument("--port", type=int, default=0, help="TCP port (0 = any free port)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--name", default=None, help="name shown in responses (default backend-PORT)")
+    p.add_argument("--work-ms", type=float, default=0.0, help="CPU milliseconds burnt per request")
+
+    p = commands.add(
+        "balancer",
+        "L7 (HTTP) or L4 (TCP) load balancer with nginx's algorithms",
+        _serve_balancer,
+        group="serve",
+    )
+    _balancer_arguments(p)
+    p.add_argument("--config", default=None, help="TOML file (see deploylab.balancer.runtime)")
+
+    p = commands.add(
+        "balancer",
+        "nginx upstream config equivalent to a deploylab balancer",
+        _nginx_conf,
+        group="nginx-conf",
+    )
+    _balancer_arguments(p)
+    p.add_argument("--keepalive", type=int, default=0, help="upstream keepalive connections")
+
+    p = commands.add(
+        "lb",
+        "deploylab's balancer vs nginx over the same backends, with wrk",
+        _bench_lb,
+        group="bench",
+    )
+    p.add_argument("--backends", type=int, default=2)
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
+    p.add_argument("--rounds", type=int, default=2, help="alternations nginx/deploylab")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--layer", type=int, choices=(4, 7), default=7)
+
+
+def _balancer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--algorithm",
+        default="round_robin",
+        help="round_robin, least_conn, ip_hash, hash, hash_consistent, random_two",
+    )
+    p.add_argument("--key", default="$request_uri", help="hash key (hash algorithms)")
+    p.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        metavar="URL[,weight=W][,backup]",
+        help="a backend; options: weight=, max_fails=, fail_timeout=, max_conns=, "
+        "slow_start=, backup, down (repeat the option for more backends)",
+    )
+    p.add_argument("--layer", type=int, choices=(4, 7), default=7)
+
+
+def _serve_backend(args: argparse.Namespace) -> int:
+
+    from deploylab.balancer.backend import DemoBackend
+    from deploylab.balancer.runtime import run_until_signal
+
+    async def main() -> None:
+        async with DemoBackend(args.port, args.host, args.name, args.work_ms) as backend:
+            print(f"backend {backend.name} listening on {backend.url}", flush=True)
+            await run_until_signal()
+
+    run = _runner()
+    run(main())
+    return 0
+
+
+def _runner():
+    import asyncio
+
+    try:
+        import uvloop
+
+        return uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but not on Windows
+        return asyncio.run
+
+
+def _serve_balancer(args: argparse.Namespace) -> int:
+    from deploylab.balancer.runtime import Balancer, run_until_signal
+
+    async def main() -> None:
+        if args.config:
+            balancer = Balancer.from_toml(args.config)
+        else:
+            if not args.backend:
+                raise ValueError(
+                    "no --backend given: expected at least one URL like http://127.0.0.1:8081"
+                )
+            balancer = Balancer(
+                args.backend,
+                algorithm=args.algorithm,
+                port=args.port,
+                host=args.host,
+                layer=args.layer,
+                key=args.key,
+            )
+        async with balancer:
+            print(
+                f"balancer (L{balancer.layer}, {balancer.upstream.algorithm}) listening on "
+                f"{balancer.url} -> {', '.join(balancer.backends)}",
+                flush=True,
+            )
+            await run_until_signal()
+
+    _runner()(main())
+    return 0
+
+
+def _nginx_conf(args: argparse.Namespace) -> int:
+    from deploylab.balancer.nginx import nginx_config
+
+    if not args.backend:
+        raise ValueError("no --backend given: expected at least one URL like http://127.0.0.1:8081")
+    print(
+        nginx_config(
+            args.backend,
+            algorithm=args.algorithm,
+            port=args.port or 80,
+            key=args.key,
+            keepalive=args.keepalive,
+            layer=args.layer,
+        ),
+        end="",
+    )
+    return 0
+
+
+def _bench_lb(args: argparse.Namespace) -> int:
+    from deploylab.balancer.bench import bench_lb
+
+    bench_lb(
+        backends=args.backends,
+        duration=args.duration,
+        rounds=args.rounds,
+        connections=args.connections,
+        threads=args.threads,
+        layer=args.layer,
+    )
+    return 0

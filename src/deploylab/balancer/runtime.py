@@ -1,0 +1,980 @@
+"""The load balancer on real sockets: L7 (HTTP, per request) or L4 (TCP, per connection).
+
+It drives :class:`deploylab.balancer.core.Upstream` (nginx's algorithms and failure rules)
+with asyncio protocols. The L7 hot path is deliberately lean: ``asyncio.Protocol`` callbacks
+(no streams, no task per request when a pooled connection is idle), llhttp via
+``httptools``, keep-alive pools to the backends, and the response bytes passed through
+unchanged while the parser only watches for the end of the message. (The shared
+``deploylab.http`` plumbing builds a ``Request`` object with decoded headers per message,
+which is right for the proxies but costs too much per request here.)
+
+Runtime control, safe with requests in flight (the autoscaler drives these)::
+
+    balancer.add_backend("http://127.0.0.1:9001", weight=1)   # -> Peer; picked from now on
+    await balancer.drain_backend("http://127.0.0.1:9001")      # no new requests; waits for idle
+    balancer.remove_backend("http://127.0.0.1:9001")           # gone; in-flight ones finish
+    balancer.mark_down("http://127.0.0.1:9001")                # like nginx `down` (keeps slot)
+    balancer.mark_down(url, False)                             # back up
+    balancer.status()                                          # per-backend metrics (JSON-ready)
+
+TOML config for ``deploylab serve balancer --config FILE``::
+
+    port = 8080
+    algorithm = "least_conn"     # any of deploylab.balancer.ALGORITHMS
+    layer = 7
+    [[backend]]
+    url = "http://127.0.0.1:8081"
+    weight = 2
+    [[backend]]
+    url = "http://127.0.0.1:8082"
+    backup = true
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import httptools
+
+from deploylab.balancer.core import HealthCheck, NoLiveUpstreams, Peer, RetryPolicy, Upstream
+from deploylab.events import EventBus
+
+__all__ = ["BackendStats", "Balancer", "parse_backend", "run_until_signal"]
+
+STATUS_PATH = b"/_deploylab/status"
+
+#: Request headers not forwarded (hop-by-hop, or rewritten by the balancer).
+_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"x-forwarded-for",
+        b"x-real-ip",
+    }
+)
+
+
+def parse_backend(spec: str | dict | Peer) -> Peer:
+    """``http://HOST:PORT[,weight=W][,max_fails=N][,fail_timeout=S][,max_conns=N]
+    [,slow_start=S][,backup][,down]`` (or a TOML table / a Peer) → :class:`Peer` named
+    ``HOST:PORT`` (nginx's server string).
+
+    >>> parse_backend("http://127.0.0.1:8081,weight=5,backup")
+    Peer(name='127.0.0.1:8081', weight=5, max_fails=1, fail_timeout=10.0, backup=True, down=False, max_conns=0, slow_start=0.0, current_weight=0, effective_weight=5, conns=0, fails=0, accessed=0.0, checked=0.0, draining=False, healthy=True, recovered_at=None)
+    """
+    if isinstance(spec, Peer):
+        return spec
+    if isinstance(spec, dict):
+        options = dict(spec)
+        url = options.pop("url")
+    else:
+        url, *rest = spec.split(",")
+        options: dict[str, Any] = {}
+        for item in rest:
+            name, sep, value = item.strip().partition("=")
+            if not sep:
+                if name not in ("backup", "down"):
+                    raise ValueError(
+                        f"backend option {item!r} in {spec!r}: expected NAME=VALUE, backup or down"
+                    )
+                options[name] = True
+            else:
+                options[name] = value
+    address = url.strip()
+    if "://" in address:
+        scheme, _, address = address.partition("://")
+        if scheme not in ("http", "tcp"):
+            raise ValueError(f"backend {url!r}: expected an http:// URL")
+    address = address.rstrip("/")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"backend {url!r}: expected HOST:PORT such as http://127.0.0.1:8081")
+    host = {"localhost": "127.0.0.1"}.get(host, host)
+    kinds = {
+        "weight": int,
+        "max_fails": int,
+        "fail_timeout": float,
+        "max_conns": int,
+        "slow_start": float,
+        "backup": bool,
+        "down": bool,
+    }
+    kwargs: dict[str, Any] = {}
+    for name, value in options.items():
+        if name not in kinds:
+            raise ValueError(f"backend option {name!r}: expected one of {', '.join(kinds)}")
+        try:
+            kwargs[name] = value if isinstance(value, bool) else kinds[name](value)
+        except ValueError:
+            raise ValueError(
+                f"backend option {name}={value!r}: expected {kinds[name].__name__}"
+            ) from None
+    return Peer(f"{host}:{port}", **kwargs)
+
+
+class BackendStats:
+    """Per-backend counters: requests, failures and recent latencies (for p50/p99)."""
+
+    __slots__ = ("failures", "latencies", "requests", "statuses")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.failures = 0
+        self.latencies: deque[float] = deque(maxlen=2048)
+        self.statuses: dict[int, int] = {}
+
+    def percentile(self, fraction: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _stats(peer: Peer) -> BackendStats:
+    stats = peer.data.get("stats")
+    if stats is None:
+        stats = peer.data["stats"] = BackendStats()
+        peer.data["idle"] = []
+    return stats
+
+
+# --------------------------------------------------------------------------------- L7 ----
+class _Exchange:
+    """One client request on its way through the balancer (possibly several attempts)."""
+
+    __slots__ = (
+        "attempt",
+        "client",
+        "conn",
+        "deadline",
+        "head",
+        "keep_alive",
+        "method",
+        "peer",
+        "reused",
+        "selection",
+        "sent_to_client",
+        "started",
+        "status",
+        "target",
+    )
+
+    def __init__(self, client, method, target, head, keep_alive, selection, started):
+        self.client = client
+        self.method = method
+        self.target = target
+        self.head = head
+        self.keep_alive = keep_alive
+        self.attempt = 0
+        self.selection = selection
+        self.started = started
+        self.peer = None
+        self.conn = None
+        self.reused = False
+        self.sent_to_client = False
+        self.status = 0
+        self.deadline = 0.0
+
+
+class _UpstreamConn(asyncio.Protocol):
+    """A keep-alive connection from the balancer to one backend."""
+
+    __slots__ = (
+        "balancer",
+        "complete",
+        "exchange",
+        "keep_alive",
+        "parser",
+        "peer",
+        "pending",
+        "status",
+        "transport",
+    )
+
+    def __init__(self, balancer: Balancer, peer: Peer) -> None:
+        self.balancer = balancer
+        self.peer = peer
+        self.transport = None
+        self.exchange: _Exchange | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.complete = False
+        self.status = 0
+        self.keep_alive = True
+        self.pending = b""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        exchange = self.exchange
+        if exchange is not None and exchange.method == b"HEAD":
+            self.complete = True  # llhttp cannot be told a HEAD response has no body
+            self.parser = httptools.HttpResponseParser(self)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            self.transport.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.balancer._attempt_failed(exchange, self, "invalid_header")
+            return
+        if not exchange.sent_to_client:
+            if self.status == 0:  # status line split over packets: wait for the rest
+                self.pending += data
+                return
+            if self.status >= 403 and self.balancer._retry_status(exchange, self):
+                return
+            exchange.sent_to_client = True
+            exchange.status = self.status
+            if self.pending:
+                data = self.pending + data
+                self.pending = b""
+        exchange.client.transport.write(data)
+        if self.complete:
+            self.balancer._finished(exchange, self)
+
+    def connection_lost(self, exc) -> None:
+        idle = self.peer.data.get("idle")
+        if idle is not None and self in idle:
+            idle.remove(self)
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            if self.complete:
+                return
+            self.balancer._attempt_failed(exchange, self, "error")
+
+
+class _ClientConn(asyncio.Protocol):
+    """A client connection to the balancer; requests on it are forwarded one at a time."""
+
+    __slots__ = (
+        "balancer",
+        "body",
+        "busy",
+        "client_ip",
+        "headers",
+        "parser",
+        "queue",
+        "transport",
+        "url",
+    )
+
+    def __init__(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport = None
+        self.queue: deque = deque()
+        self.busy = False
+        self.url = b""
+        self.headers: list = []
+        self.body: list = []
+        self.client_ip = b"127.0.0.1"
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.client_ip = peername[0].encode()
+        self.balancer._clients.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.balancer._clients.discard(self)
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(501, b"upgrade not supported")
+        except httptools.HttpParserError:
+            self._fail(400, b"malformed request")
+
+    def _fail(self, status: int, text: bytes) -> None:
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % (status, text)
+        )
+        self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = (
+            self.parser.get_method(),
+            self.url,
+            self.headers,
+            self.body,
+            self.parser.should_keep_alive(),
+        )
+        if self.busy:
+            self.queue.append(request)
+        else:
+            self.busy = True
+            self.balancer._handle(self, *request)
+
+    def done(self, keep_alive: bool) -> None:
+        if not keep_alive:
+            self.transport.close()
+            return
+        if self.queue:
+            self.balancer._handle(self, *self.queue.popleft())
+        else:
+            self.busy = False
+
+
+# --------------------------------------------------------------------------------- L4 ----
+class _TcpUpstream(asyncio.Protocol):
+    def __init__(self, client: _TcpClient) -> None:
+        self.client = client
+        self.transport = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.client.transport.write(data)
+
+    def pause_writing(self) -> None:
+        self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.client.transport.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        self.client.transport.close()
+
+
+class _TcpClient(asyncio.Protocol):
+    def __init__(self, balancer: Balancer) -> None:
+        self.balancer = balancer
+        self.transport = None
+        self.upstream: _TcpUpstream | None = None
+        self.buffer: list[bytes] = []
+        self.peer: Peer | None = None
+        self.selection = None
+        self.started = 0.0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.balancer._clients.add(self)
+        self.started = self.balancer._loop.time()
+        peername = transport.get_extra_info("peername")
+        self.selection = self.balancer.upstream.start(client=peername[0] if peername else None)
+        self.balancer._loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        balancer = self.balancer
+        while True:
+            now = balancer._loop.time()
+            try:
+                peer = self.selection.next_peer(now)
+            except NoLiveUpstreams:
+                balancer._bus_publish("no_live_upstreams", layer=4)
+                self.transport.close()
+                return
+            host, port = peer.name.rsplit(":", 1)
+            try:
+                _, upstream = await asyncio.wait_for(
+                    balancer._loop.create_connection(lambda: _TcpUpstream(self), host, int(port)),
+                    balancer.connect_timeout,
+                )
+            except (TimeoutError, OSError):
+                self.selection.release(peer, True, balancer._loop.time())
+                _stats(peer).failures += 1
+                if self.selection.tries_left <= 0 or self.transport.is_closing():
+                    self.transport.close()
+                    return
+                continue
+            break
+        self.peer = peer
+        _stats(peer).requests += 1
+        self.upstream = upstream
+        if self.transport.is_closing():
+            upstream.transport.close()
+        else:
+            balancer._bus_publish("connection", backend=peer.name, layer=4)
+        for chunk in self.buffer:
+            upstream.transport.write(chunk)
+        self.buffer = []
+
+    def data_received(self, data: bytes) -> None:
+        if self.upstream is None:
+            self.buffer.append(data)
+        else:
+            self.upstream.transport.write(data)
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        self.balancer._clients.discard(self)
+        if self.upstream is not None:
+            self.upstream.transport.close()
+        if self.peer is not None:
+            now = self.balancer._loop.time()
+            self.selection.release(self.peer, False, now)
+            _stats(self.peer).latencies.append(now - self.started)
+            self.peer = None
+            self.balancer._check_drained()
+
+
+# ------------------------------------------------------------------------------ public ----
+class Balancer:
+    """A load balancer on loopback: ``async with Balancer([...]) as lb: ... lb.url``.
+
+    Parameters
+    ----------
+    backends : URLs (``http://127.0.0.1:8081,weight=2``), dicts or :class:`Peer` objects.
+    algorithm : one of :data:`deploylab.balancer.ALGORITHMS` (nginx's names).
+    port, host : where to listen (port 0 = any free port; see ``.port`` after start).
+    layer : 7 = HTTP, balanced per request over keep-alive pools, with X-Forwarded-For,
+        X-Real-IP and retries (``retry``: a :class:`RetryPolicy`, nginx's
+        ``proxy_next_upstream``); 4 = TCP, balanced per connection, bytes copied blindly.
+    key : hash key for ``hash``/``hash_consistent``: ``$request_uri``, ``$uri``,
+        ``$remote_addr`` or ``$http_NAME``.
+    health_check : a :class:`HealthCheck` to probe backends actively (beyond nginx OSS).
+    request_events : publish one ``request`` event per request on ``bus`` (turn off for
+        benchmarks; ``backends`` metric events are published every ``metrics_interval`` s).
+    """
+
+    def __init__(
+        self,
+        backends: Iterable[str | dict | Peer] = (),
+        algorithm: str = "round_robin",
+        port: int = 0,
+        host: str = "127.0.0.1",
+        layer: int = 7,
+        retry: RetryPolicy | None = None,
+        key: str = "$request_uri",
+        health_check: HealthCheck | None = None,
+        keepalive: int = 64,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 30.0,
+        request_events: bool = True,
+        metrics_interval: float = 1.0,
+        bus: EventBus | None = None,
+    ) -> None:
+        if layer not in (4, 7):
+            raise ValueError(f"layer {layer!r}: expected 4 (TCP) or 7 (HTTP)")
+        self.upstream = Upstream([parse_backend(b) for b in backends], algorithm)
+        self.port = port
+        self.host = host
+        self.layer = layer
+        self.retry = retry or RetryPolicy()
+        self.key = key
+        self.health_check = health_check
+        self.keepalive = keepalive
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.request_events = request_events
+        self.metrics_interval = metrics_interval
+        self.bus = bus or EventBus("balancer")
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: set = set()
+        self._inflight: set[_Exchange] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._drain_waiters: list[tuple[Peer, asyncio.Future]] = []
+        self._removed: set[int] = set()
+        for peer in self.upstream.peers + self.upstream.backups:
+            _stats(peer)
+
+    @classmethod
+    def from_toml(cls, path: str) -> Balancer:
+        """Build from a TOML file (format in the module docstring)."""
+        import tomllib
+
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+        backends = config.pop("backend", [])
+        retry = config.pop("proxy_next_upstream", None)
+        if retry is not None:
+            config["retry"] = RetryPolicy(retry)
+        return cls(backends, **config)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def backends(self) -> list[str]:
+        """Backend names (``HOST:PORT``) in order, primaries then backups."""
+        return [p.name for p in self.upstream.peers + self.upstream.backups]
+
+    async def start(self) -> Balancer:
+        self._loop = asyncio.get_running_loop()
+        factory = (lambda: _ClientConn(self)) if self.layer == 7 else (lambda: _TcpClient(self))
+        self._server = await self._loop.create_server(
+            factory, self.host, self.port, reuse_address=True, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._tasks.append(self._loop.create_task(self._housekeeping()))
+        if self.health_check is not None:
+            self._tasks.append(self._loop.create_task(self._health_loop()))
+        self.bus.publish(
+            "started",
+            url=self.url,
+            layer=self.layer,
+            algorithm=self.upstream.algorithm,
+            backends=self.backends,
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        self._server = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for client in list(self._clients):
+            client.transport.close()
+        for peer in self.upstream.peers + self.upstream.backups:
+            for conn in list(peer.data.get("idle", ())):
+                conn.transport.close()
+        await asyncio.sleep(0)
+        self.bus.publish("stopped", url=self.url)
+
+    async def __aenter__(self) -> Balancer:
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # -- runtime control (stable API used by the autoscaler) -------------------------------
+    def _peer(self, url: str) -> Peer:
+        name = parse_backend(url).name
+        peer = self.upstream.find(name)
+        if peer is None:
+            raise ValueError(
+                f"backend {url!r} is not in the balancer (it has {', '.join(self.backends)})"
+            )
+        return peer
+
+    def add_backend(self, url: str, weight: int = 1, backup: bool = False, **options) -> Peer:
+        """Add a backend; new requests may go to it at once. Returns its :class:`Peer`."""
+        peer = parse_backend(url)
+        peer.weight = peer.effective_weight = weight
+        peer.backup = backup or peer.backup
+        for name, value in options.items():
+            setattr(peer, name, value)
+        self.upstream.add(peer)
+        _stats(peer)
+        self._bus_publish("backend_added", backend=peer.name, weight=weight, backup=peer.backup)
+        return peer
+
+    async def drain_backend(self, url: str, timeout: float | None = None) -> None:
+        """Stop sending new requests to a backend and wait until its in-flight requests
+        (or L4 connections) are done; then close its idle pooled connections. The backend
+        stays listed (state ``draining``) until :meth:`remove_backend`."""
+        peer = self._peer(url)
+        peer.draining = True
+        self._bus_publish("backend_draining", backend=peer.name, active=peer.conns)
+        if peer.conns:
+            future = self._loop.create_future()
+            self._drain_waiters.append((peer, future))
+            await asyncio.wait_for(future, timeout)
+        self._close_idle(peer)
+        self._bus_publish("backend_drained", backend=peer.name)
+
+    def remove_backend(self, url: str) -> Peer:
+        """Remove a backend now: no new requests; requests already on it finish normally
+        and its connections are closed as they come back. (Drain first to wait for them.)"""
+        peer = self._peer(url)
+        self.upstream.remove(peer.name)
+        self._removed.add(id(peer))
+        self._close_idle(peer)
+        self._bus_publish("backend_removed", backend=peer.name)
+        return peer
+
+    def mark_down(self, url: str, down: bool = True) -> Peer:
+        """nginx's ``down``: the server keeps its place (and its ip_hash slot) but gets no
+        requests; ``mark_down(url, False)`` brings it back."""
+        peer = self._peer(url)
+        peer.down = down
+        self._bus_publish("backend_down" if down else "backend_up", backend=peer.name)
+        return peer
+
+    def status(self) -> dict:
+        """Per-backend metrics: requests, active, failures, latency p50/p99 (ms), state."""
+        now = self._loop.time() if self._loop is not None else time.monotonic()
+        backends = []
+        for peer in self.upstream.peers + self.upstream.backups:
+            stats = _stats(peer)
+            p50, p99 = stats.percentile(0.5), stats.percentile(0.99)
+            backends.append(
+                {
+                    "backend": peer.name,
+                    "weight": peer.weight,
+                    "backup": peer.backup,
+                    "state": peer.state(now),
+                    "requests": stats.requests,
+                    "active": peer.conns,
+                    "failures": stats.failures,
+                    "fails": peer.fails,
+                    "current_weight": peer.current_weight,
+                    "p50_ms": None if p50 is None else round(p50 * 1000, 3),
+                    "p99_ms": None if p99 is None else round(p99 * 1000, 3),
+                }
+            )
+        return {
+            "url": self.url,
+            "layer": self.layer,
+            "algorithm": self.upstream.algorithm,
+            "backends": backends,
+        }
+
+    # -- internals -------------------------------------------------------------------------
+    def _bus_publish(self, kind: str, **fields) -> None:
+        self.bus.publish(kind, **fields)
+
+    def _close_idle(self, peer: Peer) -> None:
+        for conn in list(peer.data.get("idle", ())):
+            conn.transport.close()
+        peer.data["idle"] = []
+
+    def _check_drained(self) -> None:
+        if not self._drain_waiters:
+            return
+        waiting = []
+        for peer, future in self._drain_waiters:
+            if peer.conns == 0 and not future.done():
+                future.set_result(None)
+            elif not future.done():
+                waiting.append((peer, future))
+        self._drain_waiters = waiting
+
+    async def _housekeeping(self) -> None:
+        last_metrics = 0.0
+        while True:
+            await asyncio.sleep(0.25)
+            now = self._loop.time()
+            for exchange in [e for e in self._inflight if e.deadline and e.deadline < now]:
+                conn = exchange.conn
+                if conn is not None:
+                    conn.exchange = None
+                    conn.transport.abort()
+                self._attempt_failed(exchange, conn, "timeout")
+            if now - last_metrics >= self.metrics_interval:
+                last_metrics = now
+                self.bus.publish("backends", backends=self.status()["backends"])
+
+    async def _health_loop(self) -> None:
+        check = self.health_check
+        while True:
+            peers = self.upstream.peers + self.upstream.backups
+            results = await asyncio.gather(*(self._probe(p) for p in peers))
+            now = self._loop.time()
+            for peer, ok in zip(peers, results, strict=True):
+                was = peer.healthy
+                if check.record(peer, ok, now) != was:
+                    self._bus_publish(
+                        "backend_healthy" if peer.healthy else "backend_unhealthy",
+                        backend=peer.name,
+                    )
+            await asyncio.sleep(check.interval)
+
+    async def _probe(self, peer: Peer) -> bool:
+        host, port = peer.name.rsplit(":", 1)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, int(port)), self.health_check.timeout
+            )
+        except (TimeoutError, OSError):
+            return False
+        try:
+            writer.write(
+                f"GET {self.health_check.path} HTTP/1.1\r\nHost: {peer.name}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            line = await asyncio.wait_for(reader.readline(), self.health_check.timeout)
+            return line[9:10] in (b"2", b"3")
+        except (TimeoutError, OSError):
+            return False
+        finally:
+            writer.close()
+
+    def _hash_key(self, client_ip: bytes, target: bytes, headers) -> str | None:
+        key = self.key
+        if key == "$request_uri":
+            return target.decode("latin-1")
+        if key == "$uri":
+            return target.split(b"?", 1)[0].decode("latin-1")
+        if key == "$remote_addr":
+            return client_ip.decode()
+        if key.startswith("$http_"):
+            wanted = key[6:].replace("_", "-").encode()
+            for name, value in headers:
+                if name.lower() == wanted:
+                    return value.decode("latin-1")
+            return ""
+        return key
+
+    def _handle(
+        self, client: _ClientConn, method: bytes, target: bytes, headers, body, keep_alive: bool
+    ) -> None:
+        """Turn a parsed client request into an exchange and send its first attempt."""
+        if target == STATUS_PATH:
+            payload = json.dumps(self.status()).encode()
+            client.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
+            client.done(keep_alive)
+            return
+        ip = client.client_ip
+        forwarded = ip
+        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+        drop = _DROP
+        for name, value in headers:
+            lower = name.lower()
+            if lower in drop:
+                if lower == b"x-forwarded-for":
+                    forwarded = value + b", " + ip
+                elif lower == b"connection" and value.lower() not in (b"keep-alive", b"close"):
+                    drop = drop | {t.strip().lower() for t in value.split(b",")}
+                continue
+            parts += (name, b": ", value, b"\r\n")
+        parts += (b"X-Forwarded-For: ", forwarded, b"\r\nX-Real-IP: ", ip, b"\r\n")
+        payload = b"".join(body) if body else b""
+        if payload or method in (b"POST", b"PUT", b"PATCH"):
+            parts += (b"Content-Length: %d\r\n" % len(payload),)
+        parts.append(b"\r\n")
+        upstream = self.upstream
+        selection = upstream.start(
+            client=ip.decode() if upstream.algorithm == "ip_hash" else None,
+            key=self._hash_key(ip, target, headers)
+            if upstream.algorithm.startswith("hash")
+            else None,
+        )
+        exchange = _Exchange(
+            client,
+            method,
+            target,
+            b"".join(parts) + payload,
+            keep_alive,
+            selection,
+            self._loop.time(),
+        )
+        self._inflight.add(exchange)
+        self._attempt(exchange)
+
+    def _attempt(self, exchange: _Exchange) -> None:
+        now = self._loop.time()
+        try:
+            peer = exchange.selection.next_peer(now)
+        except NoLiveUpstreams:
+            self._reply_error(exchange, 502, b"Bad Gateway", "no live upstreams")
+            return
+        exchange.peer = peer
+        exchange.attempt += 1
+        exchange.deadline = now + self.read_timeout
+        idle = peer.data["idle"]
+        if idle:
+            conn = idle.pop()
+            exchange.reused = True
+            self._send(exchange, conn)
+        else:
+            exchange.reused = False
+            exchange.attempt += 1
+            exchange.deadline = now + self.connect_timeout + self.read_timeout
+            self._loop.create_task(self._connect_and_send(exchange, peer))
+
+    async def _connect_and_send(self, exchange: _Exchange, peer: Peer) -> None:
+        host, port = peer.name.rsplit(":", 1)
+        attempt = exchange.attempt
+        try:
+            _, conn = await asyncio.wait_for(
+                self._loop.create_connection(lambda: _UpstreamConn(self, peer), host, int(port)),
+                self.connect_timeout,
+            )
+        except (TimeoutError, OSError) as error:
+            if exchange.attempt == attempt:
+                outcome = "timeout" if isinstance(error, asyncio.TimeoutError) else "error"
+                self._attempt_failed(exchange, None, outcome)
+            return
+        if exchange not in self._inflight or exchange.attempt != attempt:
+            self._release_conn(conn, peer)  # timed out meanwhile
+            return
+        self._send(exchange, conn)
+
+    def _send(self, exchange: _Exchange, conn: _UpstreamConn) -> None:
+        exchange.conn = conn
+        conn.exchange = exchange
+        conn.complete = False
+        conn.status = 0
+        conn.transport.write(exchange.head)
+
+    def _release_conn(self, conn: _UpstreamConn, peer: Peer) -> None:
+        conn.exchange = None
+        idle = peer.data["idle"]
+        if (
+            conn.keep_alive
+            and not conn.transport.is_closing()
+            and len(idle) < self.keepalive
+            and not peer.draining
+            and id(peer) not in self._removed
+        ):
+            idle.append(conn)
+        else:
+            conn.transport.close()
+
+    def _retry_status(self, exchange: _Exchange, conn: _UpstreamConn) -> bool:
+        """A status listed in proxy_next_upstream with another try left (nginx:
+        ``peer.tries > 1``): drop this response and pass the request to the next server."""
+        status = conn.status
+        retry = self.retry
+        if not retry.retry(
+            status,
+            exchange.method.decode(),
+            exchange.selection.tries_left - 1,
+            elapsed=self._loop.time() - exchange.started,
+        ):
+            return False
+        conn.exchange = None
+        conn.pending = b""
+        conn.transport.close()  # the rest of this response is not wanted
+        self._attempt_failed(exchange, None, status, counted=retry.counts_as_failure(status))
+        return True
+
+    def _finished(self, exchange: _Exchange, conn: _UpstreamConn) -> None:
+        peer = exchange.peer
+        now = self._loop.time()
+        exchange.selection.release(peer, False, now)
+        self._inflight.discard(exchange)
+        self._release_conn(conn, peer)
+        stats = peer.data["stats"]
+        stats.requests += 1
+        latency = now - exchange.started
+        stats.latencies.append(latency)
+        if self.request_events:
+            self.bus.publish(
+                "request",
+                backend=peer.name,
+                status=exchange.status,
+                method=exchange.method.decode(),
+                target=exchange.target.decode("latin-1"),
+                client=exchange.client.client_ip.decode(),
+                latency=latency,
+            )
+        if self._drain_waiters:
+            self._check_drained()
+        exchange.client.done(exchange.keep_alive)
+
+    def _attempt_failed(
+        self, exchange: _Exchange, conn: _UpstreamConn | None, outcome, counted: bool = True
+    ) -> None:
+        """An attempt ended without a usable response: count it, retry or answer 502/504."""
+        if exchange not in self._inflight:
+            return
+        peer = exchange.peer
+        if conn is not None:
+            conn.exchange = None
+            if not conn.transport.is_closing():
+                conn.transport.close()
+        now = self._loop.time()
+        if exchange.sent_to_client:
+            # part of the response already went out: nothing to retry, cut the client off
+            exchange.selection.release(peer, True, now)
+            self._inflight.discard(exchange)
+            peer.data["stats"].failures += 1
+            exchange.client.transport.close()
+            self._check_drained()
+            return
+        if exchange.reused and outcome == "error" and conn is not None and conn.status == 0:
+            # a pooled keep-alive connection the backend had closed: resend on a fresh one
+            # to the same server without counting a failure (the request never reached it)
+            exchange.reused = False
+            exchange.attempt += 1
+            exchange.deadline = now + self.connect_timeout + self.read_timeout
+            self._loop.create_task(self._connect_and_send(exchange, peer))
+            return
+        exchange.selection.release(peer, counted, now)
+        if counted:
+            peer.data["stats"].failures += 1
+            self._bus_publish(
+                "attempt_failed", backend=peer.name, outcome=str(outcome), state=peer.state(now)
+            )
+        self._check_drained()
+        method = exchange.method.decode()
+        # the request was sent unless connecting itself failed
+        sent = conn is not None or isinstance(outcome, int)
+        if self.retry.retry(
+            outcome,
+            method,
+            exchange.selection.tries_left,
+            sent=sent,
+            elapsed=now - exchange.started,
+        ):
+            self._attempt(exchange)
+            return
+        if outcome == "timeout":
+            self._reply_error(exchange, 504, b"Gateway Timeout", "upstream timed out")
+        else:
+            self._reply_error(exchange, 502, b"Bad Gateway", f"upstream {outcome}")
+
+    def _reply_error(self, exchange: _Exchange, status: int, reason: bytes, why: str) -> None:
+        self._inflight.discard(exchange)
+        client = exchange.client
+        self._bus_publish(
+            "error", status=status, reason=why, target=exchange.target.decode("latin-1")
+        )
+        body = b"%d %s (%s)\n" % (status, reason, why.encode())
+        if not client.transport.is_closing():
+            client.transport.write(
+                b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (status, reason, len(body), body)
+            )
+        client.done(exchange.keep_alive)
+
+
+async def run_until_signal() -> None:
+    """Wait until SIGINT or SIGTERM (for ``deploylab serve ...``)."""
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    await stop

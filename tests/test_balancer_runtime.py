@@ -1,0 +1,269 @@
+"""The balancer on real loopback sockets: sequences, headers, retries, runtime changes, L4."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from conftest import free_port, wait_for_port
+
+from deploylab.balancer import RetryPolicy
+from deploylab.balancer.backend import DemoBackend
+from deploylab.balancer.runtime import Balancer, parse_backend
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _names(url: str, count: int, path: str = "/") -> list[str]:
+    async with httpx.AsyncClient() as client:
+        return [(await client.get(url + path)).text.strip() for _ in range(count)]
+
+
+async def _dying_server():
+    """Accepts, reads one request, then closes without answering (a crash mid-request)."""
+    seen = []
+
+    async def handle(reader, writer):
+        seen.append(await reader.read(65536))
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], seen
+
+
+def test_weighted_sequence_through_the_balancer():
+    async def main():
+        async with (
+            DemoBackend(name="a") as a,
+            DemoBackend(name="b") as b,
+            DemoBackend(name="c") as c,
+            Balancer([f"{a.url},weight=5", b.url, c.url]) as lb,
+        ):
+            return await _names(lb.url, 14)
+
+    assert run(main()) == list("aabacaa") * 2
+
+
+def test_forwarded_headers_and_methods():
+    async def main():
+        async with DemoBackend(name="a") as a, Balancer([a.url]) as lb:
+            async with httpx.AsyncClient() as client:
+                echoed = (
+                    await client.get(
+                        lb.url + "/headers", headers={"X-Forwarded-For": "203.0.113.9"}
+                    )
+                ).json()
+                posted = await client.post(lb.url + "/", content=b"x" * 10000)
+                head = await client.head(lb.url + "/")
+                status = (await client.get(lb.url + "/_deploylab/status")).json()
+            return echoed, posted, head, status
+
+    echoed, posted, head, status = run(main())
+    assert echoed["headers"]["X-Forwarded-For"] == "203.0.113.9, 127.0.0.1"
+    assert echoed["headers"]["X-Real-IP"] == "127.0.0.1"
+    assert posted.status_code == 200 and posted.text == "a\n"
+    assert head.status_code == 200 and head.content == b""
+    assert status["backends"][0]["requests"] == 3
+    assert status["backends"][0]["state"] == "up"
+
+
+def test_get_retried_on_dead_backend_post_not_retried_then_502():
+    async def main():
+        dying, dying_port, seen = await _dying_server()
+        async with DemoBackend(name="ok") as ok:
+            async with (
+                Balancer([f"127.0.0.1:{dying_port}", ok.url]) as lb,
+                httpx.AsyncClient() as client,
+            ):
+                get = await client.get(lb.url + "/")
+                lb.upstream.find(f"127.0.0.1:{dying_port}").fails = 0
+                lb.upstream.peers[0].current_weight = 10  # make the dying one next
+                post = await client.post(lb.url + "/", content=b"order=1")
+            await ok.stop()
+            async with (
+                Balancer([f"127.0.0.1:{dying_port}", ok.url]) as lb2,
+                httpx.AsyncClient() as client,
+            ):
+                none_left = await client.get(lb2.url + "/")
+        dying.close()
+        return get, post, none_left, seen
+
+    get, post, none_left, seen = run(main())
+    assert get.status_code == 200 and get.text == "ok\n"  # retried on the next server
+    assert post.status_code == 502  # sent to the dying server: not retried
+    assert any(b"POST" in request for request in seen)
+    assert none_left.status_code == 502
+
+
+def test_refused_connection_counts_as_failure_and_recovers():
+    async def main():
+        dead_port = free_port()
+        async with (
+            DemoBackend(name="ok") as ok,
+            Balancer([f"127.0.0.1:{dead_port},fail_timeout=1", ok.url]) as lb,
+        ):
+            names = await _names(lb.url, 4)
+            dead = lb.upstream.find(f"127.0.0.1:{dead_port}")
+            failed_state = dead.state(asyncio.get_running_loop().time())
+            events = [e.kind for e in lb.bus.recent]
+            return names, failed_state, events
+
+    names, failed_state, events = run(main())
+    assert names == ["ok"] * 4
+    assert failed_state == "failed"
+    assert "attempt_failed" in events
+
+
+def test_status_codes_retried_only_when_listed():
+    async def main():
+        async with DemoBackend(name="a") as a, DemoBackend(name="b") as b:
+            async with Balancer([a.url, b.url]) as lb:
+                plain = await _names(lb.url, 2, "/status/503")
+            policy = RetryPolicy(["error", "timeout", "http_503"])
+            async with (
+                Balancer([a.url, b.url], retry=policy) as lb,
+                httpx.AsyncClient() as client,
+            ):
+                retried = await client.get(lb.url + "/status/503")
+            return plain, retried, a.requests + b.requests
+
+    plain, retried, total = run(main())
+    assert plain == ["a", "b"]  # 503 passed through without retry
+    assert retried.status_code == 503  # both tried; the client gets the last result
+    assert total == 4
+
+
+def test_runtime_add_drain_remove_under_load_without_failures():
+    async def main():
+        async with (
+            DemoBackend(name="a") as a,
+            DemoBackend(name="b") as b,
+            DemoBackend(name="c") as c,
+            Balancer([a.url], request_events=False) as lb,
+        ):
+            statuses: list[int] = []
+            names: list[str] = []
+            stop = asyncio.Event()
+
+            async def load():
+                async with httpx.AsyncClient() as client:
+                    for _ in range(400):
+                        if stop.is_set():
+                            return
+                        response = await client.get(lb.url + "/sleep/2")
+                        statuses.append(response.status_code)
+                        names.append(response.text.strip())
+
+            workers = [asyncio.create_task(load()) for _ in range(8)]
+            await asyncio.sleep(0.2)
+            lb.add_backend(b.url, weight=2)
+            lb.add_backend(c.url)
+            await asyncio.sleep(0.3)
+            await lb.drain_backend(a.url, timeout=5)
+            drained_active = lb.upstream.find(f"127.0.0.1:{a.port}").conns
+            lb.remove_backend(a.url)
+            after_remove = len(names)
+            lb.mark_down(c.url)
+            await asyncio.sleep(0.3)
+            lb.mark_down(c.url, False)
+            await asyncio.sleep(0.2)
+            stop.set()
+            await asyncio.gather(*workers)
+            return statuses, names, drained_active, after_remove, lb.backends
+
+    statuses, names, drained_active, after_remove, backends = run(main())
+    assert len(statuses) > 100
+    assert set(statuses) == {200}, "no request may fail while backends change"
+    assert drained_active == 0
+    assert {"a", "b", "c"} <= set(names)
+    assert "a" not in names[after_remove + 8 :]  # at most the in-flight ones finish on a
+    assert len(backends) == 2
+
+
+def test_layer4_balances_connections_not_requests():
+    async def main():
+        async with (
+            DemoBackend(name="a") as a,
+            DemoBackend(name="b") as b,
+            Balancer([a.url, b.url], layer=4) as lb,
+        ):
+            same_connection = await _names(lb.url, 4)
+            fresh = []
+            for _ in range(4):
+                fresh += await _names(lb.url, 1)
+            async with httpx.AsyncClient() as client:
+                echoed = (await client.get(lb.url + "/headers")).json()
+            return same_connection, fresh, echoed
+
+    same_connection, fresh, echoed = run(main())
+    assert len(set(same_connection)) == 1
+    assert fresh[0] != same_connection[0]  # the first connection went there
+    assert fresh[0::2] == [fresh[0]] * 2 and fresh[1::2] == [fresh[1]] * 2
+    assert set(fresh) == {"a", "b"}
+    assert "X-Forwarded-For" not in echoed["headers"]  # L4 cannot add headers
+
+
+def test_least_conn_avoids_busy_backend():
+    async def main():
+        async with (
+            DemoBackend(name="a") as a,
+            DemoBackend(name="b") as b,
+            Balancer([a.url, b.url], algorithm="least_conn") as lb,
+        ):
+            async with httpx.AsyncClient() as client:
+                slow = asyncio.create_task(client.get(lb.url + "/sleep/400"))
+                await asyncio.sleep(0.1)
+                quick = [(await client.get(lb.url + "/")).text.strip() for _ in range(4)]
+                slow_name = (await slow).text.strip()
+            return slow_name, quick
+
+    slow_name, quick = run(main())
+    assert slow_name not in quick
+
+
+def test_parse_backend_errors_name_the_value():
+    with pytest.raises(ValueError, match="weight='x'"):
+        parse_backend("http://127.0.0.1:80,weight=x")
+    with pytest.raises(ValueError, match="'colour'"):
+        parse_backend("127.0.0.1:80,colour=red")
+    assert parse_backend("localhost:8080").name == "127.0.0.1:8080"
+
+
+def test_toml_config(tmp_path):
+    config = tmp_path / "lb.toml"
+    config.write_text(
+        'algorithm = "least_conn"\nlayer = 7\n[[backend]]\nurl = "http://127.0.0.1:9"\n'
+        'weight = 3\n[[backend]]\nurl = "http://127.0.0.1:10"\nbackup = true\n'
+    )
+    lb = Balancer.from_toml(str(config))
+    assert lb.upstream.algorithm == "least_conn"
+    assert [p.weight for p in lb.upstream.peers] == [3]
+    assert [p.name for p in lb.upstream.backups] == ["127.0.0.1:10"]
+
+
+def test_cli_serve_backend_and_balancer(processes):
+    b1, b2, lb = free_port(), free_port(), free_port()
+    processes.deploylab("serve", "backend", "--port", str(b1), "--name", "one")
+    processes.deploylab("serve", "backend", "--port", str(b2), "--name", "two", "--work-ms", "1")
+    processes.deploylab(
+        "serve",
+        "balancer",
+        "--port",
+        str(lb),
+        "--backend",
+        f"http://127.0.0.1:{b1}",
+        "--backend",
+        f"http://127.0.0.1:{b2}",
+    )
+    for port in (b1, b2, lb):
+        wait_for_port(port)
+    names = [httpx.get(f"http://127.0.0.1:{lb}/").text.strip() for _ in range(4)]
+    assert names == ["one", "two", "one", "two"]
+    status = json.loads(httpx.get(f"http://127.0.0.1:{lb}/_deploylab/status").text)
+    assert [b["requests"] for b in status["backends"]] == [2, 2]
