@@ -15,6 +15,7 @@ import copy
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -168,9 +169,9 @@ def _run_coroutine(coroutine: Any) -> Any:
 class _GradingKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command is ours (optionally wrapped by the sandbox)."""
 
-    def __init__(self, *, command_wrapper: Any = None, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._command_wrapper = command_wrapper
+        self._command_wrapper: Any = None
         # "message" interrupts go over the control channel: a signal to bwrap would not reach
         # the kernel inside its own session and pid namespace.
         self._grading_spec = KernelSpec(
@@ -298,19 +299,26 @@ class _Runner:
 
         plan = integrity.instrument(self.notebook, nonce=secrets.token_hex(16))
         socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
-        wrapper = None
         sandbox_handle = None
-        if self.sandbox:
-            from deploylab.grading import sandbox as sandbox_module
-
-            sandbox_handle = sandbox_module.prepare(self.scratch_dir, self.limits)
-            wrapper = sandbox_handle.wrap
         manager = _GradingKernelManager(
-            command_wrapper=wrapper,
             transport="ipc",
             ip=socket_prefix,
             connection_file=str(self.scratch_dir / ".kernel.json"),
         )
+        if self.sandbox:
+            from deploylab.grading import sandbox as sandbox_module
+
+            sandbox_handle = sandbox_module.prepare(
+                self.scratch_dir,
+                self.limits,
+                socket_link=None if link_dir is None else link_dir / "s",
+            )
+            handle = sandbox_handle
+
+            def wrapper(command: list[str]) -> list[str]:
+                return handle.command(command, connection_file=manager.connection_file)
+
+            manager._command_wrapper = wrapper
         client = _GradingClient(
             plan.notebook,
             km=manager,
@@ -329,15 +337,25 @@ class _Runner:
         )
         status, detail = GRADED, ""
         kernel_events: list[str] = []
+        # The kernel's own stdout/stderr (not the notebook's outputs): start-up errors, and
+        # anything a student writes straight to file descriptors 1 and 2.
+        kernel_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
         try:
             try:
                 await client.async_start_new_kernel(
-                    cwd=str(self.scratch_dir), env=self._kernel_env(sandbox_handle)
+                    cwd=str(self.scratch_dir),
+                    env=self._kernel_env(sandbox_handle),
+                    stdout=kernel_log,
+                    stderr=subprocess.STDOUT,
                 )
                 await client.async_start_new_kernel_client()
             except Exception as error:
                 await _shutdown(client)
-                raise KernelStartError(f"the grading kernel did not start: {error}") from error
+                kernel_log.seek(0)
+                said = kernel_log.read()[-2000:].decode(errors="replace").strip()
+                raise KernelStartError(
+                    f"the grading kernel did not start: {error}" + (f"\n{said}" if said else "")
+                ) from error
             try:
                 await asyncio.wait_for(
                     self._execute_cells(client, plan, kernel_events), self.notebook_timeout
@@ -350,6 +368,7 @@ class _Runner:
                 detail = self._death_detail(manager, client)
         finally:
             await _shutdown(client)
+            kernel_log.close()
             if link_dir is not None:
                 shutil.rmtree(link_dir, ignore_errors=True)
             if sandbox_handle is not None:

@@ -1,21 +1,306 @@
-"""bubblewrap sandbox for grading kernels (work in progress)."""
+"""The bubblewrap sandbox a grading kernel runs in.
+
+A student's kernel gets: a read-only view of the system (``/usr`` and the Python environment it
+needs), a fresh ``/tmp`` and ``/dev/shm`` (small tmpfs), its own ``/proc`` (pid namespace: it
+sees only its own processes), no network (empty network namespace, loopback only), and exactly
+one writable directory, its scratch directory. Nothing else of the host is mounted: not the
+course (source notebooks, ``gradebook.db``), not other students' directories, not the grader's
+home; its environment is rebuilt from scratch (the grader's variables are not passed on).
+Resource limits (address space, CPU seconds, processes, file size, open files) are set with
+``prlimit`` inside the sandbox, just before the kernel starts.
+
+Two ways to run, chosen automatically:
+
+* grader is root (CI, containers): bwrap runs privileged (no user namespace), builds the mounts,
+  then the kernel is started under a fresh, otherwise unused uid/gid (no capabilities,
+  ``no_new_privs``) chosen per run, so the process limit counts this sandbox only;
+* grader is an ordinary user: bwrap creates a user namespace and the kernel is uid/gid 65534
+  (``nobody``) inside it.
+
+The kernel talks to the grader over ZeroMQ ``ipc`` sockets (Unix sockets) in the scratch
+directory, which work across the network namespace.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+import secrets
 import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["check_available"]
+if TYPE_CHECKING:
+    from deploylab.grading.execute import Limits
+
+__all__ = ["SandboxHandle", "check_available", "prepare", "sandbox_environment"]
+
+INSTALL_HINT = "apt-get install bubblewrap, or pass --unsafe-no-sandbox"
+
+#: Where unique per-run uids come from when the grader is root: far above any real account
+#: (login.defs UID_MAX 60000) and above the usual subordinate-uid ranges of containers.
+_RUN_UID_BASE = 2_000_000_000
+_RUN_UID_SPAN = 100_000_000
+
+#: The environment a student's kernel sees (nothing of the grader's is passed on).
+_BASE_ENVIRONMENT = {
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "USER": "student",
+    "LOGNAME": "student",
+    "TERM": "dumb",
+    "TMPDIR": "/tmp",
+    "IPYTHONDIR": "/tmp/.ipython",
+    "MPLCONFIGDIR": "/tmp/.matplotlib",
+    "MPLBACKEND": "agg",
+    "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter",
+    "JUPYTER_CONFIG_DIR": "/tmp/.jupyter",
+    "JUPYTER_DATA_DIR": "/tmp/.jupyter",
+    "JUPYTER_PLATFORM_DIRS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONNOUSERSITE": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+
+@functools.cache
+def _bwrap_path() -> str | None:
+    return shutil.which("bwrap") or shutil.which("bwrap", path="/usr/bin:/usr/sbin:/bin")
 
 
 def check_available() -> str:
-    """Path of bwrap, or raise :class:`SandboxUnavailableError` saying how to get it."""
+    """Path of a working bwrap, or raise :class:`SandboxUnavailableError` saying what to do."""
     from deploylab.grading.execute import SandboxUnavailableError
 
-    path = shutil.which("bwrap")
+    path = _bwrap_path()
     if path is None:
+        raise SandboxUnavailableError(f"bubblewrap (bwrap) not found: {INSTALL_HINT}")
+    problem = _probe(path)
+    if problem:
         raise SandboxUnavailableError(
-            "bubblewrap (bwrap) not found: apt-get install bubblewrap, or pass --unsafe-no-sandbox"
+            f"bubblewrap (bwrap) is installed but cannot create a sandbox here: {problem}. "
+            "Allow user namespaces (sysctl kernel.unprivileged_userns_clone=1) or grade as root, "
+            "or pass --unsafe-no-sandbox"
         )
-    raise SandboxUnavailableError(
-        "the bubblewrap sandbox is not implemented yet; pass --unsafe-no-sandbox"
-    )
+    return path
+
+
+@functools.cache
+def _probe(bwrap: str) -> str:
+    """Empty if a minimal sandbox starts, otherwise bwrap's complaint."""
+    command = [bwrap, *_namespace_options(), "--ro-bind", "/usr", "/usr", *_merged_usr_links()]
+    command += ["--proc", "/proc", "--dev", "/dev", "--", "/usr/bin/true"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return "" if result.returncode == 0 else (result.stderr.strip() or f"exit {result.returncode}")
+
+
+def _running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _namespace_options() -> list[str]:
+    options = [
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--new-session",
+        "--die-with-parent",
+    ]
+    if _running_as_root():
+        # Privileged bwrap builds the mounts; the kernel then drops to an unused uid with
+        # setpriv (which needs these two capabilities, and gives them up for good).
+        options += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        options += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+    return options
+
+
+def _merged_usr_links() -> list[str]:
+    """Bind or link /bin, /lib… the way the host has them (merged /usr or not)."""
+    options: list[str] = []
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            options += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            options += ["--ro-bind", str(path), str(path)]
+    return options
+
+
+def sandbox_environment(home: str) -> dict[str, str]:
+    """The complete environment of a sandboxed kernel."""
+    environment = dict(_BASE_ENVIRONMENT)
+    venv_bin = str(Path(sys.prefix) / "bin")
+    environment["PATH"] = f"{venv_bin}:/usr/local/bin:/usr/bin:/bin"
+    environment["HOME"] = home
+    if sys.prefix != sys.base_prefix:
+        environment["VIRTUAL_ENV"] = sys.prefix
+    return environment
+
+
+def _python_paths() -> list[Path]:
+    """Read-only directories the kernel's Python needs: installation, venv, package sources."""
+    import sysconfig
+
+    import deploylab
+
+    candidates = [Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent]
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        value = sysconfig.get_paths().get(key)
+        if value:
+            candidates.append(Path(value))
+    # deploylab itself (an editable install lives outside site-packages): only the package
+    # directory, never the checkout around it (which holds autograder/).
+    candidates.append(Path(deploylab.__file__).resolve().parent)
+    # The interpreter the venv points at (python -> /path/to/pythonX.Y).
+    candidates.append(Path(os.path.realpath(sys.executable)).parent.parent)
+    paths: list[Path] = []
+    for candidate in candidates:
+        resolved = Path(os.path.realpath(candidate))
+        if not resolved.is_dir() or resolved == Path("/") or Path("/usr") in resolved.parents:
+            continue
+        if any(resolved == p or p in resolved.parents for p in paths):
+            continue
+        paths = [p for p in paths if resolved not in p.parents]
+        paths.append(resolved)
+    return sorted(paths)
+
+
+def _forbidden_paths_overlap(paths: list[Path], scratch_dir: Path) -> list[str]:
+    """Read-only paths that would expose the scratch directory's neighbours (other students)."""
+    problems = []
+    for path in paths:
+        if path == scratch_dir or path in scratch_dir.parents:
+            problems.append(str(path))
+    return problems
+
+
+@dataclass
+class SandboxHandle:
+    """One prepared sandbox: wraps the kernel command, knows its environment, cleans up."""
+
+    scratch_dir: Path
+    limits: Limits
+    extra_binds: list[tuple[str, str]] = field(default_factory=list)
+    uid: int | None = None
+    _owner: tuple[int, int] | None = None
+
+    def environment(self) -> dict[str, str]:
+        """Environment for the bwrap process itself (the kernel's is set with --setenv)."""
+        return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+    def command(self, inner: list[str], connection_file: str | None = None) -> list[str]:
+        """``inner`` (the kernel command) wrapped in bwrap + setpriv + prlimit."""
+        bwrap = check_available()
+        scratch = str(self.scratch_dir)
+        options = [bwrap, *_namespace_options()]
+        options += ["--ro-bind", "/usr", "/usr", *_merged_usr_links()]
+        for etc_file in ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types"):
+            if os.path.exists(etc_file):
+                options += ["--ro-bind", os.path.realpath(etc_file), etc_file]
+        options += ["--proc", "/proc", "--dev", "/dev"]
+        options += ["--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
+        options += ["--perms", "1777", "--size", str(min(self.limits.tmp_bytes, 16 * 1024 * 1024))]
+        options += ["--tmpfs", "/dev/shm"]
+        python_paths = _python_paths()
+        overlap = _forbidden_paths_overlap(python_paths, self.scratch_dir)
+        if overlap:
+            from deploylab.grading.execute import SandboxUnavailableError
+
+            raise SandboxUnavailableError(
+                f"the scratch directory {scratch} is inside the Python environment "
+                f"({', '.join(overlap)}); put scratch directories elsewhere"
+            )
+        # bwrap creates missing parents of mount points as 0700 when privileged; make them
+        # traversable for the unprivileged kernel.
+        parents: set[Path] = set()
+        for path in [*python_paths, self.scratch_dir, *(Path(d) for _, d in self.extra_binds)]:
+            parents.update(p for p in path.parents if p != Path("/"))
+        for parent in sorted(parents, key=lambda p: len(p.parts)):
+            if str(parent) in ("/usr", "/tmp", "/dev", "/proc") or parent.parts[1:2] == ("usr",):
+                continue
+            options += ["--perms", "0755", "--dir", str(parent)]
+        for path in python_paths:
+            options += ["--ro-bind", str(path), str(path)]
+        options += ["--bind", scratch, scratch]
+        for source, destination in self.extra_binds:
+            options += ["--bind", source, destination]
+        options += ["--chdir", scratch, "--clearenv"]
+        for name, value in sandbox_environment(home=scratch).items():
+            options += ["--setenv", name, value]
+        options.append("--")
+        if self.uid is not None:
+            options += [
+                "setpriv",
+                f"--reuid={self.uid}",
+                f"--regid={self.uid}",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "--",
+            ]
+        limits = self.limits
+        options += [
+            "prlimit",
+            f"--as={limits.memory_bytes}",
+            f"--cpu={limits.cpu_seconds}",
+            f"--nproc={limits.max_processes}",
+            f"--fsize={limits.max_file_bytes}",
+            f"--nofile={limits.max_open_files}",
+            "--core=0",
+            "--",
+        ]
+        if connection_file is not None and self.uid is not None:
+            os.chown(connection_file, self.uid, self.uid)
+        return options + inner
+
+    def close(self) -> None:
+        """Give the scratch directory back to its owner (files the kernel made included)."""
+        if self._owner is None:
+            return
+        uid, gid = self._owner
+        for directory, subdirectories, files in os.walk(self.scratch_dir):
+            for name in [*subdirectories, *files]:
+                with contextlib.suppress(OSError):
+                    os.lchown(os.path.join(directory, name), uid, gid)
+        with contextlib.suppress(OSError):
+            os.lchown(self.scratch_dir, uid, gid)
+        self._owner = None
+
+
+def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = None) -> SandboxHandle:
+    """Make ``scratch_dir`` usable by a sandboxed kernel and return the handle that wraps it.
+
+    ``socket_link`` is a short symlink to ``scratch_dir`` used for the ipc socket paths when
+    the scratch path is too long for a Unix socket; it is mounted at the same place inside.
+    """
+    check_available()
+    scratch_dir = Path(os.path.realpath(scratch_dir))
+    handle = SandboxHandle(scratch_dir=scratch_dir, limits=limits)
+    if socket_link is not None:
+        handle.extra_binds.append((str(scratch_dir), str(socket_link)))
+    if _running_as_root():
+        handle.uid = _RUN_UID_BASE + secrets.randbelow(_RUN_UID_SPAN)
+        status = scratch_dir.stat()
+        handle._owner = (status.st_uid, status.st_gid)
+        for directory, subdirectories, files in os.walk(scratch_dir):
+            for name in [*subdirectories, *files]:
+                os.lchown(os.path.join(directory, name), handle.uid, handle.uid)
+        os.chown(scratch_dir, handle.uid, handle.uid)
+        os.chmod(scratch_dir, 0o700)
+    return handle
