@@ -1,0 +1,56 @@
+"""Forward and reverse proxies on loopback, and the rules they follow.
+
+Core (pure): header rules re-exported from :mod:`deploylab.http.headers` and the shared-cache
+policy in :mod:`deploylab.proxy.cache`. Runtime: :class:`OriginServer`,
+:class:`ForwardProxy`, :class:`ReverseProxy` (asyncio servers, ``async with``, port 0).
+"""
+
+from deploylab.http.headers import (
+    HOP_BY_HOP,
+    append_via,
+    forwarded_element,
+    proxy_request_headers,
+    remove_hop_by_hop,
+    x_forwarded_for,
+)
+from deploylab.proxy.cache import (
+    SharedCache,
+    conditional_request_headers,
+    current_age,
+    freshness_lifetime,
+    is_not_modified,
+    is_storable,
+    must_revalidate_before_use,
+    parse_cache_control,
+    vary_fingerprint,
+)
+from deploylab.proxy.forward import ForwardProxy, split_absolute_target
+from deploylab.proxy.nginx import reverse_proxy_config
+from deploylab.proxy.origin import OriginServer, client_allowed, parse_networks
+from deploylab.proxy.reverse import ReverseProxy, hide_backend
+
+__all__ = [
+    "HOP_BY_HOP",
+    "ForwardProxy",
+    "OriginServer",
+    "ReverseProxy",
+    "SharedCache",
+    "append_via",
+    "client_allowed",
+    "conditional_request_headers",
+    "current_age",
+    "forwarded_element",
+    "freshness_lifetime",
+    "hide_backend",
+    "is_not_modified",
+    "is_storable",
+    "must_revalidate_before_use",
+    "parse_cache_control",
+    "parse_networks",
+    "proxy_request_headers",
+    "remove_hop_by_hop",
+    "reverse_proxy_config",
+    "split_absolute_target",
+    "vary_fingerprint",
+    "x_forwarded_for",
+]

@@ -1,0 +1,183 @@
+"""``deploylab serve origin|forward-proxy|reverse-proxy``, ``deploylab nginx-conf
+reverse-proxy`` and ``deploylab bench proxy``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not a number from 0 to 65535")
+    return int(text)
+
+
+def _run(server) -> int:
+    import asyncio
+    import logging
+    import signal
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with server:
+            print(f"{server.name} listening on {server.url}", flush=True)
+            await stop.wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    return 0
+
+
+def _serve_origin(args: argparse.Namespace) -> int:
+    from deploylab.proxy.origin import OriginServer
+
+    return _run(OriginServer(args.host, args.port, name=args.name, allow_from=args.allow_from))
+
+
+def _serve_forward(args: argparse.Namespace) -> int:
+    from deploylab.proxy.forward import ForwardProxy
+
+    return _run(
+        ForwardProxy(
+            args.host,
+            args.port,
+            source_address=args.source_address,
+            cache_size=args.cache_size,
+            allow_clients=args.allow_clients or ("127.0.0.0/8", "::1/128"),
+            connect_ports=args.connect_ports or (443,),
+            add_forwarded_for=args.add_forwarded_for,
+        )
+    )
+
+
+def _serve_reverse(args: argparse.Namespace) -> int:
+    from deploylab.proxy.reverse import ReverseProxy
+
+    return _run(ReverseProxy(args.backend, args.host, args.port))
+
+
+def _nginx_reverse(args: argparse.Namespace) -> int:
+    from deploylab.proxy.nginx import reverse_proxy_config
+
+    print(reverse_proxy_config(args.listen, args.backend, runtime_dir=args.runtime_dir), end="")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from deploylab.proxy.bench import run_bench
+
+    return run_bench(requests=args.requests, concurrency=args.concurrency, use_wrk=not args.no_wrk)
+
+
+def register(commands) -> None:
+    """Add the proxy commands to ``deploylab``."""
+    p = commands.add(
+        "origin", "demo origin server (JSON echo, caching endpoints)", _serve_origin, group="serve"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_port, default=8080, help="port (0 = any free port; default 8080)"
+    )
+    p.add_argument("--name", default="origin", help="name shown in its answers")
+    p.add_argument(
+        "--allow-from",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="serve only clients in CIDR (repeatable): a region-restricted service",
+    )
+
+    p = commands.add(
+        "forward-proxy", "caching forward proxy for allowed clients", _serve_forward, group="serve"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_port, default=3128, help="port (0 = any free port; default 3128)"
+    )
+    p.add_argument(
+        "--source-address", metavar="ADDR", help="connect to origins from this local address"
+    )
+    p.add_argument(
+        "--cache-size", type=int, default=256, metavar="N", help="cached URIs kept (default 256)"
+    )
+    p.add_argument(
+        "--allow-clients",
+        action="append",
+        metavar="CIDR",
+        help="client networks allowed to use the proxy (repeatable; default loopback)",
+    )
+    p.add_argument(
+        "--connect-ports",
+        type=_port,
+        nargs="+",
+        metavar="PORT",
+        help="ports CONNECT may reach (default 443)",
+    )
+    p.add_argument(
+        "--add-forwarded-for",
+        action="store_true",
+        help="tell origins the client address in X-Forwarded-For (default: hide it)",
+    )
+
+    p = commands.add(
+        "reverse-proxy",
+        "reverse proxy in front of backends (round robin)",
+        _serve_reverse,
+        group="serve",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_port, default=8000, help="port (0 = any free port; default 8000)"
+    )
+    p.add_argument(
+        "--backend",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="backend http://HOST:PORT (repeatable)",
+    )
+
+    p = commands.add(
+        "reverse-proxy",
+        "nginx.conf for a reverse proxy like the seed's",
+        _nginx_reverse,
+        group="nginx-conf",
+    )
+    p.add_argument("--listen", required=True, help="PORT or ADDRESS:PORT nginx listens on")
+    p.add_argument(
+        "--backend",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="backend http://HOST:PORT (repeatable)",
+    )
+    p.add_argument(
+        "--runtime-dir",
+        metavar="DIR",
+        help="put pid, logs and temp files in DIR and add 'daemon off' (to run with nginx -p DIR -c FILE)",
+    )
+
+    p = commands.add(
+        "proxy", "requests/s and latency through the proxies vs direct", _bench, group="bench"
+    )
+    p.add_argument(
+        "--requests", type=int, default=2000, help="requests per measurement (default 2000)"
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=16, help="concurrent connections (default 16)"
+    )
+    p.add_argument(
+        "--no-wrk",
+        action="store_true",
+        help="use the built-in Python load generator even if wrk is present",
+    )

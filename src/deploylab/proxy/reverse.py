@@ -1,0 +1,122 @@
+"""A reverse proxy: clients talk to it as if it were the site; it spreads requests over
+backends (round robin), tells them who the client was, and hides them.
+
+Like the seed's nginx set-up, it sets ``X-Real-IP`` (``$remote_addr``), appends to
+``X-Forwarded-For`` (``$proxy_add_x_forwarded_for``), passes the client's ``Host``
+(``$http_host``) and adds ``X-Forwarded-Proto``. It drops the backends' ``Server`` and
+``X-Powered-By`` headers and never names a backend in its error pages: 502 when a backend
+cannot be reached or answers garbage, 504 when it does not answer in time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from deploylab.events import EventBus
+from deploylab.http import (
+    ConnectionPool,
+    HTTPServer,
+    Limits,
+    Request,
+    Response,
+    UpstreamError,
+    proxy_request_headers,
+    remove_header,
+    remove_hop_by_hop,
+)
+
+#: Response headers that would tell the client what runs behind the proxy.
+REVEALING_HEADERS = ("Server", "X-Powered-By", "X-AspNet-Version")
+
+
+def parse_backend(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a backend URL.
+
+    >>> parse_backend("http://127.0.0.1:8081")
+    ('127.0.0.1', 8081)
+    >>> parse_backend("127.0.0.1:8081")
+    Traceback (most recent call last):
+    ...
+    ValueError: backend '127.0.0.1:8081' is not an http://HOST:PORT URL
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"backend {url!r} is not an http://HOST:PORT URL")
+    return parts.hostname, parts.port or 80
+
+
+def hide_backend(headers, server_name: str = "deploylab") -> list[tuple[str, str]]:
+    """Response headers with hop-by-hop and revealing fields replaced by the proxy's own.
+
+    >>> hide_backend([("Server", "gunicorn (10.0.0.5:8000)"), ("X-Powered-By", "PHP"), ("A", "1")])
+    [('A', '1'), ('Server', 'deploylab')]
+    """
+    return [*remove_header(remove_hop_by_hop(headers), *REVEALING_HEADERS), ("Server", server_name)]
+
+
+class ReverseProxy(HTTPServer):
+    """The reverse proxy server. ``backends``: ``http://host:port`` URLs, used in turn."""
+
+    def __init__(
+        self,
+        backends: Sequence[str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        name: str = "reverse-proxy",
+        upstream_timeout: float = 10.0,
+        limits: Limits | None = None,
+        events: EventBus | None = None,
+    ) -> None:
+        if not backends:
+            raise ValueError("a reverse proxy needs at least one --backend URL")
+        super().__init__(self.handle, host, port, name=name, limits=limits, events=events)
+        self.backends = [parse_backend(url) for url in backends]
+        self._turn = itertools.cycle(range(len(self.backends)))
+        self.upstream_timeout = upstream_timeout
+        self.pool = ConnectionPool(read_timeout=upstream_timeout)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.pool.close()
+
+    def pick(self) -> tuple[str, int]:
+        """The next backend in round-robin order."""
+        return self.backends[next(self._turn)]
+
+    async def handle(self, request: Request) -> Response:
+        client_ip = request.client[0] if request.client else "?"
+        if not request.target.startswith("/") and request.target != "*":
+            return Response.error(400, "a reverse proxy takes origin-form targets (GET /path)")
+        host, port = self.pick()
+        headers = proxy_request_headers(request.headers, client_ip, proto="http")
+        backend = f"{host}:{port}"
+        self.events.publish(
+            "forward",
+            id=request.id,
+            upstream=backend,
+            source="127.0.0.1",
+            target=request.target,
+            headers=list(headers),
+        )
+        try:
+            response = await self.pool.request(
+                host, port, request.method, request.target, headers, request.body
+            )
+        except UpstreamError as error:
+            self.events.publish(
+                "upstream_error",
+                id=request.id,
+                upstream=backend,
+                status=error.status,
+                detail=str(error),
+            )
+            return Response.error(error.status)
+        self.events.publish(
+            "upstream_response", id=request.id, upstream=backend, status=response.status
+        )
+        return Response(
+            response.status, hide_backend(response.headers), response.body, response.reason
+        )
