@@ -1,0 +1,204 @@
+"""``deploylab bench proxy``: requests/s and latency percentiles through the proxies.
+
+Starts an origin, a forward proxy, a deploylab reverse proxy and (when installed) an nginx
+reverse proxy as separate processes on loopback, then measures with wrk (or, without wrk, a
+small keep-alive Python load generator). Every run is bounded in time and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait(port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests/s and latency percentiles (ms) from ``wrk --latency`` output.
+
+    >>> parse_wrk("  50%  1.50ms\\n  90%    2.00ms\\n  99%  10.00us\\nRequests/sec:  12345.67\\n")
+    {'p50_ms': 1.5, 'p90_ms': 2.0, 'p99_ms': 0.01, 'rps': 12345.67}
+    """
+    result: dict[str, float] = {}
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    for percent, value, unit in re.findall(
+        r"^\s*(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M
+    ):
+        result[f"p{percent}_ms"] = round(float(value) * units[unit], 3)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if match:
+        result["rps"] = float(match.group(1))
+    return result
+
+
+def _wrk(wrk: str, port: int, path: str, concurrency: int, seconds: float) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.path = "{path}"\n')
+    try:
+        output = subprocess.run(
+            [
+                wrk,
+                "-t2",
+                f"-c{concurrency}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                script.name,
+                f"http://127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 20,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    return parse_wrk(output)
+
+
+async def _python_load(port: int, path: str, concurrency: int, requests: int) -> dict[str, float]:
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    latencies: list[float] = []
+    per_worker = max(1, requests // concurrency)
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(per_worker):
+                started = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+                await reader.readexactly(length)
+                latencies.append((time.perf_counter() - started) * 1000)
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), 120)
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
+
+    return {
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "p99_ms": pct(0.99),
+        "rps": round(len(latencies) / elapsed, 1),
+    }
+
+
+def run_bench(
+    requests: int = 2000, concurrency: int = 16, use_wrk: bool = True, seconds: float = 3
+) -> int:
+    """Run the measurements and print a table; returns the exit status."""
+    wrk = shutil.which("wrk") if use_wrk else None
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
+    ports = {name: _free_port() for name in ("origin", "forward", "reverse", "nginx")}
+    started: list[subprocess.Popen] = []
+    cli = [sys.executable, "-m", "deploylab.cli"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    runtime = Path(tempfile.mkdtemp(prefix="deploylab-bench-"))
+    try:
+        started.append(
+            subprocess.Popen([*cli, "serve", "origin", "--port", str(ports["origin"])], **quiet)
+        )
+        started.append(
+            subprocess.Popen(
+                [*cli, "serve", "forward-proxy", "--port", str(ports["forward"])], **quiet
+            )
+        )
+        backend = f"http://127.0.0.1:{ports['origin']}"
+        started.append(
+            subprocess.Popen(
+                [
+                    *cli,
+                    "serve",
+                    "reverse-proxy",
+                    "--port",
+                    str(ports["reverse"]),
+                    "--backend",
+                    backend,
+                ],
+                **quiet,
+            )
+        )
+        if nginx:
+            from deploylab.proxy.nginx import reverse_proxy_config
+
+            config = runtime / "nginx.conf"
+            config.write_text(
+                reverse_proxy_config(ports["nginx"], [backend], runtime_dir=runtime).replace(
+                    "access_log " + str(runtime / "access.log"), "access_log off"
+                )
+            )
+            started.append(
+                subprocess.Popen([nginx, "-p", str(runtime), "-c", str(config)], **quiet)
+            )
+        for name, port in ports.items():
+            if name != "nginx" or nginx:
+                _wait(port)
+        origin = f"http://127.0.0.1:{ports['origin']}"
+        cases = [
+            ("direct to origin", ports["origin"], "/cache/max-age/600"),
+            ("forward proxy, cache HIT", ports["forward"], origin + "/cache/max-age/600"),
+            ("forward proxy, cache MISS", ports["forward"], origin + "/cache/no-store"),
+            ("deploylab reverse proxy", ports["reverse"], "/cache/max-age/600"),
+        ]
+        if nginx:
+            cases.append(("nginx reverse proxy (anchor)", ports["nginx"], "/cache/max-age/600"))
+        tool = (
+            f"wrk -t2 -c{concurrency} -d{seconds}s"
+            if wrk
+            else f"python keep-alive load, {requests} requests, {concurrency} connections"
+        )
+        print(f"deploylab bench proxy — {tool}")
+        print(f"{'path':<32}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
+        for label, port, path in cases:
+            if wrk:
+                figures = _wrk(wrk, port, path, concurrency, seconds)
+            else:
+                figures = asyncio.run(_python_load(port, path, concurrency, requests))
+            print(
+                f"{label:<32}{figures.get('rps', 0):>10.0f}{figures.get('p50_ms', 0):>10.2f}"
+                f"{figures.get('p90_ms', 0):>10.2f}{figures.get('p99_ms', 0):>10.2f}",
+                flush=True,
+            )
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(runtime, ignore_errors=True)
+    return 0
