@@ -883,11 +883,16 @@ class Balancer:
     def _finished(self, exchange: _Exchange, conn: _UpstreamConn) -> None:
         peer = exchange.peer
         now = self._loop.time()
-        exchange.selection.release(peer, False, now)
+        # a listed status (proxy_next_upstream http_5xx) counts as a failure even when it is
+        # passed to the client because no try was left -- as nginx does
+        failed = exchange.status >= 403 and self.retry.counts_as_failure(exchange.status)
+        exchange.selection.release(peer, failed, now)
         self._inflight.discard(exchange)
         self._release_conn(conn, peer)
         stats = peer.data["stats"]
         stats.requests += 1
+        if failed:
+            stats.failures += 1
         latency = now - exchange.started
         stats.latencies.append(latency)
         if self.request_events:
