@@ -25,6 +25,16 @@ def register(commands) -> None:
     )
     _balancer_arguments(p)
     p.add_argument("--config", default=None, help="TOML file (see deploylab.balancer.runtime)")
+    p.add_argument(
+        "--request-events",
+        action="store_true",
+        help="publish one event per request (costs speed; metrics are always published)",
+    )
+    p.add_argument(
+        "--request-events",
+        action="store_true",
+        help="publish one event per request (costs speed; metrics are always published)",
+    )
 
     p = commands.add(
         "balancer",
@@ -113,6 +123,7 @@ def _serve_balancer(args: argparse.Namespace) -> int:
                 host=args.host,
                 layer=args.layer,
                 key=args.key,
+                request_events=args.request_events,
             )
         async with balancer:
             print(

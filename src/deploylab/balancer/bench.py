@@ -1,0 +1,206 @@
+"""``deploylab bench lb``: deploylab's balancer against nginx over the same fast backends.
+
+Both balancers get one process (nginx: 1 worker, ``keepalive`` to the upstreams; deploylab:
+uvloop + httptools, pooled keep-alive) in front of the same nginx static backends, and wrk
+(2 threads, 64 connections, keep-alive, 127.0.0.1) loads them in alternation within one run so
+machine noise hits both. Prints requests/s, p50, p99, CPU per request and the ratio.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from deploylab.balancer.nginx import NginxProcess, _free_port, nginx_config
+
+__all__ = ["bench_lb", "parse_wrk", "run_wrk"]
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/s, p50/p99 (ms) and error counts from ``wrk --latency`` output.
+
+    >>> text = '''  Latency Distribution
+    ...      50%  512.00us
+    ...      99%    2.10ms
+    ...   1000 requests in 1.00s, 10 KB read
+    ... Requests/sec:   1000.50
+    ... '''
+    >>> parse_wrk(text)
+    {'rps': 1000.5, 'requests': 1000, 'p50_ms': 0.512, 'p99_ms': 2.1, 'errors': 0}
+    """
+
+    def ms(value: str, unit: str) -> float:
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", output)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return {
+        "rps": rps,
+        "requests": requests,
+        "p50_ms": ms(*p50.groups()) if p50 else None,
+        "p99_ms": ms(*p99.groups()) if p99 else None,
+        "errors": errors,
+    }
+
+
+def run_wrk(url: str, duration: float, connections: int = 64, threads: int = 2) -> dict:
+    """Run wrk against ``url`` for ``duration`` seconds (bounded by a hard timeout)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise FileNotFoundError("wrk is not installed (apt-get install wrk)")
+    seconds = max(1, round(duration))
+    output = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    return parse_wrk(output)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _wait_port(port: int, timeout: float = 10) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port}")
+
+
+def bench_lb(
+    backends: int = 2,
+    duration: float = 5.0,
+    rounds: int = 2,
+    connections: int = 64,
+    threads: int = 2,
+    layer: int = 7,
+    out=print,
+) -> dict:
+    """Alternate nginx and deploylab ``rounds`` times; returns the figures and prints them."""
+    if not 1 <= backends <= 16:
+        raise ValueError(f"--backends {backends}: expected 1 to 16")
+    if not 0 < duration <= 120:
+        raise ValueError(f"--duration {duration}: expected 0 to 120 seconds")
+    ports = [_free_port() for _ in range(backends)]
+    static = (
+        "http {\n"
+        + "".join(
+            f"    server {{ listen 127.0.0.1:{p}; keepalive_requests 100000; "
+            f'location / {{ return 200 "b{i}\\n"; }} }}\n'
+            for i, p in enumerate(ports)
+        )
+        + "}\n"
+    )
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    results: dict[str, list[dict]] = {"nginx": [], "deploylab": []}
+    with NginxProcess(static, port=ports[0]) as _backends:
+        for port in ports:
+            _wait_port(port)
+        balancer_conf = nginx_config(urls, port=0, keepalive=64, layer=layer)
+        balancer_conf = balancer_conf.replace("listen 127.0.0.1:0;", "listen 127.0.0.1:{port};")
+        if layer == 7:
+            balancer_conf = balancer_conf.replace(
+                "        location / {", "        keepalive_requests 100000;\n        location / {"
+            )
+        our_port = _free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "deploylab.cli",
+            "serve",
+            "balancer",
+            "--port",
+            str(our_port),
+            "--layer",
+            str(layer),
+        ]
+        for url in urls:
+            command += ["--backend", url]
+        ours = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        try:
+            with NginxProcess(balancer_conf) as nginx:
+                _wait_port(our_port)
+                targets = {
+                    "nginx": (nginx.port, nginx.worker_pids()),
+                    "deploylab": (our_port, [ours.pid]),
+                }
+                out(
+                    f"bench lb: {backends} nginx static backends, L{layer}, wrk -t{threads} "
+                    f"-c{connections} -d{max(1, round(duration))}s, {rounds} round(s) each"
+                )
+                for port, _ in targets.values():  # warm up pools and caches
+                    run_wrk(f"http://127.0.0.1:{port}/", 1, connections, threads)
+                for round_number in range(1, rounds + 1):
+                    for name, (port, pids) in targets.items():
+                        before = _cpu_seconds(pids)
+                        figures = run_wrk(
+                            f"http://127.0.0.1:{port}/", duration, connections, threads
+                        )
+                        cpu = _cpu_seconds(pids) - before
+                        figures["cpu_us_per_request"] = cpu / max(1, figures["requests"]) * 1e6
+                        results[name].append(figures)
+                        out(
+                            f"  round {round_number} {name:9} {figures['rps']:9.0f} req/s  "
+                            f"p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms  "
+                            f"CPU {figures['cpu_us_per_request']:.1f} us/req  "
+                            f"errors {figures['errors']}"
+                        )
+        finally:
+            ours.terminate()
+            try:
+                ours.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                ours.kill()
+                ours.wait(timeout=5)
+    summary = {}
+    for name, runs in results.items():
+        summary[name] = {
+            key: statistics.median(r[key] for r in runs)
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+        }
+        summary[name]["errors"] = sum(r["errors"] for r in runs)
+    ratio = summary["deploylab"]["rps"] / summary["nginx"]["rps"]
+    cpu_ratio = summary["deploylab"]["cpu_us_per_request"] / summary["nginx"]["cpu_us_per_request"]
+    out(
+        f"median: nginx {summary['nginx']['rps']:.0f} req/s, deploylab "
+        f"{summary['deploylab']['rps']:.0f} req/s"
+    )
+    out(f"ratio deploylab/nginx: {ratio:.2f}x requests/s, {cpu_ratio:.2f}x CPU per request")
+    summary["ratio"] = ratio
+    summary["cpu_ratio"] = cpu_ratio
+    return summary
