@@ -30,11 +30,6 @@ def register(commands) -> None:
         action="store_true",
         help="publish one event per request (costs speed; metrics are always published)",
     )
-    p.add_argument(
-        "--request-events",
-        action="store_true",
-        help="publish one event per request (costs speed; metrics are always published)",
-    )
 
     p = commands.add(
         "balancer",
