@@ -15,6 +15,7 @@ import copy
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nbformat
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -248,6 +250,26 @@ class _GradingClient(NotebookClient):
             return super().output(outs, note, None, cell_index)
         return None
 
+    async def _check_raise_for_error(
+        self, cell: NotebookNode, cell_index: int, exec_reply: dict | None
+    ) -> None:
+        # The reply says whether the cell failed, whatever the kernel chose to display: an
+        # error that produced no error output (a patched traceback display) still fails.
+        content = (exec_reply or {}).get("content", {})
+        if content.get("status") in ("error", "aborted") and not any(
+            output.get("output_type") == "error" for output in cell.get("outputs", [])
+        ):
+            cell.setdefault("outputs", []).append(
+                nbformat.v4.new_output(
+                    "error",
+                    ename=str(content.get("ename", "Error")),
+                    evalue=str(content.get("evalue", content.get("status"))),
+                    traceback=[],
+                )
+            )
+            cell.setdefault("metadata", {}).setdefault("deploylab", {})["hidden_error"] = True
+        return await super()._check_raise_for_error(cell, cell_index, exec_reply)
+
     @property
     def truncated_cells(self) -> set[int]:
         return self._truncated_cells
@@ -298,6 +320,7 @@ class _Runner:
         from deploylab.grading import integrity
 
         plan = integrity.instrument(self.notebook, nonce=secrets.token_hex(16))
+        client_notebook = plan.notebook
         socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
         sandbox_handle = None
         manager = _GradingKernelManager(
@@ -320,7 +343,7 @@ class _Runner:
 
             manager._command_wrapper = wrapper
         client = _GradingClient(
-            plan.notebook,
+            client_notebook,
             km=manager,
             max_output_bytes=self.limits.max_output_bytes,
             timeout=self.cell_timeout,
@@ -365,7 +388,7 @@ class _Runner:
                 detail = f"the notebook ran longer than {self.notebook_timeout:g} s and was stopped"
             except DeadKernelError:
                 status = KERNEL_DIED
-                detail = self._death_detail(manager, client)
+                detail = self._death_detail(manager, client, plan)
         finally:
             await _shutdown(client)
             kernel_log.close()
@@ -394,11 +417,15 @@ class _Runner:
         )
 
     async def _execute_cells(self, client: _GradingClient, plan: Any, events: list[str]) -> None:
+        count = 0
         for index, cell in enumerate(client.nb.cells):
             client.current_cell_index = index
-            await client.async_execute_cell(
-                cell, index, execution_count=client.code_cells_executed + 1
-            )
+            if plan.is_injected(index):
+                await client.async_execute_cell(cell, index, store_history=False)
+                continue
+            if cell.get("cell_type") == "code" and cell.source.strip():
+                count += 1
+            await client.async_execute_cell(cell, index, execution_count=count)
         client.current_cell_index = None
 
     def _kernel_env(self, sandbox_handle: Any) -> dict[str, str]:
@@ -408,16 +435,39 @@ class _Runner:
         environment.update(_QUIET_KERNEL_ENV)
         return environment
 
-    def _death_detail(self, manager: _GradingKernelManager, client: _GradingClient) -> str:
+    def _death_detail(
+        self, manager: _GradingKernelManager, client: _GradingClient, plan: Any
+    ) -> str:
         index = client.current_cell_index
-        where = f" while running cell {plan_index}" if (plan_index := index) is not None else ""
+        where = ""
+        if index is not None:
+            if plan.is_injected(index):
+                where = " during an integrity check"
+            else:
+                where = f" while running cell {plan.original_indices([index])[0]}"
         code = _exit_code(manager)
         if code is None:
             return f"the kernel died{where}"
         if code < 0 or code > 128:
-            signal_number = -code if code < 0 else code - 128
-            return f"the kernel was killed by signal {signal_number}{where} (limits, crash or kill)"
+            number = -code if code < 0 else code - 128
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
+            reason = _SIGNAL_REASONS.get(name, "a crash or a kill")
+            return f"the kernel was killed by {name}{where} ({reason})"
         return f"the kernel exited with status {code}{where} (os._exit, exit() or a crash)"
+
+
+#: Why a sandboxed kernel usually gets each signal.
+_SIGNAL_REASONS = {
+    "SIGXCPU": "CPU time limit",
+    "SIGXFSZ": "file size limit",
+    "SIGKILL": "killed: memory or a limit",
+    "SIGSEGV": "segmentation fault",
+    "SIGABRT": "aborted",
+    "SIGBUS": "bus error",
+}
 
 
 #: Environment for every grading kernel: no writes to the user's IPython/matplotlib dirs,
