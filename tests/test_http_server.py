@@ -193,7 +193,7 @@ async def test_pool_errors_map_to_502_and_504():
             await pool.request("127.0.0.1", port, "GET", "/", [])
         assert refused.value.status == 502
         with pytest.raises(UpstreamTimeout) as late:
-            await pool.request(*slow_server.address, "GET", "/", [], timeout=0.2)
+            await pool.request(*slow_server.address, "GET", "/", [("Host", "x")], timeout=0.2)
         assert late.value.status == 504
         with pytest.raises(UpstreamError) as bad:
             await pool.request(*garbage.sockets[0].getsockname()[:2], "GET", "/", [])

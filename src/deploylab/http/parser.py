@@ -81,10 +81,14 @@ class RequestParser(_Base):
 
     Smuggling attempts and oversized parts raise :class:`HTTPError` with the status to send:
 
-    >>> RequestParser().feed(b"POST / HTTP/1.1\\r\\nContent-Length: 3\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n")
+    >>> RequestParser().feed(b"POST / HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 3\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n")
     Traceback (most recent call last):
     ...
     deploylab.http.messages.HTTPError: 400 Bad Request: Transfer-Encoding can't be present with Content-Length
+    >>> RequestParser().feed(b"GET / HTTP/1.1\\r\\nHost: a\\r\\nHost: b\\r\\n\\r\\n")
+    Traceback (most recent call last):
+    ...
+    deploylab.http.messages.HTTPError: 400 Bad Request: more than one Host header
     >>> RequestParser(Limits(max_request_target=10)).feed(b"GET /" + b"a" * 20 + b" HTTP/1.1\\r\\n")
     Traceback (most recent call last):
     ...
@@ -105,6 +109,15 @@ class RequestParser(_Base):
         self._url += url
         if len(self._url) > self.limits.max_request_target:
             raise HTTPError(414, f"request target exceeds {self.limits.max_request_target} bytes")
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # RFC 9112 §3.2: exactly one Host in HTTP/1.1 — two could route one request twice.
+        hosts = sum(1 for name, _ in self._headers if name.lower() == "host")
+        if hosts > 1:
+            raise HTTPError(400, "more than one Host header")
+        if hosts == 0 and self._parser.get_http_version() == "1.1":
+            raise HTTPError(400, "HTTP/1.1 request without a Host header")
 
     def on_message_complete(self) -> None:
         parser = self._parser

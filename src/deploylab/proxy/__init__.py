@@ -24,6 +24,7 @@ from deploylab.proxy.cache import (
     parse_cache_control,
     vary_fingerprint,
 )
+from deploylab.proxy.client import fetch, json_body
 from deploylab.proxy.forward import ForwardProxy, split_absolute_target
 from deploylab.proxy.nginx import reverse_proxy_config
 from deploylab.proxy.origin import OriginServer, client_allowed, parse_networks
@@ -39,11 +40,13 @@ __all__ = [
     "client_allowed",
     "conditional_request_headers",
     "current_age",
+    "fetch",
     "forwarded_element",
     "freshness_lifetime",
     "hide_backend",
     "is_not_modified",
     "is_storable",
+    "json_body",
     "must_revalidate_before_use",
     "parse_cache_control",
     "parse_networks",

@@ -91,7 +91,9 @@ class ReverseProxy(HTTPServer):
         if not request.target.startswith("/") and request.target != "*":
             return Response.error(400, "a reverse proxy takes origin-form targets (GET /path)")
         host, port = self.pick()
-        headers = proxy_request_headers(request.headers, client_ip, proto="http")
+        # An HTTP/1.0 client may omit Host; the backend speaks 1.1 and needs one.
+        own_host = None if request.header("Host") else f"{self.host}:{self.port}"
+        headers = proxy_request_headers(request.headers, client_ip, proto="http", host=own_host)
         backend = f"{host}:{port}"
         self.events.publish(
             "forward",
