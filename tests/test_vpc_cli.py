@@ -102,3 +102,18 @@ def test_vpc_route_and_reach():
     assert ok.returncode == 0 and "REACHABLE" in ok.stdout and "nat-a" in ok.stdout
     blocked = deploylab("vpc", "reach", str(ASSETS / "two-tier.toml"), "internet", "db-a")
     assert blocked.returncode == 1 and "no public IPv4 address" in blocked.stdout
+
+
+def test_netns_refuses_clearly_without_root(monkeypatch, capsys):
+    import argparse
+
+    from deploylab.vpc import cli
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    status = cli._vpc_netns(
+        argparse.Namespace(
+            design=str(ASSETS / "two-tier.toml"), destinations=10, seed=1, json=False
+        )
+    )
+    assert status == 2
+    assert "needs root" in capsys.readouterr().err

@@ -1,0 +1,557 @@
+"""A VPC design built as Linux network namespaces, to check the model against the kernel.
+
+Layout (all names carry a random prefix so parallel runs never clash)::
+
+    <p>-s0, <p>-s1 …   one namespace per subnet; its instances' private IPs (and public IPs,
+                       as /32) sit on eth0; default route via the subnet's base + 1
+    <p>-rt             the VPC router: one veth per subnet (holding base + 1, as in AWS), one
+                       per gateway; every route table is a kernel table, chosen by policy
+                       routing ``ip rule from <subnet> lookup <table>``
+    <p>-igw, <p>-vgw…  the far side of the internet gateway, VPN gateway and peerings, each a
+                       namespace holding the outside endpoint's address
+
+How the AWS concepts map to the kernel:
+
+* the ``local`` route is a ``throw`` route: lookups for the VPC block fall through to the
+  router's main table, which holds the subnets' connected routes;
+* the IGW's one-to-one NAT is plain routing: a public IP lives on the instance as a /32, the
+  router's main table routes it to the instance, and ``ip rule from <public ip>`` makes the
+  replies use the subnet's route table; the internet namespace only knows public IPs;
+* a route to a target that does not exist is a ``blackhole``; "no matching route" is a last
+  default route (highest metric) out of the ``noroute`` device that leads nowhere;
+* NAT gateways are not emulated (that needs nftables): their routes point into a dead-end
+  device, and pings whose model path uses a NAT gateway are skipped, not compared.
+
+Only the namespaces created here carry traffic; nothing is connected to the host's network.
+Everything is torn down on exit, also after errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from deploylab.vpc.errors import DesignError
+from deploylab.vpc.reachability import DEFAULT_INTERNET_ADDRESS, resolve_endpoint
+
+__all__ = ["KernelReport", "KernelVpc", "compare_with_kernel", "expected_kernel_answer"]
+
+#: Validation rules that make a design impossible to build as namespaces.
+STRUCTURAL_RULES = {
+    "subnet-overlap",
+    "subnet-outside-vpc",
+    "ip-outside-subnet",
+    "ip-duplicate",
+    "public-ip-duplicate",
+    "ip-reserved",
+    "public-ip-not-public",
+}
+
+STATIC_METRIC, PROPAGATED_METRIC, NO_ROUTE_METRIC = 10, 20, 4_000_000_000
+LINK_BASE = ipaddress.IPv4Address("169.254.100.0")  # /30 links router <-> outside namespaces
+
+
+def _run(
+    *command: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=30)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+    return result
+
+
+def _ip() -> str:
+    path = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin")
+    if path is None:
+        raise RuntimeError("the ip command is missing: apt-get install iproute2")
+    return path
+
+
+class KernelVpc:
+    """Context manager: build ``vpc`` as namespaces on enter, delete them on exit.
+
+    >>> KernelVpc.__doc__.startswith("Context manager")
+    True
+    """
+
+    def __init__(self, vpc, prefix: str | None = None) -> None:
+        problems = [p for p in vpc.validate() if p.rule in STRUCTURAL_RULES]
+        if problems:
+            raise DesignError(f"cannot build {vpc.name} as namespaces: {problems[0]}")
+        self.vpc = vpc
+        self.prefix = prefix or f"dl{secrets.token_hex(3)}"
+        self.ip = _ip()
+        self.router = f"{self.prefix}-rt"
+        self.namespaces: list[str] = []
+        self.subnet_ns: dict[str, str] = {}
+        self.subnet_dev: dict[str, str] = {}
+        self.table_id: dict[str, int] = {}
+        self.target_dev: dict[str, str] = {}
+        self.outside_ns: dict[str, str] = {}  # gateway id -> namespace (igw, vgw, pcx)
+        self.outside_address: dict[str, ipaddress.IPv4Address] = {}
+        self.router_addresses: set[ipaddress.IPv4Address] = set()
+        self.build_seconds = 0.0
+
+    # -- building ------------------------------------------------------------------------
+
+    def __enter__(self) -> KernelVpc:
+        started = time.monotonic()
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
+        self.build_seconds = time.monotonic() - started
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.teardown()
+
+    def _add_ns(self, name: str) -> str:
+        _run(self.ip, "netns", "add", name)
+        self.namespaces.append(name)
+        _run(self.ip, "-n", name, "link", "set", "lo", "up")
+        for key in ("net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
+            _run(self.ip, "netns", "exec", name, "sysctl", "-qw", key)
+        return name
+
+    def _batch(self, namespace: str, lines: list[str]) -> None:
+        if lines:
+            _run(self.ip, "-n", namespace, "-batch", "-", stdin="\n".join(lines) + "\n")
+
+    def _veth(self, ns_a: str, dev_a: str, ns_b: str, dev_b: str) -> None:
+        _run(
+            self.ip,
+            "link",
+            "add",
+            dev_a,
+            "netns",
+            ns_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            dev_b,
+            "netns",
+            ns_b,
+        )
+
+    def _build(self) -> None:
+        vpc = self.vpc
+        router = self._add_ns(self.router)
+        _run(self.ip, "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        router_lines: list[str] = []
+        # A dead end: "no route" and NAT targets leave through it and vanish.
+        self._veth(router, "noroute", router, "noroute-end")
+        router_lines += ["link set noroute up", "link set noroute-end up"]
+        # Subnets.
+        for index, subnet in enumerate(vpc.subnets.values()):
+            ns = self._add_ns(f"{self.prefix}-s{index}")
+            dev = f"s{index}"
+            self.subnet_ns[subnet.name], self.subnet_dev[subnet.name] = ns, dev
+            self._veth(router, dev, ns, "eth0")
+            gateway = subnet.cidr.network_address + 1
+            self.router_addresses.add(gateway)
+            router_lines += [
+                f"addr add {gateway}/{subnet.cidr.prefixlen} dev {dev}",
+                f"link set {dev} up",
+            ]
+            lines = ["link set eth0 up"]
+            members = [i for i in vpc.instances.values() if i.subnet == subnet.name]
+            for instance in members:
+                lines.append(f"addr add {instance.private_ip}/{subnet.cidr.prefixlen} dev eth0")
+                if instance.public_ip is not None:
+                    lines.append(f"addr add {instance.public_ip}/32 dev eth0")
+                    router_lines.append(
+                        f"route add {instance.public_ip}/32 via {instance.private_ip} dev {dev}"
+                    )
+            if members:
+                lines.append(f"route add default via {gateway} dev eth0")
+            self._batch(ns, lines)
+        # Outside worlds: internet behind the IGW, corporate behind the VGW, peers.
+        links = 0
+        for gateway in vpc.gateways.values():
+            if gateway.kind == "nat":
+                self.target_dev[gateway.id] = "noroute"
+                continue
+            near = LINK_BASE + 4 * links + 1
+            far = near + 1
+            links += 1
+            dev = f"gw{links}"
+            ns = self._add_ns(f"{self.prefix}-{gateway.kind}{links}")
+            self.outside_ns[gateway.id] = ns
+            self.target_dev[gateway.id] = dev
+            self.router_addresses.add(near)
+            self._veth(router, dev, ns, "eth0")
+            router_lines += [f"addr add {near}/30 dev {dev}", f"link set {dev} up"]
+            if gateway.kind == "igw":
+                address = DEFAULT_INTERNET_ADDRESS
+                back = [i.public_ip for i in vpc.instances.values() if i.public_ip is not None]
+            else:
+                address = (
+                    gateway.remote_cidrs[0].network_address + 10 if gateway.remote_cidrs else None
+                )
+                back = [vpc.cidr]
+            lines = ["link set eth0 up", f"addr add {far}/30 dev eth0"]
+            if address is not None:
+                self.outside_address[gateway.id] = address
+                lines.append(f"addr add {address}/32 dev lo")
+            lines += [f"route add {network} via {near} dev eth0" for network in back]
+            self._batch(ns, lines)
+            self._gateway_hops = getattr(self, "_gateway_hops", {})
+            self._gateway_hops[gateway.id] = far
+        # Route tables: one kernel table each, chosen by the source address.
+        for number, table in enumerate(vpc.route_tables.values(), start=100):
+            self.table_id[table.name] = number
+            for route in table.routes:
+                metric = PROPAGATED_METRIC if route.propagated else STATIC_METRIC
+                router_lines.append(
+                    f"route add {self._kernel_route(route)} table {number} metric {metric}"
+                )
+            router_lines.append(
+                f"route add default dev noroute table {number} metric {NO_ROUTE_METRIC}"
+            )
+        for index, subnet in enumerate(vpc.subnets.values()):
+            number = self.table_id[vpc.route_table_for(subnet.name).name]
+            router_lines.append(f"rule add from {subnet.cidr} table {number} pref {1000 + index}")
+            for instance in vpc.instances.values():
+                if instance.subnet == subnet.name and instance.public_ip is not None:
+                    router_lines.append(
+                        f"rule add from {instance.public_ip}/32 table {number} pref 900"
+                    )
+        self._batch(router, router_lines)
+
+    def _kernel_route(self, route) -> str:
+        if route.kind == "local":
+            return f"throw {route.destination}"
+        if not self.vpc.target_exists(route.target):
+            return f"blackhole {route.destination}"
+        if route.kind in ("instance", "eni"):
+            instance = self.vpc.instance(route.target)
+            return (
+                f"{route.destination} via {instance.private_ip} "
+                f"dev {self.subnet_dev[instance.subnet]}"
+            )
+        dev = self.target_dev[route.target]
+        if dev == "noroute":
+            return f"{route.destination} dev noroute"
+        return f"{route.destination} via {self._gateway_hops[route.target]} dev {dev}"
+
+    def teardown(self) -> None:
+        """Delete every namespace this object created (their veths go with them)."""
+        while self.namespaces:
+            _run(self.ip, "netns", "del", self.namespaces.pop(), check=False)
+
+    # -- asking the kernel ------------------------------------------------------------------
+
+    def route_get(self, queries: list[tuple[str, ipaddress.IPv4Address]]) -> list[str]:
+        """The kernel's choice for each ``(subnet, destination)``, as the outgoing device name
+        (``s0``, ``gw1``, ``noroute``…) or ``unreachable`` / ``blackhole`` / ``local``."""
+        lines, sources = [], []
+        for subnet_name, destination in queries:
+            subnet = self.vpc.subnets[subnet_name]
+            source = (
+                subnet.cidr.network_address + 4
+                if subnet.cidr.prefixlen < 31
+                else subnet.cidr.network_address
+            )
+            lines.append(
+                f"route get {destination} from {source} iif {self.subnet_dev[subnet_name]}"
+            )
+            sources.append(source)
+        result = _run(
+            self.ip,
+            "-j",
+            "-force",
+            "-n",
+            self.router,
+            "-batch",
+            "-",
+            stdin="\n".join(lines) + "\n",
+            check=False,
+        )
+        failed: dict[int, str] = {}
+        last_error = ""
+        for line in result.stderr.splitlines():
+            match = re.match(r"Command failed -:(\d+)", line)
+            if match:
+                failed[int(match.group(1)) - 1] = last_error
+            else:
+                last_error = line
+        answers = iter(json.loads(line)[0] for line in result.stdout.splitlines() if line.strip())
+        out = []
+        for index in range(len(lines)):
+            if index in failed:
+                error = failed[index]
+                out.append(
+                    "unreachable"
+                    if "unreachable" in error
+                    else "blackhole"
+                    if "Invalid argument" in error
+                    else f"error: {error}"
+                )
+                continue
+            answer = next(answers)
+            kind = answer.get("type")
+            out.append(kind if kind in ("local", "broadcast", "multicast") else answer["dev"])
+        return out
+
+    def ping(self, pairs: list[tuple[str, str]], wait: float = 0.3) -> list[bool]:
+        """Ping each ``(source, destination)`` endpoint pair once, all in parallel, only
+        inside the namespaces built here."""
+        commands = [self._ping_command(source, destination, wait) for source, destination in pairs]
+        processes = [
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for command in commands
+        ]
+        results = []
+        for process in processes:
+            try:
+                results.append(process.wait(timeout=wait + 5) == 0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                results.append(False)
+        return results
+
+    def _ping_command(self, source: str, destination: str, wait: float) -> list[str]:
+        src = resolve_endpoint(self.vpc, source)
+        dst = resolve_endpoint(self.vpc, destination)
+        if src.kind == "instance":
+            namespace = self.subnet_ns[src.instance.subnet]
+            from_address = src.instance.private_ip
+            if dst.kind == "internet" and src.instance.public_ip is not None:
+                from_address = src.instance.public_ip  # what the IGW's translation produces
+        else:
+            gateway = self._outside_gateway(src)
+            namespace, from_address = self.outside_ns[gateway], self.outside_address[gateway]
+        if dst.kind == "instance":
+            to_address = dst.instance.private_ip
+            if src.kind == "internet" and dst.instance.public_ip is not None:
+                to_address = dst.instance.public_ip
+        else:
+            to_address = self.outside_address[self._outside_gateway(dst)]
+        return [
+            self.ip,
+            "netns",
+            "exec",
+            namespace,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "1",
+            "-W",
+            str(wait),
+            "-I",
+            str(from_address),
+            str(to_address),
+        ]
+
+    def _outside_gateway(self, endpoint) -> str:
+        kind = {"internet": "igw", "corporate": "vgw", "peer": "pcx"}[endpoint.kind]
+        for gateway in self.vpc.gateways.values():
+            if gateway.kind == kind and (endpoint.gateway in (None, gateway.id)):
+                return gateway.id
+        raise DesignError(f"no {kind} gateway to stand for {endpoint.label}")
+
+
+def expected_kernel_answer(kernel: KernelVpc, subnet_name: str, destination) -> str:
+    """What ``ip route get`` should say, worked out from the model alone (the oracle runs
+    the other way: this is the model's prediction, compared with the kernel)."""
+    vpc = kernel.vpc
+    destination = ipaddress.IPv4Address(destination)
+    route = vpc.route_table_for(subnet_name).lookup(destination).route
+    if route is None:
+        return "noroute"
+    if route.kind == "local":
+        home = vpc.subnet_of(destination)
+        return "unreachable" if home is None else kernel.subnet_dev[home.name]
+    if not vpc.target_exists(route.target):
+        return "blackhole"
+    if route.kind in ("instance", "eni"):
+        return kernel.subnet_dev[vpc.instance(route.target).subnet]
+    return kernel.target_dev[route.target]
+
+
+@dataclass
+class KernelReport:
+    """What ``compare_with_kernel`` found."""
+
+    design: str
+    route_checks: int = 0
+    route_mismatches: list[dict] = field(default_factory=list)
+    pings: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    build_seconds: float = 0.0
+    route_seconds: float = 0.0
+    ping_seconds: float = 0.0
+
+    @property
+    def ping_mismatches(self) -> list[dict]:
+        return [p for p in self.pings if p["model"] != p["kernel"]]
+
+    @property
+    def agrees(self) -> bool:
+        return not self.route_mismatches and not self.ping_mismatches
+
+    def as_dict(self) -> dict:
+        return {
+            "design": self.design,
+            "agrees": self.agrees,
+            "route_checks": self.route_checks,
+            "route_mismatches": self.route_mismatches,
+            "pings": self.pings,
+            "skipped": self.skipped,
+            "build_seconds": round(self.build_seconds, 3),
+            "route_seconds": round(self.route_seconds, 3),
+            "ping_seconds": round(self.ping_seconds, 3),
+        }
+
+    def text(self) -> str:
+        lines = [
+            f"design {self.design}: namespaces built in {self.build_seconds:.2f} s",
+            f"route lookups: {self.route_checks} (subnet, destination) pairs compared with "
+            f"ip route get in {self.route_seconds:.2f} s, "
+            f"{len(self.route_mismatches)} disagreements",
+        ]
+        for mismatch in self.route_mismatches[:10]:
+            lines.append(f"  DISAGREE {mismatch}")
+        lines.append(
+            f"pings: {len(self.pings)} compared in {self.ping_seconds:.2f} s, "
+            f"{len(self.ping_mismatches)} disagreements"
+        )
+        for ping in self.pings:
+            mark = "ok      " if ping["model"] == ping["kernel"] else "DISAGREE"
+            lines.append(
+                f"  {mark} {ping['source']:>12} -> {ping['destination']:<12} model "
+                f"{'reachable' if ping['model'] else 'blocked':<9} kernel "
+                f"{'replied' if ping['kernel'] else 'no reply'}"
+            )
+        for skip in self.skipped:
+            lines.append(
+                f"  skipped  {skip['source']:>12} -> {skip['destination']:<12} {skip['why']}"
+            )
+        lines.append(
+            "the kernel AGREES with the model"
+            if self.agrees
+            else "the kernel DISAGREES with the model"
+        )
+        return "\n".join(lines)
+
+
+def _random_destinations(vpc, kernel: KernelVpc, count: int, rng: random.Random):
+    """Unicast destinations the router would forward: inside routes, subnets and anywhere."""
+    excluded = set(kernel.router_addresses) | set(kernel.outside_address.values())
+    for subnet in vpc.subnets.values():
+        excluded |= {subnet.cidr.network_address, subnet.cidr.broadcast_address}
+    blocks = [route.destination for table in vpc.route_tables.values() for route in table.routes]
+    blocks += [subnet.cidr for subnet in vpc.subnets.values()]
+    forbidden = [
+        ipaddress.IPv4Network(n)
+        for n in ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3")
+    ]
+    found: list[ipaddress.IPv4Address] = []
+    while len(found) < count:
+        if blocks and rng.random() < 0.6:
+            block = rng.choice(blocks)
+            address = block.network_address + rng.randrange(block.num_addresses)
+        else:
+            address = ipaddress.IPv4Address(rng.randrange(2**32))
+        if address in excluded or any(address in n for n in forbidden):
+            continue
+        found.append(address)
+    return found
+
+
+def _endpoint_pairs(vpc) -> list[tuple[str, str]]:
+    names = list(vpc.instances)
+    outside = []
+    kinds = {g.kind for g in vpc.gateways.values()}
+    if "igw" in kinds:
+        outside.append("internet")
+    if any(g.kind == "vgw" and g.remote_cidrs for g in vpc.gateways.values()):
+        outside.append("corporate")
+    outside += [f"peer:{g.id}" for g in vpc.gateways.values() if g.kind == "pcx"]
+    pairs = [(a, b) for a in names for b in names if a != b]
+    for place in outside:
+        for name in names:
+            pairs += [(name, place), (place, name)]
+    return pairs
+
+
+def _not_comparable(vpc, answer) -> str | None:
+    """Why a reachability answer cannot be checked with a ping here, if it cannot."""
+    if any(
+        hop.node in vpc.gateways and vpc.gateways[hop.node].kind == "nat" for hop in answer.path
+    ):
+        return "goes through a NAT gateway (not emulated: that needs nftables)"
+    details = (re.sub(r"\(beats [^)]*\)", "", hop.detail) for hop in answer.path)
+    text = " ".join([answer.reason, *details])
+    appliances = {instance.id for instance in vpc.instances.values()}
+    if any(re.search(rf"(^|[\s(]){re.escape(name)}\b", text) for name in appliances):
+        # One namespace holds all of a subnet's instances, so an appliance instance would
+        # accept packets for its neighbours; what a real appliance does is its software's call.
+        return "a route hands packets to an appliance instance (not emulated)"
+    return None
+
+
+def compare_with_kernel(vpc, *, destinations: int = 200, seed: int = 1) -> KernelReport:
+    """Build ``vpc`` as namespaces, then compare (1) route lookups for ``destinations``
+    random addresses per subnet with ``ip route get`` and (2) every reachability answer
+    with a real ping between the namespaces; tear everything down. Needs root."""
+    if os.geteuid() != 0:
+        raise PermissionError("building network namespaces needs root")
+    report = KernelReport(vpc.name)
+    rng = random.Random(seed)
+    with KernelVpc(vpc) as kernel:
+        report.build_seconds = kernel.build_seconds
+        started = time.monotonic()
+        queries = [
+            (subnet, destination)
+            for subnet in vpc.subnets
+            for destination in _random_destinations(vpc, kernel, destinations, rng)
+        ]
+        answers = kernel.route_get(queries) if queries else []
+        for (subnet, destination), answer in zip(queries, answers, strict=True):
+            expected = expected_kernel_answer(kernel, subnet, destination)
+            if answer != expected:
+                report.route_mismatches.append(
+                    {
+                        "subnet": subnet,
+                        "destination": str(destination),
+                        "model": expected,
+                        "kernel": answer,
+                    }
+                )
+        report.route_checks = len(queries)
+        report.route_seconds = time.monotonic() - started
+        started = time.monotonic()
+        compared = []
+        for source, destination in _endpoint_pairs(vpc):
+            answer = vpc.reach(source, destination)
+            why = _not_comparable(vpc, answer)
+            if why:
+                report.skipped.append({"source": source, "destination": destination, "why": why})
+                continue
+            compared.append((source, destination, answer.reachable))
+        replies = kernel.ping([(s, d) for s, d, _ in compared])
+        for (source, destination, model), kernel_says in zip(compared, replies, strict=True):
+            report.pings.append(
+                {
+                    "source": source,
+                    "destination": destination,
+                    "model": model,
+                    "kernel": kernel_says,
+                }
+            )
+        report.ping_seconds = time.monotonic() - started
+    return report
