@@ -143,8 +143,10 @@ def register(commands) -> None:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
     p.add_argument("--target", type=float, default=40.0, help="target CPU %% (default 40)")
     p.add_argument("--max", type=int, default=4, help="most backend processes (default 4)")
-    p.add_argument("--work-ms", type=float, default=4.0, help="CPU ms per request (default 4)")
-    p.add_argument("--peak-rps", type=float, default=250.0, help="peak request rate")
+    p.add_argument("--period", type=float, default=0.5, help="seconds per datapoint (0.5)")
+    p.add_argument("--work-ms", type=float, default=8.0, help="CPU ms per request (default 8)")
+    p.add_argument("--peak-rps", type=float, default=120.0, help="peak requests/s (default 120)")
+    p.add_argument("--min", type=int, default=1, help="fewest backend processes (default 1)")
     p.add_argument(
         "--kill-at",
         type=float,

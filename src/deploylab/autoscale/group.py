@@ -273,6 +273,27 @@ class AutoScalingGroup:
                 return
         raise ValueError(f"no pending or in-service instance {instance_id!r} in {self.name}")
 
+    def mark_in_service(self, instance_id: str, now: float) -> None:
+        """A pending instance passed its first health check (the live controller's boot is
+        real, so it says when; the simulator uses the template's ``boot_time`` instead)."""
+        for instance in self._pending:
+            if instance.id == instance_id:
+                self._pending.remove(instance)
+                instance.state = IN_SERVICE
+                instance.in_service_time = now
+                self._in_service += 1
+                self._warming.append(instance)
+                self.activities.append(Activity(now, "in-service", instance.id))
+                return
+        raise ValueError(f"no pending instance {instance_id!r} in {self.name}")
+
+    def find(self, instance_id: str) -> Instance | None:
+        """The instance with that id (None once it has terminated)."""
+        for instance in self.instances:
+            if instance.id == instance_id:
+                return instance
+        return None
+
     def replacement_batch(self) -> int:
         """Unhealthy instances replaced at a time: 10% of desired, at least one."""
         return max(1, self.desired_capacity // 10)
