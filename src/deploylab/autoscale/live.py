@@ -88,7 +88,7 @@ def offered_load(t: float, config: LiveConfig) -> float:
 
     >>> c = LiveConfig(duration=10, low_rps=10, peak_rps=100)
     >>> [round(offered_load(t, c)) for t in (0, 1.5, 4, 8)]
-    [10, 28, 100, 10]
+    [10, 32, 100, 10]
     """
     fraction = t / config.duration
     middle = (config.low_rps + config.peak_rps) / 2
@@ -587,12 +587,14 @@ def _alarm_states(policies: list[Policy]) -> tuple[bool, bool]:
         if isinstance(policy, TargetTrackingPolicy):
             high = high or policy.high_count >= policy.high_datapoints
             low = low or policy.low_count >= policy.low_datapoints
-        elif isinstance(policy, StepScalingPolicy | SimpleScalingPolicy):
-            if policy.monitor.state == ALARM:
-                if policy.alarm.scales_out:
-                    high = True
-                else:
-                    low = True
+        elif (
+            isinstance(policy, StepScalingPolicy | SimpleScalingPolicy)
+            and policy.monitor.state == ALARM
+        ):
+            if policy.alarm.scales_out:
+                high = True
+            else:
+                low = True
     return high, low
 
 
