@@ -14,6 +14,7 @@ or changed submissions, and a failure is never shown as a silent 0.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import shutil
@@ -309,6 +310,7 @@ class _Submission:
     digest: str
     result: SubmissionResult | None = None  # decided before execution (bad file, wrong lab)
     notebook: object = None  # merged notebook to execute
+    max_score: float = 0.0
 
 
 def _find_notebook(directory: Path, lab: str) -> Path | None:
@@ -342,23 +344,32 @@ def _lab_grade_ids(course: Course) -> dict[str, set[str]]:
 
 def _ensure_in_gradebook(course: Course, lab: str, source_digest: str) -> None:
     """Have nbgrader record the lab (and its current source) in the gradebook if needed."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
     from deploylab.grading.release import generate_with_nbgrader
 
-    state = course.read_state("release.json")
     known = False
     if (course.root / "gradebook.db").is_file() and (course.root / "release" / lab).is_dir():
-        with Gradebook(course.db_url, "deploylab") as gradebook:
+        with _open_gradebook(course) as gradebook:
             try:
                 gradebook.find_notebook(lab, lab)
                 known = True
             except MissingEntry:
                 known = False
-    if not known or state.get(lab) != source_digest:
+    if not known or course.read_state("release.json").get(lab) != source_digest:
         generate_with_nbgrader(course, lab)
-        state[lab] = source_digest
-        course.write_state("release.json", state)
+
+
+@contextlib.contextmanager
+def _open_gradebook(course: Course):
+    """nbgrader's gradebook, quietly: nbgrader 0.9.6 with SQLAlchemy 2.x warns on every new
+    submission ("not in session"), which is harmless."""
+    from nbgrader.api import Gradebook
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Gradebook(course.db_url, "deploylab") as gradebook:
+            yield gradebook
 
 
 def _prepare(
@@ -378,12 +389,12 @@ def _prepare(
     digest = hashlib.sha256(
         b"\0".join([PIPELINE_VERSION.encode(), source_digest.encode(), raw])
     ).hexdigest()
-    submission = _Submission(student, path, digest)
     max_score = sum(
         float(_nbgrader_meta(cell).get("points", 0) or 0)
         for cell in instructor.cells
         if _nbgrader_meta(cell).get("grade")
     )
+    submission = _Submission(student, path, digest, max_score=max_score)
 
     def decided(status: str, detail: str) -> _Submission:
         submission.result = SubmissionResult(
@@ -454,7 +465,7 @@ def _grade(
                 submission.student,
                 lab,
                 NEEDS_REVIEW,
-                0.0,
+                submission.max_score,
                 detail=f"grader problem, not graded: {type(error).__name__}: {error}",
                 digest="",
             )
@@ -499,13 +510,11 @@ def _partial_result(executed, grade_id: str) -> float | None:
     return None
 
 
-def _save(course: Course, lab: str, result: SubmissionResult, executed) -> None:
+def _save(course: Course, gradebook, lab: str, result: SubmissionResult, executed) -> None:
     """Gradebook rows (nbgrader's tables), the autograded notebook, and our status entry."""
     import nbformat
-    from nbgrader.api import Gradebook
 
-    with warnings.catch_warnings(), Gradebook(course.db_url, "deploylab") as gradebook:
-        # nbgrader 0.9.6 with SQLAlchemy 2.x warns on every new submission; it is harmless.
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gradebook.update_or_create_student(result.student)
         submission = gradebook.update_or_create_submission(lab, result.student)
@@ -627,9 +636,13 @@ def autograde(
 
     source_path = course.source_notebook(lab)
     source_digest = hashlib.sha256(source_path.read_bytes()).hexdigest()
-    _ensure_in_gradebook(course, lab, source_digest)
+    released_path = course.root / "release" / lab / f"{lab}.ipynb"
+    if course.read_state("release.json").get(lab) != source_digest or not released_path.is_file():
+        from deploylab.grading.release import generate_with_nbgrader
+
+        generate_with_nbgrader(course, lab)
     instructor = nbformat.read(source_path, as_version=4)
-    released = nbformat.read(course.root / "release" / lab / f"{lab}.ipynb", as_version=4)
+    released = nbformat.read(released_path, as_version=4)
     grade_ids_by_lab = _lab_grade_ids(course)
 
     previous = course.read_state(STATUS_FILE).get(lab, {})
@@ -639,30 +652,25 @@ def autograde(
         if path.is_dir() and not path.name.startswith(".")
     )
     results: dict[str, SubmissionResult] = {}
-    to_run: list[_Submission] = []
     bar = _Progress(len(student_dirs), progress)
+    decided: list[SubmissionResult] = []
+    to_run: list[_Submission] = []
     for student_dir in student_dirs:
         submission = _prepare(
             course, lab, student_dir, instructor, released, source_digest, grade_ids_by_lab
         )
         stored = previous.get(submission.student)
-        if (
-            not force
-            and stored
-            and stored.get("digest") == submission.digest
-            and stored.get("status")
-        ):
+        if not force and stored and stored.get("digest") == submission.digest:
             result = SubmissionResult.from_json(stored)
             result.reused = True
             results[submission.student] = result
             bar.advance(f"{submission.student} (unchanged)")
         elif submission.result is not None:
-            _save(course, lab, submission.result, None)
-            results[submission.student] = submission.result
-            bar.advance(submission.student)
+            decided.append(submission.result)
         else:
             to_run.append(submission)
 
+    # Kernels start first; nbgrader's import and the gradebook are set up while they run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
             pool.submit(
@@ -676,22 +684,28 @@ def autograde(
             ): submission
             for submission in to_run
         }
-        for future in concurrent.futures.as_completed(futures):
-            submission = futures[future]
-            try:
-                result, executed = future.result()
-            except Exception as error:  # a bug of ours must not stop the batch
-                result = SubmissionResult(
-                    submission.student,
-                    lab,
-                    NEEDS_REVIEW,
-                    0.0,
-                    detail=f"grader error: {type(error).__name__}: {error}",
-                )
-                executed = None
-            _save(course, lab, result, executed)
-            results[submission.student] = result
-            bar.advance(submission.student)
+        _ensure_in_gradebook(course, lab, source_digest)
+        with _open_gradebook(course) as gradebook:
+            for result in decided:
+                _save(course, gradebook, lab, result, None)
+                results[result.student] = result
+                bar.advance(result.student)
+            for future in concurrent.futures.as_completed(futures):
+                submission = futures[future]
+                try:
+                    result, executed = future.result()
+                except Exception as error:  # a bug of ours must not stop the batch
+                    result = SubmissionResult(
+                        submission.student,
+                        lab,
+                        NEEDS_REVIEW,
+                        submission.max_score,
+                        detail=f"grader error: {type(error).__name__}: {error}",
+                    )
+                    executed = None
+                _save(course, gradebook, lab, result, executed)
+                results[submission.student] = result
+                bar.advance(submission.student)
     return [results[student] for student in sorted(results)]
 
 

@@ -14,7 +14,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from deploylab.grading.course import Course, CourseError
+from deploylab.grading.course import Course, CourseError, file_digest
 
 __all__ = [
     "canonical_notebook_text",
@@ -118,6 +118,10 @@ def generate_with_nbgrader(course: Course, lab: str) -> Path:
         except Exception as error:
             details = "; ".join(messages[-3:]) or str(error)
             raise CourseError(f"nbgrader could not generate lab {lab!r}: {details}") from error
+    # Remember which source the gradebook now holds, so autograde need not regenerate it.
+    state = course.read_state("release.json")
+    state[lab] = file_digest(course.source_notebook(lab))
+    course.write_state("release.json", state)
     return course.root / "release" / lab
 
 
