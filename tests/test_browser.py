@@ -59,6 +59,15 @@ def jupyterlab(tmp_path_factory):
     (
         settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # No autosave: a lesson's outputs must never be written back into the workbook.
+    docmanager = settings / "@jupyterlab" / "docmanager-extension"
+    docmanager.mkdir(parents=True)
+    (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
+    # JupyterLab serves a copy of the workbook, so nothing it does can touch the checkout.
+    workbook = state / "workbook"
+    for folder in ("lessons", "labs"):
+        if (ROOT / folder).is_dir():
+            shutil.copytree(ROOT / folder, workbook / folder)
     token = secrets.token_hex(16)
     port = free_port()
     env = {

@@ -31,6 +31,7 @@ COURSE_STOPS = (
     Stop("internet", "05-vpc-and-cidr", "IPv4 addresses, classes, CIDR blocks"),
     Stop("VPC + subnets", "05-vpc-and-cidr", "public/private/VPN-only subnets, route tables"),
     Stop("reverse proxy", "01-proxies", "near servers: hides them, passes X-Forwarded-For"),
+    Stop("nginx", "04-nginx-and-zero-downtime", "the real proxy: reload, blue-green, rolling"),
     Stop("load balancer", "02-load-balancing", "round robin, weights, least conn, ip_hash"),
     Stop("auto scaling group", "03-autoscaling", "min/max/desired, policies, health checks"),
     Stop("app instances", "02-load-balancing", "scale up (bigger) or scale out (more)"),
