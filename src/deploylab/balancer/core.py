@@ -157,7 +157,7 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
     ['a', 'b', 'a']
     """
     best = None
-    total = 0.0
+    total = 0
     for peer in peers:
         if id(peer) in tried or not peer.usable(now):
             continue
@@ -196,7 +196,7 @@ def least_conn_pick(peers: Sequence[Peer], now: float, tried: set[int] = frozens
     if best is None:
         return None
     if many:
-        total = 0.0
+        total = 0
         for i, peer in usable:
             if i < start or peer.conns * best.weight != best.conns * peer.weight:
                 continue
