@@ -1,0 +1,619 @@
+"""Autoscaling views: bqplot time series of a simulated or live run, sliders that re-run the
+simulator, and matplotlib fallbacks for contexts without a browser.
+
+- :class:`AutoscaleChart` — demand vs capacity (with scaling activities as markers), instances
+  by state, CPU against the target (with alarm states as markers).
+- :class:`AutoscaleExplorer` — policy/trace/target/cooldown/warm-up/min/max controls; every
+  change re-runs :func:`deploylab.autoscale.simulate` and shows every policy's metrics side by
+  side on the same trace.
+- :func:`live_chart` — an :class:`AutoscaleChart` fed by a live autoscaler's ``sample`` events.
+- :func:`autoscale_figure`, :func:`live_figure`, :func:`metrics_table_text` — static fallbacks.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+
+import bqplot
+import ipywidgets as widgets
+import numpy as np
+
+from deploylab.autoscale.simulate import (
+    POLICY_KINDS,
+    SimulationConfig,
+    SimulationResult,
+    simulate,
+)
+from deploylab.autoscale.traces import TRACE_KINDS, generate_trace
+from deploylab.events import EventBus
+
+COLORS = {
+    "demand": "#e4572e",
+    "in_service": "#2e86ab",
+    "desired": "#7a7a7a",
+    "pending": "#f3a712",
+    "unhealthy": "#a23b72",
+    "cpu": "#2e86ab",
+    "target": "#29a36a",
+    "high": "#d62828",
+    "low": "#1d70a2",
+}
+
+METRIC_ROWS = (
+    ("instance_hours", "instance-hours", "{:,.0f}"),
+    ("cost_usd", "cost (USD)", "{:,.2f}"),
+    ("slo_violation_fraction", "time violating SLO", "{:.1%}"),
+    ("accuracy_under", "under-provisioning accuracy", "{:.2f}"),
+    ("accuracy_over", "over-provisioning accuracy", "{:.2f}"),
+    ("timeshare_under", "timeshare under", "{:.1%}"),
+    ("timeshare_over", "timeshare over", "{:.1%}"),
+    ("jitter", "jitter (changes/h)", "{:+.2f}"),
+    ("scaling_activities", "scaling activities", "{:,.0f}"),
+)
+
+
+def _figure(title: str, y_label: str, marks, x_scale, y_scale, x_label: str, height: int):
+    axes = [
+        bqplot.Axis(scale=x_scale, label=x_label, grid_lines="none"),
+        bqplot.Axis(scale=y_scale, orientation="vertical", label=y_label, grid_lines="dashed"),
+    ]
+    return bqplot.Figure(
+        marks=marks,
+        axes=axes,
+        title=title,
+        animation_duration=0,
+        fig_margin={"top": 30, "bottom": 35, "left": 55, "right": 15},
+        legend_location="top-left",
+        layout=widgets.Layout(height=f"{height}px", width="100%"),
+    )
+
+
+class AutoscaleChart(widgets.VBox):
+    """Three stacked bqplot panels sharing a time axis.
+
+    >>> chart = AutoscaleChart()
+    >>> from deploylab.autoscale import simulate
+    >>> chart.show_result(simulate([100.0] * 30 + [900.0] * 90, policy="target"))
+    >>> int(max(chart.capacity_lines.y[1]))       # in-service instances went up
+    18
+    >>> "dl-autoscale-chart" in chart._dom_classes
+    True
+    """
+
+    def __init__(self, x_label: str = "hours", height: int = 200) -> None:
+        x_scale = bqplot.LinearScale()
+        count_scale = bqplot.LinearScale(min=0)
+        state_scale = bqplot.LinearScale(min=0)
+        cpu_scale = bqplot.LinearScale(min=0, max=105)
+        self.x_label = x_label
+        self.capacity_lines = bqplot.Lines(
+            x=[0],
+            y=[[0], [0], [0]],
+            scales={"x": x_scale, "y": count_scale},
+            colors=[COLORS["demand"], COLORS["in_service"], COLORS["desired"]],
+            labels=["demand (instances needed)", "capacity (in service)", "desired"],
+            line_style="solid",
+            interpolation="step-after",
+            display_legend=True,
+            stroke_width=1.5,
+        )
+        self.scale_out_marks = bqplot.Scatter(
+            x=[],
+            y=[],
+            scales={"x": x_scale, "y": count_scale},
+            marker="triangle-up",
+            colors=[COLORS["high"]],
+            default_size=40,
+            labels=["scale out"],
+            display_legend=True,
+        )
+        self.scale_in_marks = bqplot.Scatter(
+            x=[],
+            y=[],
+            scales={"x": x_scale, "y": count_scale},
+            marker="triangle-down",
+            colors=[COLORS["low"]],
+            default_size=40,
+            labels=["scale in"],
+            display_legend=True,
+        )
+        self.state_lines = bqplot.Lines(
+            x=[0],
+            y=[[0], [0], [0]],
+            scales={"x": x_scale, "y": state_scale},
+            colors=[COLORS["in_service"], COLORS["pending"], COLORS["unhealthy"]],
+            labels=["in service", "pending / warming", "unhealthy"],
+            interpolation="step-after",
+            display_legend=True,
+            stroke_width=1.5,
+        )
+        self.cpu_lines = bqplot.Lines(
+            x=[0],
+            y=[[0], [0]],
+            scales={"x": x_scale, "y": cpu_scale},
+            colors=[COLORS["cpu"], COLORS["target"]],
+            labels=["CPU %", "target"],
+            line_style="solid",
+            display_legend=True,
+            stroke_width=1.5,
+        )
+        self.high_alarm_marks = bqplot.Scatter(
+            x=[],
+            y=[],
+            scales={"x": x_scale, "y": cpu_scale},
+            marker="square",
+            colors=[COLORS["high"]],
+            default_size=12,
+            labels=["high alarm"],
+            display_legend=True,
+        )
+        self.low_alarm_marks = bqplot.Scatter(
+            x=[],
+            y=[],
+            scales={"x": x_scale, "y": cpu_scale},
+            marker="square",
+            colors=[COLORS["low"]],
+            default_size=12,
+            labels=["low alarm"],
+            display_legend=True,
+        )
+        self.capacity_figure = _figure(
+            "demand vs capacity",
+            "instances",
+            [self.capacity_lines, self.scale_out_marks, self.scale_in_marks],
+            x_scale,
+            count_scale,
+            x_label,
+            height,
+        )
+        self.state_figure = _figure(
+            "instances by state",
+            "instances",
+            [self.state_lines],
+            x_scale,
+            state_scale,
+            x_label,
+            int(height * 0.8),
+        )
+        self.cpu_figure = _figure(
+            "CPU vs target",
+            "CPU %",
+            [self.cpu_lines, self.high_alarm_marks, self.low_alarm_marks],
+            x_scale,
+            cpu_scale,
+            x_label,
+            int(height * 0.9),
+        )
+        super().__init__([self.capacity_figure, self.state_figure, self.cpu_figure])
+        self.add_class("dl-autoscale-chart")
+
+    def show_series(
+        self,
+        x,
+        demand,
+        in_service,
+        desired,
+        pending,
+        unhealthy,
+        cpu,
+        target,
+        alarm_high,
+        alarm_low,
+        scale_out=(),
+        scale_in=(),
+    ) -> None:
+        """Replace every series (sequences of equal length; markers as (x, y) pairs)."""
+        x = np.asarray(x, dtype=float)
+        cpu = np.asarray([np.nan if c is None else c for c in cpu], dtype=float)
+        alarm_high = np.asarray(alarm_high, dtype=bool)
+        alarm_low = np.asarray(alarm_low, dtype=bool)
+        with (
+            self.capacity_lines.hold_sync(),
+            self.state_lines.hold_sync(),
+            self.cpu_lines.hold_sync(),
+        ):
+            self.capacity_lines.x = x
+            self.capacity_lines.y = np.vstack([demand, in_service, desired]).astype(float)
+            self.state_lines.x = x
+            self.state_lines.y = np.vstack([in_service, pending, unhealthy]).astype(float)
+            self.cpu_lines.x = x
+            self.cpu_lines.y = np.vstack(
+                [np.nan_to_num(cpu, nan=0.0), np.full(len(x), float(target))]
+            )
+        self.high_alarm_marks.x, self.high_alarm_marks.y = (
+            x[alarm_high],
+            np.full(int(alarm_high.sum()), 102.0),
+        )
+        self.low_alarm_marks.x, self.low_alarm_marks.y = (
+            x[alarm_low],
+            np.full(int(alarm_low.sum()), 2.0),
+        )
+        out = np.asarray(list(scale_out), dtype=float).reshape(-1, 2)
+        down = np.asarray(list(scale_in), dtype=float).reshape(-1, 2)
+        self.scale_out_marks.x, self.scale_out_marks.y = out[:, 0], out[:, 1]
+        self.scale_in_marks.x, self.scale_in_marks.y = down[:, 0], down[:, 1]
+
+    def show_result(self, result: SimulationResult, max_points: int = 2000) -> None:
+        """Draw a simulation (time in hours), thinned to at most ``max_points`` per series."""
+        stride = max(1, len(result.time) // max_points)
+        pick = slice(None, None, stride)
+        hours = result.time / 3600
+        out = [(t / 3600, b) for t, a, b, _ in result.activities if b > a]
+        down = [(t / 3600, b) for t, a, b, _ in result.activities if b < a]
+        self.show_series(
+            hours[pick],
+            result.demand_instances[pick],
+            result.in_service[pick],
+            result.desired[pick],
+            result.pending[pick],
+            result.unhealthy[pick],
+            result.cpu[pick],
+            result.config.target,
+            result.alarm_high[pick],
+            result.alarm_low[pick],
+            out,
+            down,
+        )
+
+    def show_samples(
+        self, samples: Sequence[dict], target: float, capacity_rps: float | None = None
+    ) -> None:
+        """Draw a live run's samples (time in seconds). Demand in instances is the offered
+        load over what one process serves at the target (``capacity_rps`` = requests/s at
+        100% CPU); without it the desired capacity stands in."""
+        if not samples:
+            return
+        x = [s["t"] for s in samples]
+        ups, downs = _changes(samples)
+        self.show_series(
+            x,
+            live_demand(samples, target, capacity_rps),
+            [s["in_service"] for s in samples],
+            [s["desired"] for s in samples],
+            [s["warming"] for s in samples],
+            [s["unhealthy"] for s in samples],
+            [s["cpu"] for s in samples],
+            target,
+            [s["alarm_high"] for s in samples],
+            [s["alarm_low"] for s in samples],
+            ups,
+            downs,
+        )
+
+
+def _changes(samples: Sequence[dict]) -> tuple[list, list]:
+    ups, downs = [], []
+    for before, after in itertools.pairwise(samples):
+        if after["desired"] > before["desired"]:
+            ups.append((after["t"], after["desired"]))
+        elif after["desired"] < before["desired"]:
+            downs.append((after["t"], after["desired"]))
+    return ups, downs
+
+
+def live_demand(samples: Sequence[dict], target: float, capacity_rps: float | None) -> list:
+    """Instances the offered load needs at the target utilisation."""
+    if not capacity_rps:
+        return [s["desired"] for s in samples]
+    per_instance = capacity_rps * target / 100
+    return [int(np.ceil(round(s["offered_rps"] / per_instance, 6))) for s in samples]
+
+
+def metrics_table_text(table: dict[str, dict[str, float]]) -> str:
+    """Policies side by side as plain text (the fallback of the explorer's table)."""
+    kinds = list(table)
+    lines = [f"{'':<30}" + "".join(f"{kind:>12}" for kind in kinds)]
+    for key, label, fmt in METRIC_ROWS:
+        lines.append(f"{label:<30}" + "".join(f"{fmt.format(table[k][key]):>12}" for k in kinds))
+    return "\n".join(lines)
+
+
+def metrics_table_html(table: dict[str, dict[str, float]], selected: str | None = None) -> str:
+    kinds = list(table)
+    head = "".join(
+        f"<th style='padding:2px 8px;{'background:#e8f1f8' if k == selected else ''}'>"
+        f"{html.escape(k)}</th>"
+        for k in kinds
+    )
+    rows = []
+    for key, label, fmt in METRIC_ROWS:
+        best = min(table[k][key] for k in kinds) if key != "jitter" else None
+        cells = "".join(
+            f"<td style='text-align:right;padding:2px 8px;"
+            f"{'background:#e8f1f8;' if k == selected else ''}"
+            f"{'font-weight:bold' if best is not None and table[k][key] == best else ''}'>"
+            f"{fmt.format(table[k][key])}</td>"
+            for k in kinds
+        )
+        rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    return (
+        f"<table class='dl-autoscale-metrics' style='border-collapse:collapse;"
+        f"font-size:12px'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+        "<div style='font-size:11px;color:#666'>bold = lowest in the row; accuracies are "
+        "mean instances missing / extra; jitter &lt; 0 lags demand, &gt; 0 oscillates</div>"
+    )
+
+
+class AutoscaleExplorer(widgets.VBox):
+    """Sliders over the simulator: every change re-runs the chosen policy (drawn) and every
+    policy kind (tabled side by side) on the same trace.
+
+    >>> explorer = AutoscaleExplorer(days=1)
+    >>> explorer.policy.value, sorted(explorer.table)[:2]
+    ('target', ['maintain', 'predictive'])
+    >>> explorer.target.value = 70
+    >>> explorer.result.config.target
+    70
+    """
+
+    def __init__(
+        self,
+        trace: str = "flash-crowd",
+        days: float = 7.0,
+        policy: str = "target",
+        config: SimulationConfig | None = None,
+    ) -> None:
+        base = config or SimulationConfig()
+        style = {"description_width": "80px"}
+        slider = {
+            "continuous_update": False,
+            "style": style,
+            "layout": widgets.Layout(width="320px"),
+        }
+        self.days = days
+        self.policy = widgets.Dropdown(
+            options=POLICY_KINDS, value=policy, description="policy", style=style
+        )
+        self.trace = widgets.Dropdown(
+            options=TRACE_KINDS, value=trace, description="trace", style=style
+        )
+        self.target = widgets.IntSlider(
+            int(base.target), min=10, max=95, description="target %", **slider
+        )
+        self.cooldown = widgets.IntSlider(
+            int(base.cooldown), min=0, max=1800, step=30, description="cooldown s", **slider
+        )
+        self.warmup = widgets.IntSlider(
+            int(base.warmup), min=0, max=1800, step=30, description="warm-up s", **slider
+        )
+        self.min_size = widgets.IntSlider(base.min_size, min=0, max=20, description="min", **slider)
+        self.max_size = widgets.IntSlider(base.max_size, min=1, max=60, description="max", **slider)
+        self.status = widgets.HTML()
+        self.metrics = widgets.HTML()
+        self.chart = AutoscaleChart()
+        self.base = base
+        self._traces: dict[str, np.ndarray] = {}
+        controls = widgets.VBox(
+            [
+                self.policy,
+                self.trace,
+                self.target,
+                self.cooldown,
+                self.warmup,
+                self.min_size,
+                self.max_size,
+                self.status,
+            ]
+        )
+        super().__init__([widgets.HBox([controls, self.metrics]), self.chart])
+        self.add_class("dl-autoscale-explorer")
+        for control in (
+            self.policy,
+            self.trace,
+            self.target,
+            self.cooldown,
+            self.warmup,
+            self.min_size,
+            self.max_size,
+        ):
+            control.observe(self._changed, names="value")
+        self.rerun()
+
+    def _changed(self, _change=None) -> None:
+        self.rerun()
+
+    def current_config(self) -> SimulationConfig:
+        low, high = sorted((self.min_size.value, self.max_size.value))
+        return self.base.with_changes(
+            policy=self.policy.value,
+            target=self.target.value,
+            cooldown=self.cooldown.value,
+            warmup=self.warmup.value,
+            min_size=low,
+            max_size=max(high, 1),
+        )
+
+    def rerun(self) -> None:
+        """Re-run the simulator with the controls' values and redraw."""
+        started = time.perf_counter()
+        trace = self._traces.get(self.trace.value)
+        if trace is None:
+            trace = self._traces[self.trace.value] = generate_trace(
+                self.trace.value, days=self.days
+            )
+        config = self.current_config()
+        self.result = simulate(trace, config)
+        self.table = {
+            kind: (
+                self.result.metrics
+                if kind == config.policy
+                else simulate(trace, config, policy=kind).metrics
+            )
+            for kind in POLICY_KINDS
+        }
+        self.chart.show_result(self.result)
+        self.metrics.value = metrics_table_html(self.table, config.policy)
+        elapsed = time.perf_counter() - started
+        self.status.value = (
+            f"<span style='font-size:11px;color:#666'>{len(trace):,} steps x "
+            f"{len(POLICY_KINDS)} policies in {elapsed * 1000:.0f} ms</span>"
+        )
+
+
+def live_chart(
+    bus: EventBus, target: float, capacity_rps: float | None = None, refresh: float = 0.25
+) -> AutoscaleChart:
+    """An :class:`AutoscaleChart` (time in seconds) that follows a live autoscaler's ``sample``
+    events on ``bus``, redrawn at most every ``refresh`` seconds."""
+    chart = AutoscaleChart(x_label="seconds", height=170)
+    samples: list[dict] = []
+    lock = threading.Lock()
+    last = [0.0]
+
+    def on_event(event) -> None:
+        if event.kind == "sample":
+            with lock:
+                samples.append(dict(event.fields))
+                if time.monotonic() - last[0] >= refresh:
+                    last[0] = time.monotonic()
+                    chart.show_samples(list(samples), target, capacity_rps)
+        elif event.kind == "stopped":
+            with lock:
+                chart.show_samples(list(samples), target, capacity_rps)
+
+    chart.unsubscribe = bus.subscribe(on_event)
+    chart.samples = samples
+    return chart
+
+
+# ------------------------------------------------------------------------ static fallbacks
+def _plot_panels(
+    axes,
+    x,
+    demand,
+    in_service,
+    desired,
+    pending,
+    unhealthy,
+    cpu,
+    target,
+    alarm_high,
+    alarm_low,
+    ups,
+    downs,
+    x_label,
+):
+    capacity_ax, state_ax, cpu_ax = axes
+    capacity_ax.step(
+        x, demand, where="post", color=COLORS["demand"], lw=1, label="demand (instances needed)"
+    )
+    capacity_ax.step(
+        x,
+        in_service,
+        where="post",
+        color=COLORS["in_service"],
+        lw=1.3,
+        label="capacity (in service)",
+    )
+    capacity_ax.step(
+        x, desired, where="post", color=COLORS["desired"], lw=0.8, ls="--", label="desired"
+    )
+    if ups:
+        capacity_ax.scatter(
+            *zip(*ups, strict=True),
+            marker="^",
+            color=COLORS["high"],
+            s=14,
+            label="scale out",
+            zorder=3,
+        )
+    if downs:
+        capacity_ax.scatter(
+            *zip(*downs, strict=True),
+            marker="v",
+            color=COLORS["low"],
+            s=14,
+            label="scale in",
+            zorder=3,
+        )
+    capacity_ax.set_ylabel("instances")
+    capacity_ax.set_title("demand vs capacity", fontsize=10)
+    capacity_ax.legend(fontsize=7, loc="upper left", ncol=3)
+    state_ax.step(x, in_service, where="post", color=COLORS["in_service"], label="in service")
+    state_ax.step(x, pending, where="post", color=COLORS["pending"], label="pending / warming")
+    state_ax.step(x, unhealthy, where="post", color=COLORS["unhealthy"], label="unhealthy")
+    state_ax.set_ylabel("instances")
+    state_ax.set_title("instances by state", fontsize=10)
+    state_ax.legend(fontsize=7, loc="upper left", ncol=3)
+    cpu = np.asarray([np.nan if c is None else c for c in cpu], dtype=float)
+    cpu_ax.plot(x, cpu, color=COLORS["cpu"], lw=1, label="CPU %")
+    cpu_ax.axhline(target, color=COLORS["target"], lw=1, ls="--", label="target")
+    x = np.asarray(x)
+    high, low = np.asarray(alarm_high, bool), np.asarray(alarm_low, bool)
+    cpu_ax.scatter(
+        x[high], np.full(high.sum(), 102), marker="s", s=6, color=COLORS["high"], label="high alarm"
+    )
+    cpu_ax.scatter(
+        x[low], np.full(low.sum(), 2), marker="s", s=6, color=COLORS["low"], label="low alarm"
+    )
+    cpu_ax.set_ylim(0, 106)
+    cpu_ax.set_ylabel("CPU %")
+    cpu_ax.set_xlabel(x_label)
+    cpu_ax.set_title("CPU vs target", fontsize=10)
+    cpu_ax.legend(fontsize=7, loc="upper left", ncol=4)
+
+
+def autoscale_figure(result: SimulationResult, title: str | None = None):
+    """The chart of a simulation as a matplotlib figure (no browser needed)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 7), layout="constrained")
+    axes = figure.subplots(3, 1, sharex=True)
+    hours = result.time / 3600
+    ups = [(t / 3600, b) for t, a, b, _ in result.activities if b > a]
+    downs = [(t / 3600, b) for t, a, b, _ in result.activities if b < a]
+    _plot_panels(
+        axes,
+        hours,
+        result.demand_instances,
+        result.in_service,
+        result.desired,
+        result.pending,
+        result.unhealthy,
+        result.cpu,
+        result.config.target,
+        result.alarm_high,
+        result.alarm_low,
+        ups,
+        downs,
+        "hours",
+    )
+    figure.suptitle(title or f"policy {result.config.policy}", fontsize=11)
+    return figure
+
+
+def live_figure(
+    samples: Sequence[dict],
+    target: float,
+    capacity_rps: float | None = None,
+    title: str = "live autoscaling",
+):
+    """A live run's samples as a matplotlib figure."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 6.5), layout="constrained")
+    axes = figure.subplots(3, 1, sharex=True)
+    x = [s["t"] for s in samples]
+    ups, downs = _changes(samples)
+    _plot_panels(
+        axes,
+        x,
+        live_demand(samples, target, capacity_rps),
+        [s["in_service"] for s in samples],
+        [s["desired"] for s in samples],
+        [s["warming"] for s in samples],
+        [s["unhealthy"] for s in samples],
+        [s["cpu"] for s in samples],
+        target,
+        [s["alarm_high"] for s in samples],
+        [s["alarm_low"] for s in samples],
+        ups,
+        downs,
+        "seconds",
+    )
+    figure.suptitle(title, fontsize=11)
+    return figure
