@@ -62,22 +62,34 @@ def max_points(notebook) -> float:
     )
 
 
-def solution_lines(notebook) -> list[str]:
-    """Non-trivial lines between BEGIN/END SOLUTION markers that the release must not show."""
+def marked_lines(notebook, begin: str, end: str) -> list[str]:
+    """Stripped lines between ``### BEGIN <what>`` / ``### END <what>`` markers."""
     lines: set[str] = set()
-    public: set[str] = set()
     for cell in notebook.cells:
         inside = False
         for line in cell.source.splitlines():
-            if line.strip() == "### BEGIN SOLUTION":
+            if line.strip() == begin:
                 inside = True
-            elif line.strip() == "### END SOLUTION":
+            elif line.strip() == end:
                 inside = False
-            elif inside:
+            elif inside and len(line.strip()) >= 8:
                 lines.add(line.strip())
-            else:
-                public.add(line.strip())
-    return sorted(line for line in lines - public if len(line) >= 12)
+    return sorted(lines)
+
+
+def public_text(notebook) -> str:
+    """The source notebook's text outside solution and hidden-test blocks."""
+    kept = []
+    for cell in notebook.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if line.strip() in ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS"):
+                inside = True
+            elif line.strip() in ("### END SOLUTION", "### END HIDDEN TESTS"):
+                inside = False
+            elif not inside:
+                kept.append(line)
+    return "\n".join(kept)
 
 
 def write_submission(directory: Path, student: str, notebook, name: str | None = None) -> None:
@@ -148,10 +160,13 @@ def test_released_notebook_has_no_solution_or_hidden_tests(lab):
     joined = "\n".join(cell.source for cell in released.cells)
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         assert marker not in released_text
-    for line in solution_lines(source):
-        assert line not in joined, f"solution line leaked into labs/{lab}: {line!r}"
-    for line in hidden_test_lines(source):
-        assert line not in joined, f"hidden test line leaked into labs/{lab}: {line!r}"
+    public = public_text(source)  # what the release may show; a line found there is no leak
+    for line in marked_lines(source, "### BEGIN SOLUTION", "### END SOLUTION"):
+        if line not in public:
+            assert line not in joined, f"solution line leaked into labs/{lab}: {line!r}"
+    for line in marked_lines(source, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"):
+        if line not in public:
+            assert line not in joined, f"hidden test line leaked into labs/{lab}: {line!r}"
     for cell in released.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None

@@ -210,6 +210,8 @@ def score_cell(cell) -> tuple[float | None, float]:
         return None, max_points
     if any(output.output_type == "error" for output in cell.outputs):
         return 0.0, max_points
+    if cell.get("metadata", {}).get("deploylab", {}).get("hidden_error"):
+        return 0.0, max_points  # the runner saw an error the student's code kept off screen
     for output in cell.outputs:
         if output.output_type == "execute_result":
             text = output.get("data", {}).get("text/plain", "")

@@ -191,8 +191,9 @@ def _page(result: SubmissionResult | None, lab: str, student: str, executed) -> 
         printed = _text_outputs(cell)
         if printed.strip():
             parts.append(f"<pre>{safe(printed)}</pre>")
+        # The visible tests are exactly the released cell (public already): shown as they are.
         parts.append(
-            f"<details><summary>Visible tests</summary><pre>{safe(visible)}</pre></details>"
+            f"<details><summary>Visible tests</summary><pre>{html.escape(visible)}</pre></details>"
         )
         if hidden_count:
             parts.append(
