@@ -622,15 +622,21 @@ def run_live(config: LiveConfig | None = None, bus: EventBus | None = None) -> L
     return box["result"]
 
 
-def start_live(
-    config: LiveConfig | None = None, bus: EventBus | None = None
-) -> tuple[LiveAutoscaler, threading.Thread]:
+def start_live(config: LiveConfig | None = None, bus: EventBus | None = None
+               ) -> tuple[LiveAutoscaler, threading.Thread]:
     """Start a live experiment in a background thread (for live charts); join the thread
-    to wait for the end. ``autoscaler.stop_requested = True`` ends it early."""
+    to wait for the end (an error is kept in ``autoscaler.error``).
+    ``autoscaler.stop_requested = True`` ends it early."""
     autoscaler = LiveAutoscaler(config, bus)
-    thread = threading.Thread(
-        target=lambda: asyncio.run(autoscaler.run()), name="deploylab-live-autoscaler", daemon=True
-    )
+    autoscaler.error = None
+
+    def target() -> None:
+        try:
+            asyncio.run(autoscaler.run())
+        except BaseException as error:
+            autoscaler.error = error
+
+    thread = threading.Thread(target=target, name="deploylab-live-autoscaler", daemon=True)
     thread.start()
     return autoscaler, thread
 
