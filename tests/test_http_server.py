@@ -222,3 +222,26 @@ def test_fuzzed_input_never_kills_the_server(junk):
             await still_serves(server)
 
     asyncio.run(scenario())
+
+
+def test_http_public_surface_is_small_and_documented():
+    import inspect
+
+    import deploylab.http as http
+
+    assert len(http.__all__) == len(set(http.__all__)) <= 30
+    for name in http.__all__:
+        member = getattr(http, name)
+        if inspect.isclass(member) or inspect.isfunction(member):
+            assert inspect.getdoc(member), f"deploylab.http.{name} has no docstring"
+
+
+async def test_one_log_line_per_request(caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="deploylab.http")
+    async with HTTPServer(echo, name="logged") as server, httpx.AsyncClient() as client:
+        for path in ("/a", "/b"):
+            await client.get(server.url + path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "deploylab.http"]
+    assert len(lines) == 2 and '"GET /a HTTP/1.1" 200' in lines[0]
