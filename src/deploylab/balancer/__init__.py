@@ -4,6 +4,7 @@ The core (:mod:`deploylab.balancer.core`) is pure and time is passed in; the run
 (:mod:`deploylab.balancer.runtime`) drives it with real sockets on loopback.
 """
 
+from deploylab.balancer.backend import DemoBackend
 from deploylab.balancer.core import (
     ALGORITHMS,
     HealthCheck,
@@ -18,9 +19,12 @@ from deploylab.balancer.core import (
     least_conn_pick,
     smooth_weighted_pick,
 )
+from deploylab.balancer.runtime import Balancer, parse_backend
 
 __all__ = [
     "ALGORITHMS",
+    "Balancer",
+    "DemoBackend",
     "HealthCheck",
     "NoLiveUpstreams",
     "Peer",
@@ -31,5 +35,6 @@ __all__ = [
     "ip_hash_value",
     "ketama_points",
     "least_conn_pick",
+    "parse_backend",
     "smooth_weighted_pick",
 ]

@@ -51,7 +51,7 @@ class NoLiveUpstreams(LookupError):
     """No server can take the request: nginx logs "no live upstreams" and answers 502."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Peer:
     """One ``server`` line of an nginx ``upstream`` block, with nginx's per-peer state.
 
@@ -158,10 +158,24 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
     """
     best = None
     total = 0
-    for peer in peers:
-        if id(peer) in tried or not peer.usable(now):
+    for peer in peers:  # the checks of Peer.usable and _swrr_add, inlined: the hot path
+        if peer.down or peer.draining or not peer.healthy or (tried and id(peer) in tried):
             continue
-        total += _swrr_add(peer, now)
+        if (
+            peer.max_fails
+            and peer.fails >= peer.max_fails
+            and now - peer.checked <= peer.fail_timeout
+        ):
+            continue
+        if peer.max_conns and peer.conns >= peer.max_conns:
+            continue
+        weight = peer.effective_weight
+        if peer.slow_start and peer.recovered_at is not None:
+            weight = min(weight, peer.weight_limit(now))
+        peer.current_weight += weight
+        total += weight
+        if peer.effective_weight < peer.weight:
+            peer.effective_weight += 1
         if best is None or peer.current_weight > best.current_weight:
             best = peer
     if best is None:
@@ -396,7 +410,7 @@ class Selection:
         self.tries = 0  # hash/ip_hash re-hash counter (nginx's hp->tries)
         self.rehash = 0
         self.hash_state: int | None = None
-        self.tries_left = upstream.max_tries()
+        self.tries_left = upstream._tries
 
     def next_peer(self, now: float) -> Peer:
         """The next server for this request, as nginx's ``peer.get``; raises
@@ -424,7 +438,7 @@ class Selection:
         A lone server (no backup) is never marked failed."""
         peer.conns = max(0, peer.conns - 1)
         self.tries_left -= 1
-        if self.upstream.single:
+        if self.upstream._single:
             return
         if failed:
             peer.fails += 1
@@ -468,6 +482,7 @@ class Upstream:
         self.rng = rng or random.Random(0)
         self._ring: list[tuple[int, str]] | None = None
         self._ring_hashes: list[int] = []
+        self._changed()
         for peer in peers:
             self.add(peer)
         if not self.peers and not self.backups:
@@ -483,7 +498,7 @@ class Upstream:
         if self.find(peer.name) is not None:
             raise ValueError(f"server {peer.name!r} is already in the upstream")
         (self.backups if peer.backup else self.peers).append(peer)
-        self._ring = None
+        self._changed()
         return peer
 
     def remove(self, name: str) -> Peer:
@@ -492,7 +507,7 @@ class Upstream:
         if peer is None:
             raise ValueError(f"server {name!r} is not in the upstream")
         (self.backups if peer.backup else self.peers).remove(peer)
-        self._ring = None
+        self._changed()
         return peer
 
     def find(self, name: str) -> Peer | None:
@@ -504,7 +519,12 @@ class Upstream:
     @property
     def single(self) -> bool:
         """nginx's ``peers->single``: one primary server and no backup."""
-        return len(self.peers) == 1 and not self.backups
+        return self._single
+
+    def _changed(self) -> None:
+        self._ring = None
+        self._single = len(self.peers) == 1 and not self.backups
+        self._tries = self.max_tries()
 
     @property
     def total_weight(self) -> int:
@@ -523,7 +543,7 @@ class Upstream:
         peers = self.peers
         if not peers:
             return None
-        if self.single:
+        if self._single:
             peer = peers[0]
             if id(peer) in sel.tried or peer.down or peer.draining or not peer.healthy:
                 return None

@@ -43,7 +43,14 @@ from typing import Any
 
 import httptools
 
-from deploylab.balancer.core import HealthCheck, NoLiveUpstreams, Peer, RetryPolicy, Upstream
+from deploylab.balancer.core import (
+    HealthCheck,
+    NoLiveUpstreams,
+    Peer,
+    RetryPolicy,
+    Selection,
+    Upstream,
+)
 from deploylab.events import EventBus
 
 __all__ = ["BackendStats", "Balancer", "parse_backend", "run_until_signal"]
@@ -513,7 +520,6 @@ class Balancer:
         self._inflight: set[_Exchange] = set()
         self._tasks: list[asyncio.Task] = []
         self._drain_waiters: list[tuple[Peer, asyncio.Future]] = []
-        self._removed: set[int] = set()
         for peer in self.upstream.peers + self.upstream.backups:
             _stats(peer)
 
@@ -625,7 +631,7 @@ class Balancer:
         and its connections are closed as they come back. (Drain first to wait for them.)"""
         peer = self._peer(url)
         self.upstream.remove(peer.name)
-        self._removed.add(id(peer))
+        peer.data["removed"] = True
         self._close_idle(peer)
         self._bus_publish("backend_removed", backend=peer.name)
         return peer
@@ -784,12 +790,15 @@ class Balancer:
             parts += (b"Content-Length: %d\r\n" % len(payload),)
         parts.append(b"\r\n")
         upstream = self.upstream
-        selection = upstream.start(
-            client=ip.decode() if upstream.algorithm == "ip_hash" else None,
-            key=self._hash_key(ip, target, headers)
-            if upstream.algorithm.startswith("hash")
-            else None,
-        )
+        algorithm = upstream.algorithm
+        if algorithm == "round_robin" or algorithm == "least_conn":
+            selection = Selection(upstream)
+        else:
+            selection = Selection(
+                upstream,
+                client=ip.decode() if algorithm == "ip_hash" else None,
+                key=self._hash_key(ip, target, headers) if algorithm.startswith("hash") else None,
+            )
         exchange = _Exchange(
             client,
             method,
@@ -856,7 +865,7 @@ class Balancer:
             and not conn.transport.is_closing()
             and len(idle) < self.keepalive
             and not peer.draining
-            and id(peer) not in self._removed
+            and not peer.data.get("removed")
         ):
             idle.append(conn)
         else:
