@@ -214,7 +214,7 @@ async def test_head_response_has_no_body_through_the_pool():
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(junk=st.binary(min_size=1, max_size=600))
 def test_fuzzed_input_never_kills_the_server(junk):
