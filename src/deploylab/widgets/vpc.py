@@ -470,7 +470,11 @@ class VpcGraph(anywidget.AnyWidget):
         nodes = [hop.node for hop in answer.path]
         if answer.blocked_by:
             nodes.append(answer.blocked_by)
-        self.highlight = [node for node in nodes if node]
+        # Instances and NAT gateways are drawn inside their subnet's box: light that up.
+        inside = {i.id: f"subnet:{i.subnet}" for i in self._vpc.instances.values()}
+        inside |= {g.id: f"subnet:{g.subnet}" for g in self._vpc.gateways.values() if g.subnet}
+        drawn = [inside.get(node, node) for node in nodes if node]
+        self.highlight = [n for i, n in enumerate(drawn) if i == 0 or n != drawn[i - 1]]
         self.caption = answer.reason
 
 

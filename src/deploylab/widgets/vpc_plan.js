@@ -66,7 +66,7 @@ function render({ model, el }) {
     caption.textContent = "Click a subnet or a gap.";
     const started = performance.now();
     const grow = (now) => {
-      const t = Math.min(1, (now - started) / 700);
+      const t = Math.max(0, Math.min(1, (now - started) / 700));
       const eased = 1 - Math.pow(1 - t, 3);
       items.forEach(({ rect, width }) => rect.setAttribute("width", width * eased));
       frame = t < 1 ? requestAnimationFrame(grow) : null;
