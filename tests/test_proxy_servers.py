@@ -360,3 +360,14 @@ async def test_slowloris_is_cut_off_at_the_proxy():
         reply = await asyncio.wait_for(reader.read(), 3)
         writer.close()
         assert reply.startswith(b"HTTP/1.1 408")
+
+
+async def test_reverse_proxy_can_send_the_standard_forwarded_header():
+    async with OriginServer() as backend, ReverseProxy([backend.url], add_forwarded=True) as proxy:
+        async with httpx.AsyncClient(
+            trust_env=False, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        ) as client:
+            reply = await client.get(proxy.url + "/", headers={"Host": "shop.example:8080"})
+        seen = {k.lower(): v for k, v in reply.json()["headers"].items()}
+        # RFC 7239 §4: a host with a port is a quoted-string
+        assert seen["forwarded"] == 'for=127.0.0.2;proto=http;host="shop.example:8080"'

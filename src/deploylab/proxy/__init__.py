@@ -3,6 +3,19 @@
 Core (pure): header rules re-exported from :mod:`deploylab.http.headers` and the shared-cache
 policy in :mod:`deploylab.proxy.cache`. Runtime: :class:`OriginServer`,
 :class:`ForwardProxy`, :class:`ReverseProxy` (asyncio servers, ``async with``, port 0).
+
+Events each server publishes on ``server.events`` (an :class:`~deploylab.events.EventBus`
+whose source is the server's ``name``); ``id`` ties together the events of one request:
+
+- every server: ``request`` (id, client, server, method, target, host, headers),
+  ``response`` (id, client, status, bytes, duration_ms, headers), ``error`` (client, status,
+  detail — a malformed request), ``listening``, ``stopped``;
+- proxies: ``forward`` (id, upstream, source, target, headers sent), ``upstream_response``
+  (id, upstream, status), ``upstream_error`` (id, upstream, status, detail), ``refused``
+  (id, client, reason);
+- forward proxy cache: ``cache_hit`` (id, uri, age[, revalidated]), ``cache_miss``,
+  ``cache_store`` / ``cache_skip`` (id, uri);
+- origin: ``not_modified`` (id, target) when it answers 304.
 """
 
 from deploylab.http.headers import (

@@ -57,7 +57,8 @@ def hide_backend(headers, server_name: str = "deploylab") -> list[tuple[str, str
 
 
 class ReverseProxy(HTTPServer):
-    """The reverse proxy server. ``backends``: ``http://host:port`` URLs, used in turn."""
+    """The reverse proxy server. ``backends``: ``http://host:port`` URLs, used in turn.
+    ``add_forwarded``: also send the standard ``Forwarded: for=…;proto=…;host=…`` (RFC 7239)."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class ReverseProxy(HTTPServer):
         *,
         name: str = "reverse-proxy",
         upstream_timeout: float = 10.0,
+        add_forwarded: bool = False,
         limits: Limits | None = None,
         events: EventBus | None = None,
     ) -> None:
@@ -76,6 +78,7 @@ class ReverseProxy(HTTPServer):
         self.backends = [parse_backend(url) for url in backends]
         self._turn = itertools.cycle(range(len(self.backends)))
         self.upstream_timeout = upstream_timeout
+        self.add_forwarded = add_forwarded
         self.pool = ConnectionPool(read_timeout=upstream_timeout)
 
     async def stop(self) -> None:
@@ -93,7 +96,9 @@ class ReverseProxy(HTTPServer):
         host, port = self.pick()
         # An HTTP/1.0 client may omit Host; the backend speaks 1.1 and needs one.
         own_host = None if request.header("Host") else f"{self.host}:{self.port}"
-        headers = proxy_request_headers(request.headers, client_ip, proto="http", host=own_host)
+        headers = proxy_request_headers(
+            request.headers, client_ip, proto="http", host=own_host, forwarded=self.add_forwarded
+        )
         backend = f"{host}:{port}"
         self.events.publish(
             "forward",

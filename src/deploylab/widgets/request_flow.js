@@ -199,8 +199,16 @@ function render({ model, el: host }) {
   speedSelect.addEventListener("change", () => { model.set("speed", Number(speedSelect.value)); model.save_changes(); });
 
   model.on("change:topology", () => { drawTopology(); index = 0; progress = 0; });
+  let dropped = model.get("dropped") || 0;
   model.on("change:steps", () => {
     const steps = model.get("steps") || [];
+    const newlyDropped = (model.get("dropped") || 0) - dropped;
+    if (newlyDropped > 0) {
+      // The oldest steps were trimmed in Python: shift our place and rebuild the list.
+      dropped += newlyDropped;
+      index = Math.max(0, index - newlyDropped);
+      events.replaceChildren();
+    }
     if (index > steps.length) index = steps.length;
     drawEvents(); updateStatus();
   });

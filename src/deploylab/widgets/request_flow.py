@@ -219,6 +219,8 @@ class RequestFlow(anywidget.AnyWidget):
     playing = traitlets.Bool(True).tag(sync=True)
     speed = traitlets.Float(1.0).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    #: How many of the oldest steps were dropped to keep the list bounded (live mode).
+    dropped = traitlets.Int(0).tag(sync=True)
     max_steps = 300
 
     def __init__(
