@@ -379,16 +379,26 @@ class _Runner:
                 raise KernelStartError(
                     f"the grading kernel did not start: {error}" + (f"\n{said}" if said else "")
                 ) from error
-            try:
-                await asyncio.wait_for(
-                    self._execute_cells(client, plan, kernel_events), self.notebook_timeout
-                )
-            except TimeoutError:
+            # Not asyncio.wait_for: nbclient turns the cancellation into DeadKernelError.
+            running = asyncio.ensure_future(self._execute_cells(client, plan, kernel_events))
+            done, _ = await asyncio.wait({running}, timeout=self.notebook_timeout)
+            if running not in done:
                 status = TIMED_OUT
                 detail = f"the notebook ran longer than {self.notebook_timeout:g} s and was stopped"
-            except DeadKernelError:
-                status = KERNEL_DIED
-                detail = self._death_detail(manager, client, plan)
+                running.cancel()
+                with contextlib.suppress(BaseException):
+                    await running
+            else:
+                try:
+                    running.result()
+                except DeadKernelError:
+                    status = KERNEL_DIED
+                    detail = self._death_detail(manager, client, plan)
+            leftover = _sandbox_process_count(manager, sandboxed=self.sandbox)
+            if leftover >= _LEFTOVER_PROCESS_LIMIT:
+                kernel_events.append(
+                    f"{leftover} processes were still running at the end (a fork bomb?)"
+                )
         finally:
             await _shutdown(client)
             kernel_log.close()
@@ -399,6 +409,7 @@ class _Runner:
         tamper = (
             plan.findings(client.nb) if status == GRADED else plan.findings(client.nb, partial=True)
         )
+        tamper = [*kernel_events, *tamper]
         if status == GRADED and client.timed_out_cells:
             status = TIMED_OUT
             cells = ", ".join(str(index) for index in plan.original_indices(client.timed_out_cells))
@@ -481,6 +492,25 @@ _QUIET_KERNEL_ENV = {
     "JUPYTER_PLATFORM_DIRS": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
+
+
+#: A notebook that leaves this many processes behind is flagged for review.
+_LEFTOVER_PROCESS_LIMIT = 8
+
+
+def _sandbox_process_count(manager: _GradingKernelManager, *, sandboxed: bool) -> int:
+    """Processes the kernel started that are still alive (bwrap's own two not counted)."""
+    import psutil
+
+    process = getattr(getattr(manager, "provisioner", None), "process", None)
+    if process is None or process.poll() is not None:
+        return 0
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.Error:
+        return 0
+    # sandboxed: bwrap (monitor) -> bwrap (pid 1) -> kernel -> ...; plain: kernel -> ...
+    return max(0, len(descendants) - (2 if sandboxed else 0))
 
 
 def _exit_code(manager: _GradingKernelManager) -> int | None:

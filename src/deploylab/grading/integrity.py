@@ -117,6 +117,8 @@ _SUSPICIOUS_ATTRIBUTES = {
     "settrace": "installs a trace function",
     "setprofile": "installs a profile function",
     "_exit": "calls os._exit (ends the kernel early)",
+    "fork": "calls os.fork",
+    "forkpty": "calls os.fork",
     "get_objects": "walks the interpreter's objects (gc.get_objects)",
     "__closure__": "reads function closures",
     "setitimer": "arms a timer signal",

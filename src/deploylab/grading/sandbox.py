@@ -258,7 +258,8 @@ class SandboxHandle:
         options += [
             "prlimit",
             f"--as={limits.memory_bytes}",
-            f"--cpu={limits.cpu_seconds}",
+            # soft:hard: SIGXCPU at the soft limit names the cause; SIGKILL one second later.
+            f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}",
             f"--nproc={limits.max_processes}",
             f"--fsize={limits.max_file_bytes}",
             f"--nofile={limits.max_open_files}",

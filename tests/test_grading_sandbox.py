@@ -1,0 +1,203 @@
+"""The grading sandbox: what a submission's kernel can see and do, and the run_notebook API."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from adversarial import CORRECT, SHOW_ENVIRONMENT, connect, mini_lab, read_files, write_files
+from conftest import require_tool
+
+from deploylab.grading import integrity, sandbox
+from deploylab.grading.execute import Limits, SandboxUnavailableError, run_notebook
+
+
+def _text(cell) -> str:
+    return "".join(str(output.get("text", "")) for output in cell.outputs)
+
+
+def _passed(outcome) -> dict[str, bool]:
+    return {
+        cell.metadata["nbgrader"]["grade_id"]: integrity.cell_passed(cell)
+        for cell in outcome.notebook.cells
+        if integrity.is_test_cell(cell)
+    }
+
+
+def test_missing_bwrap_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda *args, **kwargs: None)
+    sandbox._bwrap_path.cache_clear()
+    try:
+        with pytest.raises(SandboxUnavailableError) as error:
+            run_notebook(mini_lab(), tmp_path / "scratch")
+    finally:
+        sandbox._bwrap_path.cache_clear()
+    message = str(error.value)
+    assert "bwrap" in message
+    assert "apt-get install bubblewrap" in message
+    assert "--unsafe-no-sandbox" in message
+
+
+@pytest.mark.parametrize(
+    "name", ["memory_bytes", "cpu_seconds", "max_processes", "max_output_bytes"]
+)
+def test_limits_must_be_positive(name):
+    with pytest.raises(ValueError, match=name):
+        Limits(**{name: 0})
+
+
+def test_timeouts_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="cell_timeout"):
+        run_notebook(mini_lab(), tmp_path, sandbox=False, cell_timeout=0)
+
+
+def test_sandbox_command_binds_only_the_scratch_directory_writable(tmp_path):
+    require_tool("bwrap", "bubblewrap")
+    course = tmp_path / "course"
+    scratch = course / "scratch" / "alice"
+    scratch.mkdir(parents=True)
+    handle = sandbox.prepare(scratch, Limits())
+    try:
+        command = handle.command(["python", "-m", "ipykernel_launcher"])
+    finally:
+        handle.close()
+    for option in (
+        "--unshare-net",
+        "--unshare-pid",
+        "--clearenv",
+        "--new-session",
+        "--die-with-parent",
+    ):
+        assert option in command
+    writable = [command[i + 1] for i, part in enumerate(command) if part == "--bind"]
+    assert writable == [str(scratch.resolve())]
+    read_only = [command[i + 1] for i, part in enumerate(command) if part == "--ro-bind"]
+    for source in read_only:
+        assert not str(course).startswith(source.rstrip("/") + "/"), source
+        assert "autograder" not in Path(source).parts, source
+    assert "prlimit" in command
+    assert command[-3:] == ["python", "-m", "ipykernel_launcher"]
+
+
+def test_scratch_ownership_is_given_back(tmp_path):
+    require_tool("bwrap", "bubblewrap")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "data.csv").write_text("1,2\n")
+    before = scratch.stat().st_uid
+    outcome = run_notebook(mini_lab(CORRECT, extra=["open('made.txt', 'w').write('x')"]), scratch)
+    assert outcome.status == "graded", outcome.detail
+    for path in (scratch, scratch / "data.csv", scratch / "made.txt"):
+        assert path.stat().st_uid == before, path
+
+
+@pytest.mark.slow
+def test_sandbox_confines_a_submission(tmp_path, monkeypatch):
+    """One submission tries to read, write, connect and look around; the sandbox says no."""
+    require_tool("bwrap", "bubblewrap")
+    secret = "grader-secret-9d1e"
+    monkeypatch.setenv("DEPLOYLAB_GRADER_TOKEN", secret)
+    course = tmp_path / "course"
+    source = course / "autograder" / "source" / "lab" / "lab.ipynb"
+    gradebook = course / "autograder" / "gradebook.db"
+    other_student = course / "autograder" / "submitted" / "bob" / "lab" / "lab.ipynb"
+    for path in (source, gradebook, other_student):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{secret} {path.name}")
+    scratch = course / "autograder" / ".scratch" / "alice"
+    scratch.mkdir(parents=True)
+    (scratch / "lab-data.txt").write_text("public data")
+    checkout_autograder = Path(__file__).resolve().parents[1] / "autograder" / "nbgrader_config.py"
+    forbidden_reads = [
+        str(source),
+        str(gradebook),
+        str(other_student),
+        str(checkout_autograder),
+        "/root/.bash_history",
+        "/etc/shadow",
+        f"/proc/{os.getpid()}/environ",
+    ]
+    outside_writes = [
+        str(tmp_path / "escaped.txt"),
+        str(course / "autograder" / "pwned.txt"),
+        f"/tmp/deploylab-escape-{os.getpid()}.txt",
+    ]
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    accepted: list[object] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept())
+            except OSError:
+                continue
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    cells = [
+        read_files([*forbidden_reads, str(scratch / "lab-data.txt")]),
+        write_files([*outside_writes, str(scratch / "result.txt")]),
+        connect(port),
+        SHOW_ENVIRONMENT,
+        "import os\nprint('PROCS', sorted(p for p in os.listdir('/proc') if p.isdigit()))\n"
+        "import socket\nprint('HOST', socket.gethostname())",
+    ]
+    try:
+        outcome = run_notebook(mini_lab(CORRECT, extra=cells), scratch, cell_timeout=20)
+    finally:
+        stop.set()
+        server.join(timeout=5)
+        listener.close()
+    assert outcome.status == "graded", outcome.detail
+    assert outcome.sandboxed
+    read, wrote, connected, environment, processes = (
+        _text(cell) for cell in outcome.notebook.cells[3:8]
+    )
+    for path in forbidden_reads:
+        assert f"BLOCKED {path}" in read, read
+    assert f"READ-OK {scratch / 'lab-data.txt'}" in read
+    for line in read.splitlines():
+        if line.startswith("LISTED"):
+            # Only empty mount-point directories are visible around the scratch directory.
+            listing = line.split(" ", 2)[2]
+            for name in ("gradebook.db", "'source'", "'submitted'", "bob", "nbgrader_config"):
+                assert name not in listing, line
+    for path in outside_writes:
+        assert f"BLOCKED {path}" in wrote or not Path(path).exists()
+        assert not Path(path).exists(), path
+    assert (scratch / "result.txt").read_text() == "owned"
+    assert "BLOCKED" in connected and "CONNECTED" not in connected
+    assert accepted == []
+    assert secret not in json.dumps(outcome.notebook)
+    uid = int(environment.split("UID", 1)[1].split()[0])
+    assert uid != 0 and uid != os.getuid()
+    pids = processes.split("PROCS", 1)[1].split("\n")[0]
+    assert len(eval(pids)) <= 4  # its own pid namespace: bwrap's init, the kernel, children
+    assert "HOST sandbox" in processes
+    assert _passed(outcome) == {"double-tests": True, "negative-tests": True}
+
+
+@pytest.mark.slow
+def test_sandboxed_and_plain_runs_agree_and_long_scratch_paths_work(tmp_path):
+    require_tool("bwrap", "bubblewrap")
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "scratch"
+    sandboxed = run_notebook(mini_lab(), deep)
+    plain = run_notebook(mini_lab(), tmp_path / "plain", sandbox=False)
+    assert sandboxed.status == plain.status == "graded"
+    assert not sandboxed.tamper and not plain.tamper
+    assert _passed(sandboxed) == _passed(plain) == {"double-tests": True, "negative-tests": True}
+    assert [c.get("outputs") for c in sandboxed.notebook.cells] == [
+        c.get("outputs") for c in plain.notebook.cells
+    ]
+    # integrity cells are not in the result
+    assert len(sandboxed.notebook.cells) == len(mini_lab().cells)
