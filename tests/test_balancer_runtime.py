@@ -267,3 +267,81 @@ def test_cli_serve_backend_and_balancer(processes):
     assert names == ["one", "two", "one", "two"]
     status = json.loads(httpx.get(f"http://127.0.0.1:{lb}/_deploylab/status").text)
     assert [b["requests"] for b in status["backends"]] == [2, 2]
+
+
+def test_active_health_checks_take_a_dead_backend_out_and_back():
+    from deploylab.balancer import HealthCheck
+
+    async def main():
+        async with DemoBackend(name="a") as a, DemoBackend(name="b") as b:
+            b_port = b.port
+            check = HealthCheck(interval=0.05, timeout=0.5, rise=2, fall=1, path="/health")
+            async with Balancer([a.url, b.url], health_check=check, metrics_interval=0.1) as lb:
+                await b.stop()
+                await asyncio.sleep(0.3)
+                peer_b = lb.upstream.find(f"127.0.0.1:{b_port}")
+                down_state = peer_b.state(asyncio.get_running_loop().time())
+                while_down = await _names(lb.url, 4)
+                revived = await DemoBackend(port=b_port, name="b").start()
+                await asyncio.sleep(0.4)
+                up_state = peer_b.state(asyncio.get_running_loop().time())
+                after = await _names(lb.url, 4)
+                await revived.stop()
+                kinds = [e.kind for e in lb.bus.recent]
+                metrics = [e for e in lb.bus.recent if e.kind == "backends"]
+            return down_state, while_down, up_state, after, kinds, metrics
+
+    down_state, while_down, up_state, after, kinds, metrics = run(main())
+    assert down_state == "unhealthy"
+    assert while_down == ["a"] * 4  # no request was even tried on b
+    assert up_state == "up"
+    assert "b" in after
+    assert "backend_unhealthy" in kinds and "backend_healthy" in kinds
+    assert metrics and {
+        "backend",
+        "requests",
+        "active",
+        "failures",
+        "p50_ms",
+        "p99_ms",
+        "state",
+    } <= set(metrics[-1].fields["backends"][0])
+
+
+def test_request_events_feed_views():
+    async def main():
+        async with DemoBackend(name="a") as a, Balancer([a.url]) as lb:
+            seen = []
+            lb.bus.subscribe(seen.append)
+            await _names(lb.url, 3, "/x?y=1")
+            return [e.fields for e in seen if e.kind == "request"]
+
+    requests = run(main())
+    assert [r["target"] for r in requests] == ["/x?y=1"] * 3
+    assert all(r["status"] == 200 and r["latency"] > 0 for r in requests)
+
+
+def test_layer4_drain_waits_for_open_connections():
+    async def main():
+        async with (
+            DemoBackend(name="a") as a,
+            DemoBackend(name="b") as b,
+            Balancer([a.url, b.url], layer=4) as lb,
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", lb.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readuntil(b"a\n")  # this connection is pinned to a
+            drain = asyncio.create_task(lb.drain_backend(a.url, timeout=5))
+            await asyncio.sleep(0.1)
+            pending_while_open = not drain.done()
+            fresh = await _names(lb.url, 2)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # still served by a
+            still_a = await reader.readuntil(b"a\n")
+            writer.close()
+            await drain
+            return pending_while_open, fresh, still_a
+
+    pending_while_open, fresh, still_a = run(main())
+    assert pending_while_open
+    assert fresh == ["b", "b"]
+    assert still_a.endswith(b"a\n")

@@ -29,7 +29,7 @@ function render({ model, el: host }) {
   root.append(svg, caption, controls);
   host.append(root);
 
-  const colWidth = 260, height = 250, lbY = 40, serverY = 170;
+  const colWidth = 300, height = 250, lbY = 40, serverY = 170;
   let step = 0, playing = true, last = null, sinceStep = 0, frame = null;
   let flights = [];            // {dot, x0, y0, x1, y1, t}
   let columns = [];            // per column: {servers: [{box, count, detail}], lbText}
@@ -58,7 +58,7 @@ function render({ model, el: host }) {
       const servers = names.map((name, i) => {
         const x = serverX(c, i, names.length);
         svg.append(el("line", { x1: cx, y1: lbY + 16, x2: x, y2: serverY - 20, stroke: "#dadce0" }));
-        const box = el("rect", { x: x - 34, y: serverY - 20, width: 68, height: 58, rx: 6,
+        const box = el("rect", { x: x - 31, y: serverY - 20, width: 62, height: 58, rx: 6,
                                  fill: "#fff", stroke: COLOURS[i % COLOURS.length],
                                  "stroke-width": 2, class: "dl-lb-server", "data-server": name });
         const label = el("text", { x, y: serverY - 5, "text-anchor": "middle", "font-size": 11,
