@@ -117,8 +117,9 @@ function render({ model, el: host }) {
   // --- the animation ----------------------------------------------------------------------------
   let index = 0, progress = 0, last = null, frame = null, holdUntil = 0;
   const dot = svgEl("circle", { r: 8, class: "dl-rf-dot", visibility: "hidden" });
-  const dotLabel = svgEl("text", { "font-size": 11, "text-anchor": "middle", "font-weight": "bold", class: "dl-rf-dot-label" });
-  const dotAddr = svgEl("text", { "font-size": 10, "text-anchor": "middle", fill: "#5f6368" });
+  const halo = { stroke: "#fff", "stroke-width": 4, "paint-order": "stroke", "stroke-linejoin": "round" };
+  const dotLabel = svgEl("text", { "font-size": 11, "text-anchor": "middle", "font-weight": "bold", class: "dl-rf-dot-label", ...halo });
+  const dotAddr = svgEl("text", { "font-size": 10, "text-anchor": "middle", fill: "#5f6368", ...halo });
   dotLayer.append(dot, dotLabel, dotAddr);
 
   function place(s, t) {
@@ -139,7 +140,7 @@ function render({ model, el: host }) {
 
   function arrive(s) {
     const q = nodes.get(s.dst), p = nodes.get(s.src);
-    if (q && q.seenText && s.addr) q.seenText.textContent = `sees: ${s.addr}`;
+    if (q && q.seenText && s.addr) showSeen(q, s.addr);
     if (p && p.cacheBox && s.kind === "hit") {
       p.cacheBox.setAttribute("fill", "#fce8b2");
       setTimeout(() => p.cacheBox.setAttribute("fill", "#fff"), 600);
@@ -186,7 +187,16 @@ function render({ model, el: host }) {
     place(steps[index], progress);
   }
 
-  function clearSeen() { for (const node of nodes.values()) if (node.seenText) node.seenText.textContent = ""; }
+  // "127.0.0.1 (X-Forwarded-For: 203.0.113.7)" is shown on two lines so it fits.
+  function showSeen(node, addr) {
+    const [first, ...rest] = addr.split(" (");
+    node.seenText.replaceChildren();
+    const x = node.seenText.getAttribute("x");
+    node.seenText.append(svgEl("tspan", { x, dy: 0 }, `sees ${first}`));
+    if (rest.length) node.seenText.append(svgEl("tspan", { x, dy: 12 }, rest.join(" (").replace(/\)$/, "")));
+  }
+
+  function clearSeen() { for (const node of nodes.values()) if (node.seenText) node.seenText.replaceChildren(); }
 
   playButton.addEventListener("click", () => { model.set("playing", !model.get("playing")); model.save_changes(); });
   stepButton.addEventListener("click", () => {
