@@ -107,7 +107,7 @@ class AutoscaleChart(widgets.VBox):
             scales={"x": x_scale, "y": count_scale},
             marker="triangle-up",
             colors=[COLORS["high"]],
-            default_size=40,
+            default_size=18,
             labels=["scale out"],
             display_legend=True,
         )
@@ -117,7 +117,7 @@ class AutoscaleChart(widgets.VBox):
             scales={"x": x_scale, "y": count_scale},
             marker="triangle-down",
             colors=[COLORS["low"]],
-            default_size=40,
+            default_size=18,
             labels=["scale in"],
             display_legend=True,
         )
