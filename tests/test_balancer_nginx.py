@@ -247,3 +247,28 @@ def test_forwarding_headers_match_the_seed_config(pair):
 
     assert forwarded(theirs) == ("127.0.0.5", "127.0.0.5")
     assert forwarded(ours) == forwarded(theirs)
+
+
+def test_least_conn_avoids_the_server_holding_a_slow_request(pair):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def scenario(port):
+        with ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(request, port, "GET", "/sleep/700")
+            time.sleep(0.25)  # the slow request is now open on one server
+            quick = [request(port)[1] for _ in range(6)]
+            return slow.result()[1], quick
+
+    conf = nginx_config(pair.urls, algorithm="least_conn", port=free_port())
+    conf = conf.replace(conf.split("listen ")[1].split(";")[0], "127.0.0.1:{port}", 1)
+    with NginxProcess(conf) as nginx:
+        theirs = scenario(nginx.port)
+    balancer = Balancer(pair.urls, algorithm="least_conn")
+    pair.lt.run(balancer.start())
+    try:
+        ours = scenario(balancer.port)
+    finally:
+        pair.lt.run(balancer.stop())
+    assert theirs[0] not in theirs[1]
+    assert ours == theirs

@@ -56,6 +56,19 @@ from deploylab.events import EventBus
 __all__ = ["BackendStats", "Balancer", "parse_backend", "run_until_signal"]
 
 STATUS_PATH = b"/_deploylab/status"
+#: Limits on what a client may send (llhttp itself bounds nothing): answered 414/431/413.
+MAX_URL_BYTES = 8192
+MAX_HEADER_BYTES = 32768
+MAX_HEADERS = 100
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    def __init__(self, status: int, reason: bytes) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
 
 #: Request headers not forwarded (hop-by-hop, or rewritten by the balancer).
 _DROP = frozenset(
@@ -205,6 +218,7 @@ class _UpstreamConn(asyncio.Protocol):
         "exchange",
         "keep_alive",
         "parser",
+        "paused",
         "peer",
         "pending",
         "status",
@@ -221,6 +235,7 @@ class _UpstreamConn(asyncio.Protocol):
         self.status = 0
         self.keep_alive = True
         self.pending = b""
+        self.paused = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -279,12 +294,15 @@ class _ClientConn(asyncio.Protocol):
     __slots__ = (
         "balancer",
         "body",
+        "body_bytes",
         "busy",
         "client_ip",
+        "header_bytes",
         "headers",
         "parser",
         "queue",
         "transport",
+        "upstream",
         "url",
     )
 
@@ -297,7 +315,10 @@ class _ClientConn(asyncio.Protocol):
         self.url = b""
         self.headers: list = []
         self.body: list = []
+        self.header_bytes = 0
+        self.body_bytes = 0
         self.client_ip = b"127.0.0.1"
+        self.upstream: _UpstreamConn | None = None  # the connection answering us now
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -314,9 +335,26 @@ class _ClientConn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(501, b"upgrade not supported")
-        except httptools.HttpParserError:
-            self._fail(400, b"malformed request")
+            self._fail(501, b"Not Implemented")
+        except httptools.HttpParserError as error:
+            cause = error.__context__
+            if isinstance(cause, _TooLarge):
+                self._fail(cause.status, cause.reason)
+            else:
+                self._fail(400, b"Bad Request")
+
+    def pause_writing(self) -> None:
+        # the client reads slower than the backend answers: stop reading the backend
+        upstream = self.upstream
+        if upstream is not None and not upstream.transport.is_closing():
+            upstream.paused = True
+            upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        upstream = self.upstream
+        if upstream is not None and upstream.paused:
+            upstream.paused = False
+            upstream.transport.resume_reading()
 
     def _fail(self, status: int, text: bytes) -> None:
         self.transport.write(
@@ -328,15 +366,25 @@ class _ClientConn(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.body = []
+        self.header_bytes = 0
+        self.body_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > MAX_URL_BYTES:
+            raise _TooLarge(414, b"URI Too Long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self.header_bytes += len(name) + len(value)
+        if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) > MAX_HEADERS:
+            raise _TooLarge(431, b"Request Header Fields Too Large")
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
+        self.body_bytes += len(body)
+        if self.body_bytes > MAX_BODY_BYTES:
+            raise _TooLarge(413, b"Content Too Large")
 
     def on_message_complete(self) -> None:
         request = (
@@ -353,6 +401,7 @@ class _ClientConn(asyncio.Protocol):
             self.balancer._handle(self, *request)
 
     def done(self, keep_alive: bool) -> None:
+        self.upstream = None
         if not keep_alive:
             self.transport.close()
             return
@@ -852,6 +901,7 @@ class Balancer:
 
     def _send(self, exchange: _Exchange, conn: _UpstreamConn) -> None:
         exchange.conn = conn
+        exchange.client.upstream = conn
         conn.exchange = exchange
         conn.complete = False
         conn.status = 0
@@ -859,6 +909,9 @@ class Balancer:
 
     def _release_conn(self, conn: _UpstreamConn, peer: Peer) -> None:
         conn.exchange = None
+        if conn.paused:
+            conn.paused = False
+            conn.transport.resume_reading()
         idle = peer.data["idle"]
         if (
             conn.keep_alive
