@@ -371,3 +371,16 @@ async def test_reverse_proxy_can_send_the_standard_forwarded_header():
         seen = {k.lower(): v for k, v in reply.json()["headers"].items()}
         # RFC 7239 §4: a host with a port is a quoted-string
         assert seen["forwarded"] == 'for=127.0.0.2;proto=http;host="shop.example:8080"'
+
+
+@needs_curl
+async def test_curl_tunnels_through_connect_to_an_allowed_port():
+    async with OriginServer() as origin, ForwardProxy(connect_ports=[origin.port]) as proxy:
+        status, _, body = await curl(
+            "-p", "-x", proxy.url, "--interface", "127.0.0.2", origin.url + "/tunnelled"
+        )
+        assert status == 200
+        seen = json.loads(body)
+        assert seen["target"] == "/tunnelled"  # origin-form: the proxy only carried bytes
+        assert seen["client"] == "127.0.0.1" and "Via" not in seen["headers"]
+        assert origin.hits == 1
