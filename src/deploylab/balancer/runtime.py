@@ -354,7 +354,8 @@ class _ClientConn(asyncio.Protocol):
         upstream = self.upstream
         if upstream is not None and upstream.paused:
             upstream.paused = False
-            upstream.transport.resume_reading()
+            if not upstream.transport.is_closing():
+                upstream.transport.resume_reading()
 
     def _fail(self, status: int, text: bytes) -> None:
         self.transport.write(
@@ -412,6 +413,16 @@ class _ClientConn(asyncio.Protocol):
 
 
 # --------------------------------------------------------------------------------- L4 ----
+def _flow(transport, pause: bool) -> None:
+    """Pause or resume reading from the other side of a splice, unless it is closing."""
+    if transport is None or transport.is_closing():
+        return
+    if pause:
+        transport.pause_reading()
+    else:
+        transport.resume_reading()
+
+
 class _TcpUpstream(asyncio.Protocol):
     def __init__(self, client: _TcpClient) -> None:
         self.client = client
@@ -424,10 +435,10 @@ class _TcpUpstream(asyncio.Protocol):
         self.client.transport.write(data)
 
     def pause_writing(self) -> None:
-        self.client.transport.pause_reading()
+        _flow(self.client.transport, pause=True)
 
     def resume_writing(self) -> None:
-        self.client.transport.resume_reading()
+        _flow(self.client.transport, pause=False)
 
     def connection_lost(self, exc) -> None:
         self.client.transport.close()
@@ -494,11 +505,11 @@ class _TcpClient(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.upstream is not None:
-            self.upstream.transport.pause_reading()
+            _flow(self.upstream.transport, pause=True)
 
     def resume_writing(self) -> None:
         if self.upstream is not None:
-            self.upstream.transport.resume_reading()
+            _flow(self.upstream.transport, pause=False)
 
     def connection_lost(self, exc) -> None:
         self.balancer._clients.discard(self)
@@ -911,7 +922,8 @@ class Balancer:
         conn.exchange = None
         if conn.paused:
             conn.paused = False
-            conn.transport.resume_reading()
+            if not conn.transport.is_closing():
+                conn.transport.resume_reading()
         idle = peer.data["idle"]
         if (
             conn.keep_alive
