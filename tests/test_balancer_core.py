@@ -269,3 +269,15 @@ def test_bad_values_name_themselves():
         Peer("a", weight=0)
     with pytest.raises(ValueError, match="'fastest'"):
         Upstream([Peer("a")], "fastest")
+
+
+def test_passive_recovery_starts_slow_start():
+    a, b = Peer("a", slow_start=10, fail_timeout=5), Peer("b")
+    up = Upstream([a, b])
+    up.release(up.pick(0.0), failed=True, now=0.0)  # a fails at t=0
+    assert a.failed_out(1.0)
+    picks = up.sequence(4, now=6.0)  # a is probed after fail_timeout and succeeds
+    assert "a" in picks and a.fails == 0 and a.recovered_at == 6.0
+    ramp = Counter(up.sequence(100, now=7.0))
+    full = Counter(up.sequence(100, now=30.0))
+    assert ramp["a"] < 25 and full["a"] == 50

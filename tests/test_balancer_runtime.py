@@ -395,3 +395,16 @@ def test_large_response_to_slow_client_is_complete():
 
     head, same = run(main())
     assert head.startswith(b"HTTP/1.1 200") and same
+
+
+def test_next_upstream_tries_bounds_retries():
+    async def main():
+        dead = f"127.0.0.1:{free_port()}"
+        async with (
+            DemoBackend(name="ok") as ok,
+            Balancer([dead, ok.url], retry=RetryPolicy(tries=1)) as one_try,
+            httpx.AsyncClient() as client,
+        ):
+            return (await client.get(one_try.url + "/")).status_code
+
+    assert run(main()) == 502  # the dead server was the only try allowed

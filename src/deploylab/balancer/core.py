@@ -448,6 +448,8 @@ class Selection:
                 peer.effective_weight -= peer.weight // peer.max_fails
             peer.effective_weight = max(peer.effective_weight, 0)
         elif peer.accessed < peer.checked:
+            if peer.slow_start and peer.max_fails and peer.fails >= peer.max_fails:
+                peer.recovered_at = now  # beyond nginx OSS: ramp its weight up again
             peer.fails = 0
 
 

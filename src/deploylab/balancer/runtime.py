@@ -859,6 +859,8 @@ class Balancer:
                 client=ip.decode() if algorithm == "ip_hash" else None,
                 key=self._hash_key(ip, target, headers) if algorithm.startswith("hash") else None,
             )
+        if self.retry.tries and selection.tries_left > self.retry.tries:
+            selection.tries_left = self.retry.tries  # proxy_next_upstream_tries
         exchange = _Exchange(
             client,
             method,
