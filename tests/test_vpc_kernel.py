@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import random
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +32,15 @@ def _needs_root_and_ip():
     require_tool("ping", "iputils-ping")
 
 
-def _namespaces() -> set[str]:
+def _namespaces(prefix: str) -> set[str]:
+    """Namespaces whose name starts with ``prefix`` (other tests may build their own)."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+    names = {line.split()[0] for line in listed.splitlines() if line.strip()}
+    return {name for name in names if name.startswith(prefix)}
+
+
+def _unique_prefix() -> str:
+    return f"dlt{secrets.token_hex(2)}"
 
 
 def random_design(rng: random.Random) -> Vpc:
@@ -77,13 +84,15 @@ def random_design(rng: random.Random) -> Vpc:
 
 @pytest.mark.parametrize("name", ["two-tier", "hybrid"])
 def test_example_designs_agree_with_the_kernel(name):
-    before = _namespaces()
-    report = compare_with_kernel(load_design(ASSETS / f"{name}.toml"), destinations=150)
+    prefix = _unique_prefix()
+    report = compare_with_kernel(
+        load_design(ASSETS / f"{name}.toml"), destinations=150, prefix=prefix
+    )
     assert report.agrees, report.text()
     assert report.route_checks >= 150 * 2
     outcomes = {ping["kernel"] for ping in report.pings}
     assert outcomes == {True, False}, "the pings should show both replies and silence"
-    assert _namespaces() == before, "every namespace must be deleted"
+    assert _namespaces(prefix) == set(), "every namespace must be deleted"
 
 
 def test_random_route_tables_agree_with_ip_route_get_and_ping():
@@ -91,10 +100,11 @@ def test_random_route_tables_agree_with_ip_route_get_and_ping():
     checked = 0
     pings = 0
     answers_seen: set[str] = set()
-    before = _namespaces()
+    prefix = _unique_prefix()
     for _ in range(6):
         design = random_design(rng)
-        with KernelVpc(design) as kernel:
+        with KernelVpc(design, prefix=prefix) as kernel:
+            assert len(_namespaces(prefix)) == len(kernel.namespaces) >= 4
             queries = []
             for subnet in design.subnets:
                 destinations = {ipaddress.IPv4Address(rng.randrange(2**32)) for _ in range(60)}
@@ -130,28 +140,31 @@ def test_random_route_tables_agree_with_ip_route_get_and_ping():
                 )
                 answers_seen.add(kernel_says)
             checked += len(queries)
-        report = compare_with_kernel(design, destinations=20, seed=rng.randrange(1000))
+        assert _namespaces(prefix) == set()
+        report = compare_with_kernel(
+            design, destinations=20, seed=rng.randrange(1000), prefix=prefix
+        )
         assert not report.ping_mismatches, report.text()
         pings += len(report.pings)
     assert checked > 1000 and pings > 50
     # the random tables exercised every kind of answer, not just one
     assert {"noroute", "blackhole", "unreachable"} <= answers_seen and len(answers_seen) >= 6
-    assert _namespaces() == before
+    assert _namespaces(prefix) == set()
     print(f"compared {checked} route lookups and {pings} pings with the kernel")
 
 
 def test_namespaces_are_deleted_even_when_building_fails(monkeypatch):
-    before = _namespaces()
-    kernel = KernelVpc(load_design(ASSETS / "two-tier.toml"))
+    kernel = KernelVpc(load_design(ASSETS / "two-tier.toml"), prefix=_unique_prefix())
 
     def broken_build():
         kernel._add_ns(f"{kernel.prefix}-rt")
+        assert _namespaces(kernel.prefix) == {f"{kernel.prefix}-rt"}
         raise RuntimeError("simulated failure half-way")
 
     monkeypatch.setattr(kernel, "_build", broken_build)
     with pytest.raises(RuntimeError, match="half-way"), kernel:
         pass
-    assert _namespaces() == before
+    assert _namespaces(kernel.prefix) == set()
 
 
 def test_parallel_builds_do_not_clash():

@@ -504,7 +504,9 @@ def _not_comparable(vpc, answer) -> str | None:
     return None
 
 
-def compare_with_kernel(vpc, *, destinations: int = 200, seed: int = 1) -> KernelReport:
+def compare_with_kernel(
+    vpc, *, destinations: int = 200, seed: int = 1, prefix: str | None = None
+) -> KernelReport:
     """Build ``vpc`` as namespaces, then compare (1) route lookups for ``destinations``
     random addresses per subnet with ``ip route get`` and (2) every reachability answer
     with a real ping between the namespaces; tear everything down. Needs root."""
@@ -512,7 +514,7 @@ def compare_with_kernel(vpc, *, destinations: int = 200, seed: int = 1) -> Kerne
         raise PermissionError("building network namespaces needs root")
     report = KernelReport(vpc.name)
     rng = random.Random(seed)
-    with KernelVpc(vpc) as kernel:
+    with KernelVpc(vpc, prefix=prefix) as kernel:
         report.build_seconds = kernel.build_seconds
         started = time.monotonic()
         queries = [
