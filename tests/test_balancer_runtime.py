@@ -408,3 +408,27 @@ def test_next_upstream_tries_bounds_retries():
             return (await client.get(one_try.url + "/")).status_code
 
     assert run(main()) == 502  # the dead server was the only try allowed
+
+
+def test_response_delimited_by_close_is_passed_whole():
+    async def main():
+        async def handle(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with Balancer([f"127.0.0.1:{port}"]) as lb:
+            reader, writer = await asyncio.open_connection("127.0.0.1", lb.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            failures = lb.status()["backends"][0]["failures"]
+        server.close()
+        return answer, failures
+
+    answer, failures = run(main())
+    assert answer.endswith(b"until the end")
+    assert failures == 0

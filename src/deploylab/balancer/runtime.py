@@ -282,9 +282,20 @@ class _UpstreamConn(asyncio.Protocol):
             idle.remove(self)
         exchange = self.exchange
         if exchange is not None:
-            self.exchange = None
             if self.complete:
+                self.exchange = None
                 return
+            if (
+                exchange.sent_to_client
+                and not self.keep_alive
+                and self.parser.should_keep_alive() is False
+            ):
+                # a response without Content-Length ends when the backend closes: that is
+                # its normal end; the client's connection must close too to mark it
+                exchange.keep_alive = False
+                self.balancer._finished(exchange, self)
+                return
+            self.exchange = None
             self.balancer._attempt_failed(exchange, self, "error")
 
 
