@@ -77,7 +77,7 @@ UNINTERRUPTIBLE_LOOP = (
 )
 FORK_BOMB = "import os\nwhile True:\n    os.fork()\n"
 MEMORY_BOMB = "hoard = []\nwhile True:\n    hoard.append(bytearray(50 * 1024 * 1024))\n"
-HUGE_OUTPUT = "for i in range(20_000):\n    print('spam' * 20, i)\nprint('x' * 20_000_000)\n"
+HUGE_OUTPUT = "for i in range(5_000):\n    print('spam' * 20, i)\nprint('x' * 5_000_000)\n"
 OS_EXIT = "import os\nos._exit(3)\n"
 SYS_EXIT = "import sys\nsys.exit(0)\n"
 SYNTAX_ERROR = "def double(x)\n    return 2 * x\n"

@@ -747,8 +747,11 @@ def _shows_hidden(plain: str, lines: list[str]) -> bool:
     match = _TRACEBACK_CODE.match(plain)
     code = match.group("code").strip() if match else stripped
     # The last case: a traceback that shows part of a long hidden line.
+    # Short hidden lines (``points``) only count as a whole source line, never as a word
+    # inside a message.
     return any(
-        line in plain or code == line or (len(code) >= 12 and code in line) for line in lines
+        code == line or (len(line) >= 16 and line in plain) or (len(code) >= 12 and code in line)
+        for line in lines
     )
 
 
