@@ -272,3 +272,16 @@ def test_least_conn_avoids_the_server_holding_a_slow_request(pair):
         pair.lt.run(balancer.stop())
     assert theirs[0] not in theirs[1]
     assert ours == theirs
+
+
+@pytest.mark.slow
+def test_bench_lb_smoke(capsys):
+    require_tool("nginx", "nginx")
+    require_tool("wrk", "wrk")
+    from deploylab.balancer.bench import bench_lb
+
+    summary = bench_lb(backends=2, duration=1, rounds=1, connections=8, threads=1)
+    out = capsys.readouterr().out
+    assert "ratio deploylab/nginx" in out
+    assert summary["nginx"]["errors"] == 0 and summary["deploylab"]["errors"] == 0
+    assert summary["ratio"] > 0

@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from deploylab.balancer.nginx import NginxProcess, _free_port, nginx_config
 
@@ -114,6 +115,11 @@ def bench_lb(
         raise ValueError(f"--backends {backends}: expected 1 to 16")
     if not 0 < duration <= 120:
         raise ValueError(f"--duration {duration}: expected 0 to 120 seconds")
+    if layer == 4 and not Path("/usr/lib/nginx/modules/ngx_stream_module.so").exists():
+        raise ValueError(
+            "--layer 4: nginx's stream module is not installed "
+            "(apt-get install libnginx-mod-stream); expected --layer 7 without it"
+        )
     ports = [_free_port() for _ in range(backends)]
     static = (
         "http {\n"
