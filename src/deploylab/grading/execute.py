@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import zmq
+import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -168,12 +170,25 @@ def _run_coroutine(coroutine: Any) -> Any:
     return result["value"]
 
 
+class _BoundedContext(zmq.asyncio.Context):
+    """A ZeroMQ context whose sockets drop any single message above a size (a kernel that
+    prints a gigabyte in one go cannot make the grader hold it in memory)."""
+
+    max_message_bytes = 16 * 1024 * 1024
+
+    def socket(self, *args: Any, **kwargs: Any) -> Any:
+        sock = super().socket(*args, **kwargs)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        return sock
+
+
 class _GradingKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command is ours (optionally wrapped by the sandbox)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._command_wrapper: Any = None
+        self.max_message_bytes = _BoundedContext.max_message_bytes
         # "message" interrupts go over the control channel: a signal to bwrap would not reach
         # the kernel inside its own session and pid namespace.
         self._grading_spec = KernelSpec(
@@ -182,6 +197,14 @@ class _GradingKernelManager(AsyncKernelManager):
             language="python",
             interrupt_mode="message",
         )
+
+    def client(self, **kwargs: Any) -> Any:
+        context = _BoundedContext()
+        context.max_message_bytes = self.max_message_bytes
+        kwargs.setdefault("context", context)
+        kernel_client = super().client(**kwargs)
+        kernel_client._created_context = True  # destroyed with the client's channels
+        return kernel_client
 
     @property
     def kernel_spec(self) -> KernelSpec:  # type: ignore[override]
@@ -328,6 +351,7 @@ class _Runner:
             ip=socket_prefix,
             connection_file=str(self.scratch_dir / ".kernel.json"),
         )
+        manager.max_message_bytes = max(16 * 1024 * 1024, 4 * self.limits.max_output_bytes)
         if self.sandbox:
             from deploylab.grading import sandbox as sandbox_module
 
