@@ -416,16 +416,19 @@ def vpc_layout(vpc) -> dict:
             f"rt:{table.name}",
             20 + index * (width - 40) / max(len(tables), 1),
             table_top,
-            min(220, (width - 60) / max(len(tables), 1)),
+            (width - 40) / max(len(tables), 1) - 20,
             30 + 16 * len(table.routes),
             routes=[str(route) for route in table.routes],
         )
+    # NAT gateways and instances are drawn inside their subnet: routes to them end there.
+    inside = {i.id: f"subnet:{i.subnet}" for i in vpc.instances.values()}
+    inside |= {g.id: f"subnet:{g.subnet}" for g in vpc.gateways.values() if g.subnet}
     for source, target, data in graph.edges(data=True):
         if data["relation"] in ("uses", "route", "attached") and source != "vpc":
             edges.append(
                 {
                     "source": source,
-                    "target": target,
+                    "target": inside.get(target, target),
                     "relation": data["relation"],
                     "label": data.get("destination", ""),
                 }

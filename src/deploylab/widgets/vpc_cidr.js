@@ -104,7 +104,15 @@ function render({ model, el }) {
     row("kind", f.kind);
     message.textContent = f.note; message.style.color = "#b06000";
   };
-  input.addEventListener("change", () => { model.set("text", input.value); model.save_changes(); });
+  const commit = () => {
+    if (input.value !== model.get("text")) { model.set("text", input.value); model.save_changes(); }
+  };
+  input.addEventListener("change", commit);
+  // JupyterLab binds Enter and other keys to notebook commands: keep typing inside the box.
+  input.addEventListener("keydown", (event) => {
+    event.stopPropagation();
+    if (event.key === "Enter") commit();
+  });
   slider.addEventListener("input", () => {
     setPrefix(Number(slider.value));  // instant feedback; the facts follow from Python
     model.set("prefixlen", Number(slider.value)); model.save_changes();

@@ -95,7 +95,15 @@ function render({ model, el }) {
     const n = model.get("data").steps.length;
     shown = shown >= n ? 0 : shown + 1; draw();
   });
-  input.addEventListener("change", () => { model.set("destination", input.value); model.save_changes(); });
+  const commit = () => {
+    if (input.value !== model.get("destination")) { model.set("destination", input.value); model.save_changes(); }
+  };
+  input.addEventListener("change", commit);
+  // JupyterLab binds Enter and other keys to notebook commands: keep typing inside the box.
+  input.addEventListener("keydown", (event) => {
+    event.stopPropagation();
+    if (event.key === "Enter") commit();
+  });
   model.on("change:data", () => { shown = 0; draw(); });
   model.on("change:error", draw);
   draw();
