@@ -504,3 +504,30 @@ def test_public_surface():
     for name in autoscale.__all__:
         assert hasattr(autoscale, name), name
     assert math.isclose(autoscale.percent_change(10, -39), -3)
+
+
+def test_scheduled_actions_need_unique_names_and_start_times():
+    from deploylab.autoscale import check_schedule
+
+    with pytest.raises(ValueError, match="'night' is used twice"):
+        check_schedule(
+            [ScheduledAction("night", at=0, desired=1), ScheduledAction("night", at=60, desired=1)]
+        )
+    with pytest.raises(ValueError, match="both start at 28800"):
+        check_schedule(
+            [
+                ScheduledAction("a", recurrence="0 8 * * *", min_size=2),
+                ScheduledAction("b", at=8 * 3600, desired=3),
+            ]
+        )
+    assert (
+        len(
+            check_schedule(
+                [
+                    ScheduledAction("a", recurrence="0 8 * * *", min_size=2),
+                    ScheduledAction("b", recurrence="0 20 * * *", min_size=1),
+                ]
+            )
+        )
+        == 2
+    )

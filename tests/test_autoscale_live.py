@@ -73,3 +73,15 @@ def test_offered_load_pattern_is_bounded():
 def test_live_config_errors(changes, message):
     with pytest.raises(ValueError, match=message):
         LiveConfig(**changes)
+
+
+@pytest.mark.slow
+def test_live_cli_runs_bounded_and_reports(capsys):
+    import json
+
+    from deploylab.cli import main
+
+    assert main(["autoscale", "live", "--duration", "3", "--period", "0.25", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["samples"] and data["requests_ok"] > 0
+    assert not [pid for pid in data["started_pids"] if alive(pid)]

@@ -622,8 +622,9 @@ def run_live(config: LiveConfig | None = None, bus: EventBus | None = None) -> L
     return box["result"]
 
 
-def start_live(config: LiveConfig | None = None, bus: EventBus | None = None
-               ) -> tuple[LiveAutoscaler, threading.Thread]:
+def start_live(
+    config: LiveConfig | None = None, bus: EventBus | None = None
+) -> tuple[LiveAutoscaler, threading.Thread]:
     """Start a live experiment in a background thread (for live charts); join the thread
     to wait for the end (an error is kept in ``autoscaler.error``).
     ``autoscaler.stop_requested = True`` ends it early."""

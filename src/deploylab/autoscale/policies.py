@@ -575,14 +575,17 @@ class Cron:
         return day_ok and weekday_ok
 
     def times(self, start: datetime, end: datetime) -> Iterable[datetime]:
-        """Every matching minute in ``[start, end)``."""
-        moment = start.replace(second=0, microsecond=0)
-        if moment < start:
-            moment += timedelta(minutes=1)
-        while moment < end:
-            if self.matches(moment):
-                yield moment
-            moment += timedelta(minutes=1)
+        """Every matching minute in ``[start, end)``, day by day (not minute by minute)."""
+        day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day < end:
+            probe = day.replace(hour=min(self.hours), minute=min(self.minutes))
+            if self.matches(probe):  # the date fields match this day
+                for hour in sorted(self.hours):
+                    for minute in sorted(self.minutes):
+                        moment = day.replace(hour=hour, minute=minute)
+                        if start <= moment < end:
+                            yield moment
+            day += timedelta(days=1)
 
 
 #: Simulation clocks count seconds from this instant (a Monday, 00:00 UTC) unless told otherwise.
@@ -626,3 +629,32 @@ class ScheduledAction:
         first = self.epoch + timedelta(seconds=start)
         last = self.epoch + timedelta(seconds=end)
         return [(moment - self.epoch).total_seconds() for moment in cron.times(first, last)]
+
+
+def check_schedule(
+    actions: Iterable[ScheduledAction], start: float = 0.0, end: float = 14 * 86400.0
+) -> list[ScheduledAction]:
+    """Scheduled actions of one group must have unique names and never start at the same
+    moment (AWS rejects both); raises ValueError naming the clash.
+
+    >>> check_schedule([ScheduledAction("a", at=60, desired=2),
+    ...                 ScheduledAction("b", recurrence="1 0 * * *", desired=3)])
+    Traceback (most recent call last):
+    ...
+    ValueError: scheduled actions 'a' and 'b' both start at 60 s
+    """
+    actions = list(actions)
+    names: set[str] = set()
+    starts: dict[float, str] = {}
+    for action in actions:
+        if action.name in names:
+            raise ValueError(f"scheduled action name {action.name!r} is used twice")
+        names.add(action.name)
+        for moment in action.fire_times(start, end):
+            if moment in starts:
+                raise ValueError(
+                    f"scheduled actions {starts[moment]!r} and {action.name!r} "
+                    f"both start at {moment:g} s"
+                )
+            starts[moment] = action.name
+    return actions

@@ -27,6 +27,7 @@ from deploylab.autoscale.policies import (
     Step,
     StepScalingPolicy,
     TargetTrackingPolicy,
+    check_schedule,
     decide,
 )
 
@@ -39,6 +40,8 @@ class SimulationConfig:
     """Everything one run needs besides the trace. Times in seconds.
 
     ``target`` is the CPU target of target tracking (and of predictive scaling);
+    ``cooldown`` is simple scaling's cooldown and target tracking's scale-in cooldown (as
+    Application Auto Scaling has; EC2 target tracking relies on warm-up alone: set 0);
     ``scale_out_threshold``/``scale_in_threshold`` are the step and simple policies' alarms
     ("CPU above 80% for 5 minutes" / "below 30% for 5 minutes"). ``failures`` lists
     ``(time, how many in-service instances fail)``.
@@ -247,7 +250,7 @@ def simulate(
     if schedule is None:
         schedule = default_schedule(config, demand) if config.policy == "scheduled" else ()
     actions_at: dict[int, list[ScheduledAction]] = {}
-    for action in schedule:
+    for action in check_schedule(schedule, 0, steps * dt):
         for when in action.fire_times(0, steps * dt):
             actions_at.setdefault(int(when // dt), []).append(action)
     failures_at: dict[int, int] = {}
