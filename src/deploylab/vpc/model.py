@@ -238,6 +238,8 @@ class Vpc:
         if isinstance(peer_cidrs, str):
             peer_cidrs = [peer_cidrs]
         remote = tuple(parse_block(cidr) for cidr in peer_cidrs)
+        if not remote:
+            raise DesignError(f"peering {id!r} has no peer_cidrs: expected the peer VPC's blocks")
         return self._add_gateway(Gateway(id, "pcx", remote_cidrs=remote), "pcx")
 
     def add_nat_gateway(
