@@ -285,3 +285,27 @@ def test_bench_lb_smoke(capsys):
     assert "ratio deploylab/nginx" in out
     assert summary["nginx"]["errors"] == 0 and summary["deploylab"]["errors"] == 0
     assert summary["ratio"] > 0
+
+
+def _require_stream_module():
+    from pathlib import Path
+
+    if not Path("/usr/lib/nginx/modules/ngx_stream_module.so").exists():
+        pytest.skip("nginx stream module missing (apt-get install libnginx-mod-stream)")
+
+
+def test_layer4_per_connection_round_robin_and_weights(pair):
+    _require_stream_module()
+    specs = [pair.urls[0] + ",weight=5", pair.urls[1], pair.urls[2]]
+    theirs, ours = pair.compare(specs, calls=gets(14), layer=4)
+    assert "".join(body for _, body in theirs) == "aabacaa" * 2
+    assert ours == theirs
+
+
+def test_layer4_hash_remote_addr(pair):
+    _require_stream_module()
+    sources = ["127.0.0.1", "127.0.0.2", "127.3.1.1", "127.9.9.9", "127.20.0.1", "127.40.2.2"]
+    theirs, ours = pair.compare(
+        pair.urls, "hash", calls=gets(12, sources=sources), layer=4, key="$remote_addr"
+    )
+    assert ours == theirs

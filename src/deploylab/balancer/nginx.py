@@ -126,6 +126,11 @@ def nginx_config(
         backends, algorithm, key, keepalive if layer == 7 else 0, indent="    "
     ).replace("\n", "\n    ")
     if layer == 4:
+        if algorithm.replace("-", "_") == "ip_hash":
+            raise ValueError(
+                "algorithm 'ip_hash' does not exist in nginx's stream (layer 4) module: "
+                "expected hash with --key '$remote_addr'"
+            )
         return (
             f"stream {{\n    {upstream}\n    server {{\n        listen {host}:{port};\n"
             f"        proxy_pass backend;\n    }}\n}}\n"
@@ -156,6 +161,21 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    """Whether some socket listens on TCP ``port`` (from /proc/net/tcp, without connecting)."""
+    try:
+        with open("/proc/net/tcp") as table:
+            rows = table.read().splitlines()[1:]
+    except OSError:  # not Linux: fall back to connecting
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+    suffix = f":{port:04X}"
+    return any(r.split()[1].endswith(suffix) and r.split()[3] == "0A" for r in rows)
 
 
 class NginxProcess:
@@ -213,11 +233,11 @@ class NginxProcess:
                     f"nginx exited: {self.process.stderr.read().decode()}\n"
                     f"{self.config_path.read_text()}"
                 )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            # look, don't connect: a probe connection would count as a client (and take a
+            # turn of the round robin) in an L4 `stream` balancer
+            if (self.prefix / "nginx.pid").exists() and _listening(self.port):
+                return self
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"nginx did not listen on 127.0.0.1:{self.port}")
 

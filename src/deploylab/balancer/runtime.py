@@ -470,7 +470,10 @@ class _TcpClient(asyncio.Protocol):
         self.balancer._clients.add(self)
         self.started = self.balancer._loop.time()
         peername = transport.get_extra_info("peername")
-        self.selection = self.balancer.upstream.start(client=peername[0] if peername else None)
+        address = peername[0] if peername else None
+        self.selection = self.balancer.upstream.start(
+            client=address, key=self.balancer._l4_key(address)
+        )
         self.balancer._loop.create_task(self._connect())
 
     async def _connect(self) -> None:
@@ -573,6 +576,12 @@ class Balancer:
         if layer not in (4, 7):
             raise ValueError(f"layer {layer!r}: expected 4 (TCP) or 7 (HTTP)")
         self.upstream = Upstream([parse_backend(b) for b in backends], algorithm)
+        l4_hash = layer == 4 and self.upstream.algorithm.startswith("hash")
+        if l4_hash and "$" in key and key != "$remote_addr":
+            raise ValueError(
+                f"hash key {key!r}: a layer 4 balancer sees no HTTP request; "
+                "expected '$remote_addr' or a fixed string"
+            )
         self.port = port
         self.host = host
         self.layer = layer
@@ -813,6 +822,11 @@ class Balancer:
             return False
         finally:
             writer.close()
+
+    def _l4_key(self, address: str | None) -> str | None:
+        if not self.upstream.algorithm.startswith("hash"):
+            return None
+        return address if self.key == "$remote_addr" else self.key
 
     def _hash_key(self, client_ip: bytes, target: bytes, headers) -> str | None:
         key = self.key
