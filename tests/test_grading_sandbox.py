@@ -201,3 +201,43 @@ def test_sandboxed_and_plain_runs_agree_and_long_scratch_paths_work(tmp_path):
     ]
     # integrity cells are not in the result
     assert len(sandboxed.notebook.cells) == len(mini_lab().cells)
+
+
+@pytest.mark.slow
+def test_user_namespace_mode_runs_as_nobody(monkeypatch, tmp_path):
+    """The mode used when the grader is not root: bwrap's user namespace, uid 65534 inside."""
+    require_tool("bwrap", "bubblewrap")
+    monkeypatch.setattr(sandbox, "_running_as_root", lambda: False)
+    sandbox._probe.cache_clear()
+    try:
+        outcome = run_notebook(mini_lab(CORRECT, extra=[SHOW_ENVIRONMENT]), tmp_path / "s")
+    finally:
+        sandbox._probe.cache_clear()
+    assert outcome.status == "graded", outcome.detail
+    assert "UID 65534" in _text(outcome.notebook.cells[3])
+
+
+def test_the_integrity_key_is_not_left_in_the_kernel_history(tmp_path):
+    snoop = (
+        "import linecache\n"
+        "print('HISTORY', In, _ih)\n"
+        "print('LINECACHE', [''.join(e[2]) for e in linecache.cache.values() if len(e) > 2])\n"
+    )
+    plan_keys = []
+    original = integrity.instrument
+
+    def spy(notebook, nonce=None):
+        plan = original(notebook, nonce)
+        plan_keys.append(plan.key.hex())
+        return plan
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(integrity, "instrument", spy)
+    try:
+        outcome = run_notebook(mini_lab(CORRECT, extra=[snoop]), tmp_path, sandbox=False)
+    finally:
+        monkeypatch.undo()
+    text = _text(outcome.notebook.cells[3])
+    assert "HISTORY" in text and "LINECACHE" in text
+    assert plan_keys and plan_keys[0] not in text
+    assert outcome.status == "graded"

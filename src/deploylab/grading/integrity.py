@@ -450,6 +450,16 @@ def __deploylab_integrity_setup(key_hex, modules, checker_name):
 
     _shell.user_ns[checker_name] = integrity
     _shell.user_ns_hidden[checker_name] = integrity
+    # IPython keeps every executed cell's source in linecache (for tracebacks): forget this
+    # one, which holds the key.
+    import linecache as _linecache
+    for _cache in (getattr(_linecache, "cache", {}), getattr(_linecache, "_ipython_cache", {})):
+        for _file, _entry in _list(_cache.items()):
+            try:
+                if any(key_hex in _line for _line in _entry[2]):
+                    del _cache[_file]
+            except Exception:
+                pass
 
 
 """
