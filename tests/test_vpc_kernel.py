@@ -77,6 +77,13 @@ def random_design(rng: random.Random) -> Vpc:
             # the same destination twice raises RouteError: AWS refuses it as well
             with contextlib.suppress(RouteError):
                 table.add_route(destination, rng.choice(targets), propagated=rng.random() < 0.2)
+        # a static and a propagated route to the same block: the static one must win
+        static = [r for r in table.routes if not r.propagated and r.target != "local"]
+        if static:
+            twin = rng.choice(static)
+            others = [t for t in targets if t != twin.target]
+            with contextlib.suppress(RouteError):
+                table.add_route(twin.destination, rng.choice(others), propagated=True)
     for subnet in design.subnets:
         design.associate(subnet, rng.choice(tables))
     return design
