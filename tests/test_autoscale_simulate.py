@@ -115,3 +115,12 @@ def test_bench_prints_the_timing(capsys):
     assert main(["bench", "autoscale", "--repeat", "1"]) in (0, 1)
     out = capsys.readouterr().out
     assert "10,080 steps" in out and "target" in out
+
+
+def test_hpa_policy_in_the_simulator_settles_and_stabilizes_scale_down():
+    demand = [100.0] * 30 + [1000.0] * 120 + [100.0] * 30
+    result = simulate(demand, policy="hpa", target=50, min_size=1, max_size=50, initial=2)
+    assert result.in_service[149] == 20  # 1000 / (100 x 50%)
+    # after the drop the 300 s stabilization window keeps 20 for at least 5 minutes
+    assert (result.desired[150:154] == 20).all()
+    assert result.desired[-1] < 20

@@ -42,6 +42,7 @@ def test_explorer_reruns_on_every_control():
         "simple",
         "scheduled",
         "predictive",
+        "hpa",
         "maintain",
     }
     assert "instance-hours" in metrics_table_text(explorer.table)

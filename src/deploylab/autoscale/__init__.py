@@ -29,6 +29,7 @@ from deploylab.autoscale.group import (
 )
 from deploylab.autoscale.hpa import (
     HorizontalPodAutoscaler,
+    HPAPolicy,
     HPAScalingPolicy,
     HPAScalingRules,
     hpa_desired,
@@ -84,6 +85,7 @@ __all__ = [
     "CapacityError",
     "Cron",
     "Decision",
+    "HPAPolicy",
     "HPAScalingPolicy",
     "HPAScalingRules",
     "HorizontalPodAutoscaler",

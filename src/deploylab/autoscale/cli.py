@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-POLICY_CHOICES = ("target", "step", "simple", "scheduled", "predictive", "maintain")
+POLICY_CHOICES = ("target", "step", "simple", "scheduled", "predictive", "hpa", "maintain")
 TRACE_CHOICES = ("diurnal", "flash-crowd", "ramp", "spike", "sawtooth")
 
 

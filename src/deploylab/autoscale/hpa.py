@@ -184,3 +184,39 @@ class HorizontalPodAutoscaler:
         if up:
             return max(limits) if most_change else min(limits)
         return min(limits) if most_change else max(limits)
+
+
+class HPAPolicy:
+    """The HPA as a policy for the simulator and the live controller (see
+    :func:`deploylab.autoscale.policies.decide`).
+
+    Every ready instance reports the aggregated metric; instances still starting have no
+    metrics yet (*model*: Kubernetes also treats not-ready pods pessimistically on scale-up).
+    Stabilization and rate limits come from :class:`HorizontalPodAutoscaler`; the group's
+    min/max apply.
+    """
+
+    def __init__(
+        self, target: float, tolerance: float = 0.1, use_behavior: bool = False, name: str = "hpa"
+    ) -> None:
+        self.hpa = HorizontalPodAutoscaler(0, 10**9, target, tolerance, use_behavior)
+        self.name = name
+
+    def evaluate(self, observation):
+        from deploylab.autoscale.policies import Decision
+
+        if observation.metric is None:
+            return None
+        metrics = [observation.metric] * observation.ready + [None] * min(
+            observation.warming, max(0, observation.desired - observation.ready)
+        )
+        if not metrics:
+            return None
+        desired = self.hpa.step(observation.now, observation.desired, metrics)
+        if desired == observation.desired:
+            return None
+        return Decision(
+            desired,
+            self.name,
+            f"ratio {observation.metric / self.hpa.target:.2f} outside tolerance",
+        )

@@ -18,6 +18,7 @@ import numpy as np
 from deploylab.autoscale.alarm import ALARM, Alarm
 from deploylab.autoscale.elasticity import elasticity_metrics
 from deploylab.autoscale.group import AutoScalingGroup, LaunchTemplate
+from deploylab.autoscale.hpa import HPAPolicy
 from deploylab.autoscale.policies import (
     PERCENT_CHANGE_IN_CAPACITY,
     Policy,
@@ -32,7 +33,7 @@ from deploylab.autoscale.policies import (
 )
 
 #: Policy set-ups the simulator (and its sliders and CLI) can build by name.
-POLICY_KINDS = ("target", "step", "simple", "scheduled", "predictive", "maintain")
+POLICY_KINDS = ("target", "step", "simple", "scheduled", "predictive", "hpa", "maintain")
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ def build_policies(config: SimulationConfig, demand: np.ndarray | None = None) -
                 min_adjustment_magnitude=1,
             ),
         ]
+    if config.policy == "hpa":
+        return [HPAPolicy(config.target)]
     if config.policy == "simple":
         return [
             SimpleScalingPolicy(out_alarm, 1, cooldown=config.cooldown),

@@ -344,7 +344,7 @@ class AutoscaleExplorer(widgets.VBox):
 
     >>> explorer = AutoscaleExplorer(days=1)
     >>> explorer.policy.value, sorted(explorer.table)[:2]
-    ('target', ['maintain', 'predictive'])
+    ('target', ['hpa', 'maintain'])
     >>> explorer.target.value = 70
     >>> explorer.result.config.target
     70
@@ -489,8 +489,9 @@ def run_live_with_chart(chart: AutoscaleChart, config, refresh: float = 0.3):
 
     samples: list[dict] = []
     bus = EventBus("autoscaler")
-    bus.subscribe(lambda event: samples.append(dict(event.fields))
-                  if event.kind == "sample" else None)
+    bus.subscribe(
+        lambda event: samples.append(dict(event.fields)) if event.kind == "sample" else None
+    )
     capacity = 1000 / config.work_ms if config.work_ms else None
     autoscaler, thread = start_live(config, bus)
     while thread.is_alive():
