@@ -119,9 +119,14 @@ class KernelVpc:
         _run(self.ip, "netns", "add", name)
         self.namespaces.append(name)
         _run(self.ip, "-n", name, "link", "set", "lo", "up")
-        for key in ("net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
-            _run(self.ip, "netns", "exec", name, "sysctl", "-qw", key)
+        self._sysctl(name, {"net/ipv4/conf/all/rp_filter": 0, "net/ipv4/conf/default/rp_filter": 0})
         return name
+
+    def _sysctl(self, namespace: str, settings: dict[str, int]) -> None:
+        # /proc/sys/net belongs to the namespace of the process that reads it; a shell
+        # started by `ip netns exec` needs no sysctl binary (procps) to set it.
+        script = "; ".join(f"echo {value} > /proc/sys/{key}" for key, value in settings.items())
+        _run(self.ip, "netns", "exec", namespace, "sh", "-c", script)
 
     def _batch(self, namespace: str, lines: list[str]) -> None:
         if lines:
@@ -147,7 +152,7 @@ class KernelVpc:
     def _build(self) -> None:
         vpc = self.vpc
         router = self._add_ns(self.router)
-        _run(self.ip, "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._sysctl(router, {"net/ipv4/ip_forward": 1})
         router_lines: list[str] = []
         # A dead end: "no route" and NAT targets leave through it and vanish.
         self._veth(router, "noroute", router, "noroute-end")
