@@ -1030,9 +1030,16 @@ class Balancer:
             exchange.client.transport.close()
             self._check_drained()
             return
-        if exchange.reused and outcome == "error" and conn is not None and conn.status == 0:
-            # a pooled keep-alive connection the backend had closed: resend on a fresh one
-            # to the same server without counting a failure (the request never reached it)
+        if (
+            exchange.reused
+            and outcome == "error"
+            and conn is not None
+            and conn.status == 0
+            and exchange.method not in (b"POST", b"PATCH", b"LOCK")
+        ):
+            # a pooled keep-alive connection the backend had just closed: resend on a fresh
+            # one to the same server without counting a failure (a POST follows the normal
+            # rules instead: the server may have received it)
             exchange.reused = False
             exchange.attempt += 1
             exchange.deadline = now + self.connect_timeout + self.read_timeout
