@@ -124,3 +124,23 @@ def test_hpa_policy_in_the_simulator_settles_and_stabilizes_scale_down():
     # after the drop the 300 s stabilization window keeps 20 for at least 5 minutes
     assert (result.desired[150:154] == 20).all()
     assert result.desired[-1] < 20
+
+
+def test_warm_up_keeps_start_up_bursts_out_of_the_metric():
+    demand = [300.0] * 60 + [1000.0] * 240
+    runs = {
+        warmup: simulate(
+            demand,
+            policy="target",
+            target=50,
+            boot_time=60,
+            warmup=warmup,
+            startup_cpu=95,
+            startup_seconds=240,
+            max_size=60,
+        )
+        for warmup in (0, 300)
+    }
+    # the right answer is 1000 / (100 x 50%) = 20 instances
+    assert runs[300].metrics["max_instances"] == 20
+    assert runs[0].metrics["max_instances"] > 30  # bursts read as load: over-scaling

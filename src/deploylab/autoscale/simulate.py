@@ -45,7 +45,10 @@ class SimulationConfig:
     Application Auto Scaling has; EC2 target tracking relies on warm-up alone: set 0);
     ``scale_out_threshold``/``scale_in_threshold`` are the step and simple policies' alarms
     ("CPU above 80% for 5 minutes" / "below 30% for 5 minutes"). ``failures`` lists
-    ``(time, how many in-service instances fail)``.
+    ``(time, how many in-service instances fail)``. ``startup_cpu``/``startup_seconds`` model
+    the CPU burst of a fresh instance (JIT, cache warming): for its first ``startup_seconds``
+    in service it reports at least ``startup_cpu``%. A warm-up shorter than that lets the burst
+    into the metric and causes over-scaling.
     """
 
     policy: str = "target"
@@ -65,6 +68,8 @@ class SimulationConfig:
     base_latency_ms: float = 50.0
     slo_ms: float = 200.0
     hourly_price: float = 0.0104
+    startup_cpu: float = 0.0
+    startup_seconds: float = 0.0
     failures: tuple[tuple[float, int], ...] = ()
     scheduled: tuple[ScheduledAction, ...] | None = None
     availability_zones: tuple[str, ...] = ("us-east-1a", "us-east-1b", "us-east-1c")
@@ -160,11 +165,12 @@ class SimulationResult:
     in_service: np.ndarray
     pending: np.ndarray
     unhealthy: np.ndarray
-    cpu: np.ndarray
+    cpu: np.ndarray  # real utilisation of in-service instances
     latency_ms: np.ndarray
     slo_violation: np.ndarray
     alarm_high: np.ndarray
     alarm_low: np.ndarray
+    metric: np.ndarray | None = None  # what the policies saw (NaN = no datapoint)
     activities: list[tuple[float, int, int, str]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -266,12 +272,18 @@ def simulate(
     in_service = np.empty(steps, dtype=np.int32)
     pending = np.empty(steps, dtype=np.int32)
     unhealthy = np.empty(steps, dtype=np.int32)
+    metric_seen = np.full(steps, np.nan)
     alarm_high = np.zeros(steps, dtype=bool)
     alarm_low = np.zeros(steps, dtype=bool)
     activities: list[tuple[float, int, int, str]] = []
     alarm_policies = [p for p in policies if isinstance(p, StepScalingPolicy | SimpleScalingPolicy)]
     tracking = [p for p in policies if isinstance(p, TargetTrackingPolicy)]
     demand_list = demand.tolist()
+    startup_cpu, startup_seconds, warmup = (
+        config.startup_cpu,
+        config.startup_seconds,
+        config.warmup,
+    )
 
     for i in range(steps):
         now = i * dt
@@ -293,7 +305,18 @@ def simulate(
         load = demand_list[i]
         observation = group.observe(now, None, load)
         if observation.ready > 0:
-            observation.metric = min(100.0, 100.0 * load / (serving * capacity))
+            cpu_now = min(100.0, 100.0 * load / (serving * capacity))
+            if startup_cpu > cpu_now:
+                bursting = sum(
+                    1
+                    for x in group.instances
+                    if x.state == "InService"
+                    and now - x.in_service_time < startup_seconds
+                    and now - x.in_service_time >= warmup
+                )
+                cpu_now += bursting * (startup_cpu - cpu_now) / observation.ready
+            observation.metric = cpu_now
+            metric_seen[i] = cpu_now
         before = group.desired_capacity
         decision = decide(policies, observation) if policies else None
         if decision is not None:
@@ -362,8 +385,9 @@ def simulate(
         slo_violation,
         alarm_high,
         alarm_low,
-        activities,
-        metrics,
+        metric=metric_seen,
+        activities=activities,
+        metrics=metrics,
     )
 
 
