@@ -97,6 +97,7 @@ class KernelVpc:
         self.target_dev: dict[str, str] = {}
         self.outside_ns: dict[str, str] = {}  # gateway id -> namespace (igw, vgw, pcx)
         self.outside_address: dict[str, ipaddress.IPv4Address] = {}
+        self.gateway_next_hop: dict[str, ipaddress.IPv4Address] = {}  # far end of its link
         self.router_addresses: set[ipaddress.IPv4Address] = set()
         self.build_seconds = 0.0
 
@@ -211,8 +212,7 @@ class KernelVpc:
                 lines.append(f"addr add {address}/32 dev lo")
             lines += [f"route add {network} via {near} dev eth0" for network in back]
             self._batch(ns, lines)
-            self._gateway_hops = getattr(self, "_gateway_hops", {})
-            self._gateway_hops[gateway.id] = far
+            self.gateway_next_hop[gateway.id] = far
         # Route tables: one kernel table each, chosen by the source address.
         for number, table in enumerate(vpc.route_tables.values(), start=100):
             self.table_id[table.name] = number
@@ -248,7 +248,7 @@ class KernelVpc:
         dev = self.target_dev[route.target]
         if dev == "noroute":
             return f"{route.destination} dev noroute"
-        return f"{route.destination} via {self._gateway_hops[route.target]} dev {dev}"
+        return f"{route.destination} via {self.gateway_next_hop[route.target]} dev {dev}"
 
     def teardown(self) -> None:
         """Delete every namespace this object created (their veths go with them)."""
