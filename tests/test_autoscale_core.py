@@ -531,3 +531,12 @@ def test_scheduled_actions_need_unique_names_and_start_times():
         )
         == 2
     )
+
+
+def test_scale_in_removes_unhealthy_instances_first():
+    group = AutoScalingGroup(LaunchTemplate(boot_time=0), 1, 6, 4, health_check_grace_period=300)
+    sick = group.instances[1].id
+    group.mark_unhealthy(sick, now=10)  # inside the grace period: not replaced yet
+    group.set_desired_capacity(3, now=20)
+    assert group.find(sick) is None
+    assert group.count(IN_SERVICE) == 3

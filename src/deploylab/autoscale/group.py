@@ -349,6 +349,10 @@ class AutoScalingGroup:
         while active < self.desired_capacity:
             self._launch(now, cause)
             active += 1
+        # on scale-in, unhealthy instances go first: they were to be replaced anyway
+        while active > self.desired_capacity and self._unhealthy:
+            self._begin_termination(self._unhealthy[0], now, cause, drain=0.0)
+            active -= 1
         if active > self.desired_capacity:
             for instance in self.choose_for_termination(active - self.desired_capacity, now):
                 self._begin_termination(instance, now, cause, drain=self.drain_time)
