@@ -387,6 +387,8 @@ class AutoscaleExplorer(widgets.VBox):
         self.chart = AutoscaleChart()
         self.base = base
         self._traces: dict[str, np.ndarray] = {}
+        self._table_key = None
+        self.table: dict[str, dict[str, float]] = {}
         controls = widgets.VBox(
             [
                 self.policy,
@@ -437,14 +439,18 @@ class AutoscaleExplorer(widgets.VBox):
             )
         config = self.current_config()
         self.result = simulate(trace, config)
-        self.table = {
-            kind: (
-                self.result.metrics
-                if kind == config.policy
-                else simulate(trace, config, policy=kind).metrics
-            )
-            for kind in POLICY_KINDS
-        }
+        # the table does not depend on which policy is drawn: switching policies reuses it
+        key = (self.trace.value, config.with_changes(policy="target"))
+        if self._table_key != key:
+            self.table = {
+                kind: (
+                    self.result.metrics
+                    if kind == config.policy
+                    else simulate(trace, config, policy=kind).metrics
+                )
+                for kind in POLICY_KINDS
+            }
+            self._table_key = key
         self.chart.show_result(self.result)
         self.metrics.value = metrics_table_html(self.table, config.policy)
         elapsed = time.perf_counter() - started
