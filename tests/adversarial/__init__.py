@@ -252,4 +252,11 @@ def honest_entries() -> list[Entry]:
             statuses=("graded",),
             passing=("double-tests", "negative-tests"),
         ),
+        # matplotlib registers an IPython post_execute hook: not a cheat.
+        Entry(
+            "plots with matplotlib",
+            answer=CORRECT + "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n",
+            statuses=("graded",),
+            passing=("double-tests", "negative-tests"),
+        ),
     ]

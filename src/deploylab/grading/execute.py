@@ -323,7 +323,7 @@ def _socket_prefix(scratch_dir: Path) -> tuple[str, Path | None]:
     prefix = scratch_dir / "kernel"
     if len(str(prefix)) <= _MAX_SOCKET_PREFIX:
         return str(prefix), None
-    link_dir = Path(tempfile.mkdtemp(prefix="dl-"))
+    link_dir = Path(tempfile.mkdtemp(prefix="deploylab-ipc-"))
     link = link_dir / "s"
     link.symlink_to(scratch_dir)
     return str(link / "kernel"), link_dir
@@ -437,7 +437,14 @@ class _Runner:
         if status == GRADED and client.timed_out_cells:
             status = TIMED_OUT
             cells = ", ".join(str(index) for index in plan.original_indices(client.timed_out_cells))
-            detail = f"cell(s) {cells} ran longer than {self.cell_timeout:g} s and were interrupted"
+            if cells:
+                detail = (
+                    f"cell(s) {cells} ran longer than {self.cell_timeout:g} s and were interrupted"
+                )
+            else:
+                detail = f"an integrity check ran longer than {self.cell_timeout:g} s"
+            if any(plan.is_injected(index) for index in client.timed_out_cells):
+                tamper.append("an integrity check did not finish (the kernel was changed?)")
         if status == GRADED and tamper:
             status = NEEDS_REVIEW
             detail = "integrity check: " + "; ".join(tamper)

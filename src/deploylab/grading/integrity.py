@@ -292,6 +292,24 @@ def __deploylab_integrity_setup(key_hex, modules, checker_name):
                 return _id(klass.__dict__[name])
         return None
 
+    _LIBRARIES = ("matplotlib", "matplotlib_inline", "ipykernel", "IPython", "ipywidgets",
+        "bqplot", "anywidget", "tqdm", "plotly", "deploylab")
+
+    def _library_hook(func):
+        # A hook a plotting/widget library registers (matplotlib's figure flush): its code
+        # must live in that library's own directory.
+        target = _getattr(func, "__func__", func)
+        module_name = _str(_getattr(target, "__module__", "") or "").split(".")[0]
+        if module_name not in _LIBRARIES:
+            return False
+        module = _sys.modules.get(module_name)
+        module_file = _getattr(module, "__file__", None)
+        code = _getattr(target, "__code__", None)
+        if module_file is None or code is None:
+            return False
+        root = module_file.rsplit("/", 1)[0] + "/"
+        return _str(code.co_filename).startswith(root)
+
     def _ids(items):
         try:
             return [_id(item) for item in items]
@@ -328,7 +346,7 @@ def __deploylab_integrity_setup(key_hex, modules, checker_name):
             "token_transformers": _ids(_getattr(manager, "token_transformers", ())),
         }
         callbacks = _getattr(_shell.events, "callbacks", {})
-        state["events"] = {event: _ids(funcs) for event, funcs in _list(callbacks.items())}
+        state["events"] = {event: [_id(f) for f in funcs if not _library_hook(f)] for event, funcs in _list(callbacks.items())}
         state["shell"] = {name: _static(_shell, name) for name in _SHELL_NAMES}
         state["shell_class"] = _id(_type(_shell))
         state["custom_exceptions"] = _ids(_shell.custom_exceptions)
