@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
-import json
 import shutil
 import sys
 import tempfile
@@ -738,7 +737,3 @@ def format_table(results: list[SubmissionResult]) -> str:
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
-
-
-def results_json(results: list[SubmissionResult]) -> str:
-    return json.dumps([result.to_json() for result in results], indent=1, sort_keys=True)
