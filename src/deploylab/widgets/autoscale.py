@@ -67,8 +67,32 @@ def _figure(title: str, y_label: str, marks, x_scale, y_scale, x_label: str, hei
         title=title,
         animation_duration=0,
         fig_margin={"top": 30, "bottom": 35, "left": 55, "right": 15},
-        legend_location="top-left",
         layout=widgets.Layout(height=f"{height}px", width="100%"),
+    )
+
+
+def _legend(items: Sequence[tuple[str, str, str]]) -> widgets.HTML:
+    """A one-line legend (HTML, so it never covers the data): (label, colour, shape)."""
+    shapes = {
+        "line": "display:inline-block;width:16px;height:3px;vertical-align:middle",
+        "up": "display:inline-block;width:0;height:0;border-left:5px solid transparent;"
+        "border-right:5px solid transparent;border-bottom:9px solid {c}",
+        "down": "display:inline-block;width:0;height:0;border-left:5px solid transparent;"
+        "border-right:5px solid transparent;border-top:9px solid {c}",
+        "square": "display:inline-block;width:8px;height:8px",
+    }
+    parts = []
+    for label, color, shape in items:
+        style = shapes[shape].format(c=color)
+        if shape in ("line", "square"):
+            style += f";background:{color}"
+        parts.append(
+            f"<span style='margin-right:14px'><span style='{style}'></span> "
+            f"{html.escape(label)}</span>"
+        )
+    return widgets.HTML(
+        f"<div class='dl-autoscale-legend' style='font-size:11px;"
+        f"margin-left:60px'>{''.join(parts)}</div>"
     )
 
 
@@ -98,7 +122,7 @@ class AutoscaleChart(widgets.VBox):
             labels=["demand (instances needed)", "capacity (in service)", "desired"],
             line_style="solid",
             interpolation="step-after",
-            display_legend=True,
+            display_legend=False,
             stroke_width=1.5,
         )
         self.scale_out_marks = bqplot.Scatter(
@@ -109,7 +133,7 @@ class AutoscaleChart(widgets.VBox):
             colors=[COLORS["high"]],
             default_size=18,
             labels=["scale out"],
-            display_legend=True,
+            display_legend=False,
         )
         self.scale_in_marks = bqplot.Scatter(
             x=[],
@@ -119,7 +143,7 @@ class AutoscaleChart(widgets.VBox):
             colors=[COLORS["low"]],
             default_size=18,
             labels=["scale in"],
-            display_legend=True,
+            display_legend=False,
         )
         self.state_lines = bqplot.Lines(
             x=[0],
@@ -128,7 +152,7 @@ class AutoscaleChart(widgets.VBox):
             colors=[COLORS["in_service"], COLORS["pending"], COLORS["unhealthy"]],
             labels=["in service", "pending / warming", "unhealthy"],
             interpolation="step-after",
-            display_legend=True,
+            display_legend=False,
             stroke_width=1.5,
         )
         self.cpu_lines = bqplot.Lines(
@@ -138,7 +162,7 @@ class AutoscaleChart(widgets.VBox):
             colors=[COLORS["cpu"], COLORS["target"]],
             labels=["CPU %", "target"],
             line_style="solid",
-            display_legend=True,
+            display_legend=False,
             stroke_width=1.5,
         )
         self.high_alarm_marks = bqplot.Scatter(
@@ -149,7 +173,7 @@ class AutoscaleChart(widgets.VBox):
             colors=[COLORS["high"]],
             default_size=12,
             labels=["high alarm"],
-            display_legend=True,
+            display_legend=False,
         )
         self.low_alarm_marks = bqplot.Scatter(
             x=[],
@@ -159,7 +183,7 @@ class AutoscaleChart(widgets.VBox):
             colors=[COLORS["low"]],
             default_size=12,
             labels=["low alarm"],
-            display_legend=True,
+            display_legend=False,
         )
         self.capacity_figure = _figure(
             "demand vs capacity",
@@ -188,7 +212,37 @@ class AutoscaleChart(widgets.VBox):
             x_label,
             int(height * 0.9),
         )
-        super().__init__([self.capacity_figure, self.state_figure, self.cpu_figure])
+        super().__init__(
+            [
+                _legend(
+                    [
+                        ("demand (instances needed)", COLORS["demand"], "line"),
+                        ("capacity (in service)", COLORS["in_service"], "line"),
+                        ("desired", COLORS["desired"], "line"),
+                        ("scale out", COLORS["high"], "up"),
+                        ("scale in", COLORS["low"], "down"),
+                    ]
+                ),
+                self.capacity_figure,
+                _legend(
+                    [
+                        ("in service", COLORS["in_service"], "line"),
+                        ("pending / warming", COLORS["pending"], "line"),
+                        ("unhealthy", COLORS["unhealthy"], "line"),
+                    ]
+                ),
+                self.state_figure,
+                _legend(
+                    [
+                        ("CPU %", COLORS["cpu"], "line"),
+                        ("target", COLORS["target"], "line"),
+                        ("high alarm", COLORS["high"], "square"),
+                        ("low alarm", COLORS["low"], "square"),
+                    ]
+                ),
+                self.cpu_figure,
+            ]
+        )
         self.add_class("dl-autoscale-chart")
 
     def show_series(
