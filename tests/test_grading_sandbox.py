@@ -241,3 +241,37 @@ def test_the_integrity_key_is_not_left_in_the_kernel_history(tmp_path):
     assert "HISTORY" in text and "LINECACHE" in text
     assert plan_keys and plan_keys[0] not in text
     assert outcome.status == "graded"
+
+
+MEMORY_SPREAD_OVER_PROCESSES = """
+import os, time
+for child in range(4):
+    if os.fork() == 0:
+        block = bytearray(300 * 1024 * 1024)
+        for offset in range(0, len(block), 4096):
+            block[offset] = 1
+        open(f"child-{child}-allocated", "w").close()
+        time.sleep(30)
+        os._exit(0)
+time.sleep(4)
+print("CHILDREN", sorted(name for name in os.listdir(".") if name.startswith("child-")))
+"""
+
+
+@pytest.mark.slow
+def test_memory_limit_covers_all_processes_together(tmp_path):
+    """Four children of 300 MB each stay under a 512 MiB per-process limit; the sandbox's
+    control group (where the host allows one) holds them to 512 MiB together."""
+    require_tool("bwrap", "bubblewrap")
+    limits = Limits(memory_bytes=512 * 1024 * 1024)
+    (tmp_path / "probe").mkdir()
+    probe = sandbox.prepare(tmp_path / "probe", limits)
+    has_cgroups = bool(probe.cgroups)
+    probe.close()
+    if not has_cgroups:
+        pytest.skip("no writable memory cgroup here: only per-process limits apply")
+    notebook = mini_lab(CORRECT, extra=[MEMORY_SPREAD_OVER_PROCESSES])
+    outcome = run_notebook(notebook, tmp_path / "s", limits=limits, cell_timeout=20)
+    assert outcome.status in ("needs review", "kernel died"), outcome.detail
+    allocated = list((tmp_path / "s").glob("child-*-allocated"))
+    assert len(allocated) < 4

@@ -418,6 +418,8 @@ class _Runner:
                 except DeadKernelError:
                     status = KERNEL_DIED
                     detail = self._death_detail(manager, client, plan)
+                    if sandbox_handle is not None and sandbox_handle.memory_limit_hit():
+                        detail += f"; the sandbox reached its {self.limits.memory_bytes >> 20} MiB memory limit"
             leftover = _sandbox_process_count(manager, sandboxed=self.sandbox)
             if leftover >= _LEFTOVER_PROCESS_LIMIT:
                 kernel_events.append(

@@ -23,6 +23,7 @@ directory, which work across the network namespace.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -198,16 +199,39 @@ class SandboxHandle:
     extra_binds: list[tuple[str, str]] = field(default_factory=list)
     uid: int | None = None
     _owner: tuple[int, int] | None = None
+    #: control groups (memory, pids) the whole sandbox runs in, where the host lets us make them
+    cgroups: list[Path] = field(default_factory=list)
 
     def environment(self) -> dict[str, str]:
         """Environment for the bwrap process itself (the kernel's is set with --setenv)."""
-        return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        environment = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        if self.cgroups:
+            environment["DEPLOYLAB_CGROUPS"] = ":".join(str(path) for path in self.cgroups)
+        return environment
+
+    def memory_limit_hit(self) -> bool:
+        """Did the sandbox's memory control group kill or refuse something?"""
+        for directory in self.cgroups:
+            for name in ("memory.events", "memory.oom_control"):
+                try:
+                    text = (directory / name).read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    key, _, value = line.partition(" ")
+                    if key in ("oom_kill", "oom") and value.strip() not in ("", "0"):
+                        return True
+        return False
 
     def command(self, inner: list[str], connection_file: str | None = None) -> list[str]:
         """``inner`` (the kernel command) wrapped in bwrap + setpriv + prlimit."""
         bwrap = check_available()
         scratch = str(self.scratch_dir)
-        options = [bwrap, *_namespace_options()]
+        options = []
+        if self.cgroups:
+            # Join the control groups before bwrap starts, so everything it starts is inside.
+            options = ["/bin/sh", "-c", _JOIN_CGROUPS, "deploylab-sandbox"]
+        options += [bwrap, *_namespace_options()]
         options += ["--ro-bind", "/usr", "/usr", *_merged_usr_links()]
         for etc_file in ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types"):
             if os.path.exists(etc_file):
@@ -271,7 +295,10 @@ class SandboxHandle:
         return options + inner
 
     def close(self) -> None:
-        """Give the scratch directory back to its owner (files the kernel made included)."""
+        """Remove the control groups; give the scratch directory back to its owner."""
+        for directory in self.cgroups:
+            _remove_cgroup(directory)
+        self.cgroups = []
         if self._owner is None:
             return
         uid, gid = self._owner
@@ -304,4 +331,100 @@ def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = Non
                 os.lchown(os.path.join(directory, name), handle.uid, handle.uid)
         os.chown(scratch_dir, handle.uid, handle.uid)
         os.chmod(scratch_dir, 0o700)
+        handle.cgroups = _make_cgroups(limits)
     return handle
+
+
+_JOIN_CGROUPS = (
+    'IFS=:; for group in $DEPLOYLAB_CGROUPS; do echo $$ > "$group/cgroup.procs" || exit 125; '
+    'done; unset DEPLOYLAB_CGROUPS; exec "$@"'
+)
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _own_cgroup(controller: str | None) -> Path | None:
+    """This process's cgroup directory for ``controller`` (None: the cgroup v2 hierarchy)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if (
+            controller is None
+            and controllers == ""
+            and (_CGROUP_ROOT / "cgroup.controllers").exists()
+        ):
+            return _CGROUP_ROOT / path.lstrip("/")
+        if controller is not None and controller in controllers.split(","):
+            return _CGROUP_ROOT / controller / path.lstrip("/")
+    return None
+
+
+def _make_cgroups(limits: Limits) -> list[Path]:
+    """Per-sandbox memory and pids control groups, where the host allows it (root, cgroupfs
+    writable); an empty list otherwise (the per-process prlimit limits still apply).
+
+    They bound what rlimits cannot: the memory of all the sandbox's processes together.
+    """
+    _remove_stale_cgroups()
+    name = f"deploylab-sandbox-{secrets.token_hex(6)}"
+    memory = str(limits.memory_bytes)
+    tasks = str(limits.max_processes + 16)  # bwrap's own processes and the kernel's threads
+    wanted = [
+        (_own_cgroup("memory"), {"memory.limit_in_bytes": memory}),
+        (_own_cgroup("pids"), {"pids.max": tasks}),
+        (_own_cgroup(None), {"memory.max": memory, "pids.max": tasks}),
+    ]
+    made: list[Path] = []
+    for base, settings in wanted:
+        if base is None or not base.is_dir() or not os.access(base, os.W_OK):
+            continue
+        directory = base / name
+        try:
+            directory.mkdir()
+        except OSError:
+            continue
+        try:
+            for file_name, value in settings.items():
+                if not (directory / file_name).exists():
+                    raise OSError(f"{file_name} not available")
+                (directory / file_name).write_text(value)
+        except OSError:
+            _remove_cgroup(directory)
+            continue
+        made.append(directory)
+    return made
+
+
+#: Control groups whose processes took too long to die; removed on the next run or at exit.
+_STALE_CGROUPS: set[Path] = set()
+
+
+@atexit.register
+def _remove_stale_cgroups() -> None:
+    for directory in list(_STALE_CGROUPS):
+        _remove_cgroup(directory, attempts=1)
+
+
+def _remove_cgroup(directory: Path, attempts: int = 50) -> None:
+    """rmdir a control group once its processes are gone (they are being killed)."""
+    import time
+
+    for _ in range(attempts):
+        try:
+            directory.rmdir()
+            _STALE_CGROUPS.discard(directory)
+            return
+        except FileNotFoundError:
+            _STALE_CGROUPS.discard(directory)
+            return
+        except OSError:
+            try:
+                for pid in (directory / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), 9)
+            except OSError:
+                pass
+            time.sleep(0.05)
+    _STALE_CGROUPS.add(directory)
