@@ -61,9 +61,9 @@ class LaunchTemplate:
         return LaunchTemplate(**fields)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Instance:
-    """One instance of the group."""
+    """One instance of the group (compared by identity: two instances are never equal)."""
 
     id: str
     availability_zone: str
