@@ -432,3 +432,23 @@ def test_response_delimited_by_close_is_passed_whole():
     answer, failures = run(main())
     assert answer.endswith(b"until the end")
     assert failures == 0
+
+
+def test_clients_leaving_mid_request_leave_no_active_requests_behind():
+    uvloop = pytest.importorskip("uvloop")  # uvloop raises on writes to closed transports
+
+    async def main():
+        async with DemoBackend(name="a") as a, Balancer([a.url]) as lb:
+            for _ in range(20):
+                _, writer = await asyncio.open_connection("127.0.0.1", lb.port)
+                writer.write(b"GET /sleep/50 HTTP/1.1\r\nHost: x\r\n\r\n")
+                await writer.drain()
+                writer.close()  # gone before the answer
+            await asyncio.sleep(0.3)
+            active = lb.status()["backends"][0]["active"]
+            await asyncio.wait_for(lb.drain_backend(a.url), 1)
+            return active, lb.status()["backends"][0]
+
+    active, row = uvloop.run(main())
+    assert active == 0
+    assert row["requests"] == 20 and row["failures"] == 0

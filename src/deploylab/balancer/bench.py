@@ -31,7 +31,7 @@ def parse_wrk(output: str) -> dict:
     ... Requests/sec:   1000.50
     ... '''
     >>> parse_wrk(text)
-    {'rps': 1000.5, 'requests': 1000, 'p50_ms': 0.512, 'p99_ms': 2.1, 'errors': 0}
+    {'rps': 1000.5, 'requests': 1000, 'p50_ms': 0.512, 'p99_ms': 2.1, 'errors': 0, 'error_detail': ''}
     """
 
     def ms(value: str, unit: str) -> float:
@@ -42,20 +42,28 @@ def parse_wrk(output: str) -> dict:
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", output)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
     errors = 0
+    detail = []
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:
         errors += int(non2xx.group(1))
+        detail.append(f"non-2xx {non2xx.group(1)}")
     socket_errors = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
+        for kind, count in zip(
+            ("connect", "read", "write", "timeout"), socket_errors.groups(), strict=True
+        ):
+            if int(count):
+                detail.append(f"{kind} {count}")
     return {
         "rps": rps,
         "requests": requests,
         "p50_ms": ms(*p50.groups()) if p50 else None,
         "p99_ms": ms(*p99.groups()) if p99 else None,
         "errors": errors,
+        "error_detail": ", ".join(detail),
     }
 
 
@@ -185,6 +193,7 @@ def bench_lb(
                             f"p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms  "
                             f"CPU {figures['cpu_us_per_request']:.1f} us/req  "
                             f"errors {figures['errors']}"
+                            + (f" ({figures['error_detail']})" if figures["errors"] else "")
                         )
         finally:
             ours.terminate()

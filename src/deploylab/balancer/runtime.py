@@ -272,7 +272,9 @@ class _UpstreamConn(asyncio.Protocol):
             if self.pending:
                 data = self.pending + data
                 self.pending = b""
-        exchange.client.transport.write(data)
+        client_transport = exchange.client.transport
+        if not client_transport.is_closing():  # (uvloop raises on a closed transport)
+            client_transport.write(data)
         if self.complete:
             self.balancer._finished(exchange, self)
 
@@ -282,8 +284,8 @@ class _UpstreamConn(asyncio.Protocol):
             idle.remove(self)
         exchange = self.exchange
         if exchange is not None:
-            if self.complete:
-                self.exchange = None
+            if self.complete:  # whole response read but not yet accounted for
+                self.balancer._finished(exchange, self)
                 return
             if (
                 exchange.sent_to_client
@@ -443,7 +445,8 @@ class _TcpUpstream(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.client.transport.write(data)
+        if not self.client.transport.is_closing():
+            self.client.transport.write(data)
 
     def pause_writing(self) -> None:
         _flow(self.client.transport, pause=True)
@@ -503,10 +506,11 @@ class _TcpClient(asyncio.Protocol):
         self.peer = peer
         _stats(peer).requests += 1
         self.upstream = upstream
-        if self.transport.is_closing():
+        if self.transport.is_closing():  # the client left while we were connecting
             upstream.transport.close()
-        else:
-            balancer._bus_publish("connection", backend=peer.name, layer=4)
+            self.buffer = []
+            return
+        balancer._bus_publish("connection", backend=peer.name, layer=4)
         for chunk in self.buffer:
             upstream.transport.write(chunk)
         self.buffer = []
@@ -514,7 +518,7 @@ class _TcpClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.upstream is None:
             self.buffer.append(data)
-        else:
+        elif not self.upstream.transport.is_closing():
             self.upstream.transport.write(data)
 
     def pause_writing(self) -> None:
