@@ -139,7 +139,10 @@ def test_status_codes_retried_only_when_listed():
     assert total == 4
 
 
-def test_runtime_add_drain_remove_under_load_without_failures():
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_runtime_add_drain_remove_under_load_without_failures(loop):
+    runner = pytest.importorskip("uvloop").run if loop == "uvloop" else asyncio.run
+
     async def main():
         async with (
             DemoBackend(name="a") as a,
@@ -177,7 +180,7 @@ def test_runtime_add_drain_remove_under_load_without_failures():
             await asyncio.gather(*workers)
             return statuses, names, drained_active, after_remove, lb.backends
 
-    statuses, names, drained_active, after_remove, backends = run(main())
+    statuses, names, drained_active, after_remove, backends = runner(main())
     assert len(statuses) > 100
     assert set(statuses) == {200}, "no request may fail while backends change"
     assert drained_active == 0
