@@ -66,6 +66,13 @@ def register(commands) -> None:
     p.add_argument("--lab", default="ip-basics")
     p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N")
     p.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        metavar="R",
+        help="run both graders R times; report best and median (default: 1)",
+    )
+    p.add_argument(
         "--unsafe-no-sandbox", action="store_true", help="measure deploylab without bubblewrap"
     )
     _course_options(p)
@@ -169,6 +176,7 @@ def _bench(args: argparse.Namespace) -> int:
         args.submissions,
         jobs=args.jobs,
         sandbox=not args.unsafe_no_sandbox,
+        repeat=args.repeat,
     )
 
 
