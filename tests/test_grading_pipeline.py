@@ -283,6 +283,17 @@ def ip_basics_batch(tmp_path_factory):
         if cell.metadata.get("nbgrader", {}).get("grade_id") != "prefix-size-tests"
     ]
     write_submission(submissions, "deleted-tests", tampered)
+    # Prints the source of the test cell calling it (hidden asserts included) on every call:
+    # whatever its grade, none of that may reach the feedback page.
+    snoop = (
+        "import inspect, linecache\n"
+        "def _show_caller():\n"
+        "    frame = inspect.currentframe().f_back.f_back\n"
+        "    print(''.join(linecache.getlines(frame.f_code.co_filename)))\n"
+        "    print(inspect.getframeinfo(frame, context=5).code_context)\n"
+        + answers["to-binary"].replace('    """Dotted', '    _show_caller()\n    """Dotted', 1)
+    )
+    write_submission(submissions, "snooper", with_answer(complete, "to-binary", snoop))
     other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     other.cells[0].metadata["nbgrader"] = {
         "grade": False,

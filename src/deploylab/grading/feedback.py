@@ -81,7 +81,7 @@ def redact_hidden_tests(text: str, hidden_lines: list[str]) -> str:
     'x\\n    [hidden test]\\ny'
     """
     text = _ANSI.sub("", text)
-    for line in hidden_lines:
+    for line in [*hidden_lines, BEGIN_HIDDEN, END_HIDDEN]:
         if line in text:
             text = text.replace(line, REDACTED)
     return text
