@@ -23,11 +23,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import nbformat
 import zmq
 import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
@@ -182,6 +184,34 @@ class _BoundedContext(zmq.asyncio.Context):
         return sock
 
 
+class _GradingKernelClient(AsyncKernelClient):
+    """jupyter_client's client, minus the fixed 0.2 s "flush IOPub" wait at start-up (nbclient
+    matches outputs to their request, so stale start-up messages are ignored anyway)."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
+        deadline = time.monotonic() + (timeout if timeout is not None else 60)
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=0.5)
+            except Empty:
+                pass
+            else:
+                if reply["msg_type"] == "kernel_info_reply":
+                    # IOPub is connected once it delivers the kernel's status messages.
+                    try:
+                        await self.iopub_channel.get_msg(timeout=0.2)
+                    except Empty:
+                        pass
+                    else:
+                        self._handle_kernel_info_reply(reply)
+                        return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+
+
 class _GradingKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel command is ours (optionally wrapped by the sandbox)."""
 
@@ -189,6 +219,7 @@ class _GradingKernelManager(AsyncKernelManager):
         super().__init__(**kwargs)
         self._command_wrapper: Any = None
         self.max_message_bytes = _BoundedContext.max_message_bytes
+        self.client_factory = _GradingKernelClient
         # "message" interrupts go over the control channel: a signal to bwrap would not reach
         # the kernel inside its own session and pid namespace.
         self._grading_spec = KernelSpec(
@@ -564,8 +595,23 @@ async def _shutdown(client: _GradingClient) -> None:
         pass
     if manager is None:
         return
+    # Grading never needs a polite shutdown: kill the process group (bwrap's, whose death
+    # takes the whole pid namespace along) and reap it, faster than jupyter_client's polling.
+    provisioner = getattr(manager, "provisioner", None)
+    process = getattr(provisioner, "process", None)
+    if process is not None and process.poll() is None:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            process.kill()
+        for _ in range(400):
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.005)
     try:
-        if manager.has_kernel:
+        if process is not None and process.poll() is not None:
+            pass  # dead and reaped: only the files and sockets are left to clean up
+        elif manager.has_kernel:
             await manager.shutdown_kernel(now=True)
     except Exception:
         with contextlib.suppress(Exception):

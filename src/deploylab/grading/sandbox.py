@@ -199,6 +199,7 @@ class SandboxHandle:
     extra_binds: list[tuple[str, str]] = field(default_factory=list)
     uid: int | None = None
     _owner: tuple[int, int] | None = None
+    _mode: int | None = None
     #: control groups (memory, pids) the whole sandbox runs in, where the host lets us make them
     cgroups: list[Path] = field(default_factory=list)
 
@@ -308,6 +309,10 @@ class SandboxHandle:
                     os.lchown(os.path.join(directory, name), uid, gid)
         with contextlib.suppress(OSError):
             os.lchown(self.scratch_dir, uid, gid)
+        if self._mode is not None:
+            # (jupyter_client also sets the sticky bit on the connection file's directory)
+            with contextlib.suppress(OSError):
+                os.chmod(self.scratch_dir, self._mode)
         self._owner = None
 
 
@@ -326,6 +331,7 @@ def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = Non
         handle.uid = _RUN_UID_BASE + secrets.randbelow(_RUN_UID_SPAN)
         status = scratch_dir.stat()
         handle._owner = (status.st_uid, status.st_gid)
+        handle._mode = status.st_mode & 0o7777
         for directory, subdirectories, files in os.walk(scratch_dir):
             for name in [*subdirectories, *files]:
                 os.lchown(os.path.join(directory, name), handle.uid, handle.uid)
