@@ -9,13 +9,17 @@ home; its environment is rebuilt from scratch (the grader's variables are not pa
 Resource limits (address space, CPU seconds, processes, file size, open files) are set with
 ``prlimit`` inside the sandbox, just before the kernel starts.
 
+Where the host lets root create control groups, each sandbox also gets its own memory and
+pids cgroup, which caps all its processes together (rlimits are per process).
+
 Two ways to run, chosen automatically:
 
-* grader is root (CI, containers): bwrap runs privileged (no user namespace), builds the mounts,
-  then the kernel is started under a fresh, otherwise unused uid/gid (no capabilities,
-  ``no_new_privs``) chosen per run, so the process limit counts this sandbox only;
-* grader is an ordinary user: bwrap creates a user namespace and the kernel is uid/gid 65534
-  (``nobody``) inside it.
+* grader is root and bwrap may mount (CI, VMs, privileged containers): bwrap runs privileged
+  (no user namespace), builds the mounts, then the kernel is started under a fresh, otherwise
+  unused uid/gid (no capabilities, ``no_new_privs``) chosen per run, so the process limit
+  counts this sandbox only;
+* otherwise: bwrap creates a user namespace and the kernel is uid/gid 65534 (``nobody``)
+  inside it.
 
 The kernel talks to the grader over ZeroMQ ``ipc`` sockets (Unix sockets) in the scratch
 directory, which work across the network namespace.
@@ -83,7 +87,9 @@ def check_available() -> str:
     path = _bwrap_path()
     if path is None:
         raise SandboxUnavailableError(f"bubblewrap (bwrap) not found: {INSTALL_HINT}")
-    problem = _probe(path)
+    if _privileged_mode():
+        return path
+    problem = _probe(path, privileged=False)
     if problem:
         raise SandboxUnavailableError(
             f"bubblewrap (bwrap) is installed but cannot create a sandbox here: {problem}. "
@@ -94,9 +100,10 @@ def check_available() -> str:
 
 
 @functools.cache
-def _probe(bwrap: str) -> str:
+def _probe(bwrap: str, privileged: bool) -> str:
     """Empty if a minimal sandbox starts, otherwise bwrap's complaint."""
-    command = [bwrap, *_namespace_options(), "--ro-bind", "/usr", "/usr", *_merged_usr_links()]
+    command = [bwrap, *_namespace_options(privileged)]
+    command += ["--ro-bind", "/usr", "/usr", *_merged_usr_links()]
     command += ["--proc", "/proc", "--dev", "/dev", "--", "/usr/bin/true"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=20)
@@ -109,7 +116,17 @@ def _running_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _namespace_options() -> list[str]:
+@functools.cache
+def _privileged_mode() -> bool:
+    """Root, and bwrap may mount without a user namespace (not in an unprivileged container):
+    the kernel then runs under a fresh uid of its own. Otherwise: user namespace, uid 65534."""
+    bwrap = _bwrap_path()
+    return bool(bwrap) and _running_as_root() and not _probe(bwrap, privileged=True)
+
+
+def _namespace_options(privileged: bool | None = None) -> list[str]:
+    if privileged is None:
+        privileged = _privileged_mode()
     options = [
         "--unshare-pid",
         "--unshare-net",
@@ -121,7 +138,7 @@ def _namespace_options() -> list[str]:
         "--new-session",
         "--die-with-parent",
     ]
-    if _running_as_root():
+    if privileged:
         # Privileged bwrap builds the mounts; the kernel then drops to an unused uid with
         # setpriv (which needs these two capabilities, and gives them up for good).
         options += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -346,6 +363,9 @@ def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = Non
     if socket_link is not None:
         handle.extra_binds.append((str(scratch_dir), str(socket_link)))
     if _running_as_root():
+        # Where the host allows it, memory and task limits for the sandbox as a whole.
+        handle.cgroups = _make_cgroups(limits)
+    if _privileged_mode():
         handle.uid = _RUN_UID_BASE + secrets.randbelow(_RUN_UID_SPAN)
         status = scratch_dir.stat()
         handle._owner = (status.st_uid, status.st_gid)
@@ -355,7 +375,6 @@ def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = Non
                 os.lchown(os.path.join(directory, name), handle.uid, handle.uid)
         os.chown(scratch_dir, handle.uid, handle.uid)
         os.chmod(scratch_dir, 0o700)
-        handle.cgroups = _make_cgroups(limits)
     return handle
 
 
