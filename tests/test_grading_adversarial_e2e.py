@@ -249,6 +249,8 @@ def test_every_submission_gets_its_status(graded_class):
         if score not in scores or status_word not in statuses:
             problems.append(f"{student}: {table[student]}")
     assert not problems, "\n".join(problems)
+    # Edited points or grade ids do not change the maximum: the instructor's metadata wins.
+    assert {row[1] for row in table.values()} == {maximum}
     # syntax error: the to-binary tests fail, the rest still run and score
     score, _, status = table["syntax-error"]
     assert status == "graded" and 0 < float(score) < float(maximum)
@@ -274,6 +276,14 @@ def test_export_and_feedback_are_honest_and_leak_free(graded_class):
     assert status == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     by_student = {row.get("student") or row.get("student_id"): row for row in rows}
+    assert sorted(by_student) == graded_class["students"]  # one row each, none lost
+    status, out = _run_cli("grade", "export", "--format", "nbgrader", *args)
+    nbgrader_rows = list(csv.DictReader(io.StringIO(out)))
+    assert sorted(row["student_id"] for row in nbgrader_rows) == graded_class["students"]
+    for row in nbgrader_rows:
+        # A failure is never a silent 0: anything not graded says so in its status.
+        if row["status"] != "graded":
+            assert row["status"] == table[row["student_id"]][2].split(" (")[0], row
     for student in ("os-exit", "infinite-loop", "input-transformer"):
         row_text = " ".join(str(v) for v in by_student[student].values())
         assert table[student][2].split(" (")[0] in row_text, by_student[student]
