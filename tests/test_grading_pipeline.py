@@ -471,6 +471,19 @@ def test_parallel_equals_serial_and_rerun_is_resumable(ip_basics_batch, tmp_path
         state_before["ip-basics"]["partial-8"]
         == json.loads((course.state_dir / "status.json").read_text())["ip-basics"]["partial-8"]
     )
+    # A lost gradebook is refilled from the stored results without regrading anything.
+    (course.root / "gradebook.db").unlink()
+    fourth = autograde(course, "ip-basics", changed, jobs=2, sandbox=sandbox, progress=False)
+    assert all(result.reused for result in fourth)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url) as gradebook:
+        for result in fourth:
+            submission = gradebook.find_submission("ip-basics", result.student)
+            if result.status == "graded":
+                assert submission.score == result.score
+            else:
+                assert submission.needs_manual_grade
 
 
 def test_bad_arguments_name_the_value(tmp_path, capsys):

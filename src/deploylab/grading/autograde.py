@@ -515,6 +515,21 @@ def _save(course: Course, gradebook, lab: str, result: SubmissionResult, execute
     """Gradebook rows (nbgrader's tables), the autograded notebook, and our status entry."""
     import nbformat
 
+    _save_grades(gradebook, lab, result)
+    autograded = course.autograded_dir(result.student, lab)
+    if autograded.exists():
+        shutil.rmtree(autograded)
+    if executed is not None:
+        autograded.mkdir(parents=True)
+        nbformat.write(executed, autograded / f"{lab}.ipynb")
+
+    state = course.read_state(STATUS_FILE)
+    state.setdefault(lab, {})[result.student] = result.to_json()
+    course.write_state(STATUS_FILE, state)
+
+
+def _save_grades(gradebook, lab: str, result: SubmissionResult) -> None:
+    """One submission's rows in nbgrader's gradebook (what formgrader and its export read)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gradebook.update_or_create_student(result.student)
@@ -540,16 +555,15 @@ def _save(course: Course, gradebook, lab: str, result: SubmissionResult, execute
                     comment.auto_comment = f"{result.status}: {result.detail}"
         gradebook.db.commit()
 
-    autograded = course.autograded_dir(result.student, lab)
-    if autograded.exists():
-        shutil.rmtree(autograded)
-    if executed is not None:
-        autograded.mkdir(parents=True)
-        nbformat.write(executed, autograded / f"{lab}.ipynb")
 
-    state = course.read_state(STATUS_FILE)
-    state.setdefault(lab, {})[result.student] = result.to_json()
-    course.write_state(STATUS_FILE, state)
+def _in_gradebook(gradebook, lab: str, student: str) -> bool:
+    from nbgrader.api import MissingEntry
+
+    try:
+        gradebook.find_submission(lab, student)
+    except MissingEntry:
+        return False
+    return True
 
 
 def load_results(course: Course, lab: str | None = None) -> list[SubmissionResult]:
@@ -687,6 +701,11 @@ def autograde(
         }
         _ensure_in_gradebook(course, lab, source_digest)
         with _open_gradebook(course) as gradebook:
+            for result in results.values():
+                # Unchanged submissions are not regraded, but a gradebook that lost them (deleted
+                # or recreated) gets them back; rows that exist keep any manual grades.
+                if result.reused and not _in_gradebook(gradebook, lab, result.student):
+                    _save_grades(gradebook, lab, result)
             for result in decided:
                 _save(course, gradebook, lab, result, None)
                 results[result.student] = result
