@@ -266,6 +266,8 @@ def ip_basics_batch(tmp_path_factory):
     write_submission(
         submissions, "partial-8", with_answer(complete, "classes", FORGETS_ZERO_NETWORK)
     )
+    # nbgrader's submission time file travels with the notebook into the gradebook.
+    (submissions / "partial-8" / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC\n")
     # A correct answer that also writes to stderr is not zeroed (nbgrader would give 0).
     noisy = with_answer(
         source_notebook("ip-basics"),
@@ -399,6 +401,8 @@ def test_export_matches_the_table(ip_basics_batch, ip_basics_table, capsys):
     for row in rows:
         score, maximum, status = ip_basics_table[row["student_id"]]
         assert row["assignment"] == "ip-basics"
+        if row["student_id"] == "partial-8":
+            assert row["timestamp"].startswith("2026-11-20 10:00:00")
         assert row["score"] == ("" if score == "-" else score)
         assert row["max_score"] == maximum
 

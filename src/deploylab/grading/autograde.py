@@ -48,6 +48,8 @@ STATUSES = (GRADED, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, WRONG_LAB, NEEDS_REV
 #: Bump when grading changes in a way that should invalidate stored results.
 PIPELINE_VERSION = "1"
 STATUS_FILE = "status.json"
+#: nbgrader's submission time file (written by ``nbgrader submit``/``collect``), optional.
+TIMESTAMP_FILE = "timestamp.txt"
 
 
 @dataclass
@@ -69,6 +71,7 @@ class SubmissionResult:
     digest: str = ""
     cells: dict[str, list] = field(default_factory=dict)
     seconds: float = 0.0
+    timestamp: str = ""
     reused: bool = False
 
     def to_json(self) -> dict:
@@ -312,6 +315,7 @@ class _Submission:
     result: SubmissionResult | None = None  # decided before execution (bad file, wrong lab)
     notebook: object = None  # merged notebook to execute
     max_score: float = 0.0
+    timestamp: str = ""
 
 
 def _find_notebook(directory: Path, lab: str) -> Path | None:
@@ -321,7 +325,9 @@ def _find_notebook(directory: Path, lab: str) -> Path | None:
     notebooks = sorted(path for path in directory.glob("*.ipynb") if path.is_file())
     if notebooks:
         return notebooks[0]
-    files = sorted(path for path in directory.iterdir() if path.is_file())
+    files = sorted(
+        path for path in directory.iterdir() if path.is_file() and path.name != TIMESTAMP_FILE
+    )
     return files[0] if files else None
 
 
@@ -387,19 +393,23 @@ def _prepare(
     student = student_dir.name
     path = _find_notebook(student_dir, lab)
     raw = path.read_bytes() if path is not None else b""
+    timestamp_path = student_dir / TIMESTAMP_FILE
+    timestamp = ""
+    if timestamp_path.is_file():
+        timestamp = timestamp_path.read_text(encoding="utf-8", errors="replace").strip()[:64]
     digest = hashlib.sha256(
-        b"\0".join([PIPELINE_VERSION.encode(), source_digest.encode(), raw])
+        b"\0".join([PIPELINE_VERSION.encode(), source_digest.encode(), raw, timestamp.encode()])
     ).hexdigest()
     max_score = sum(
         float(_nbgrader_meta(cell).get("points", 0) or 0)
         for cell in instructor.cells
         if _nbgrader_meta(cell).get("grade")
     )
-    submission = _Submission(student, path, digest, max_score=max_score)
+    submission = _Submission(student, path, digest, max_score=max_score, timestamp=timestamp)
 
     def decided(status: str, detail: str) -> _Submission:
         submission.result = SubmissionResult(
-            student, lab, status, max_score, detail=detail, digest=digest
+            student, lab, status, max_score, detail=detail, digest=digest, timestamp=timestamp
         )
         return submission
 
@@ -411,6 +421,8 @@ def _prepare(
         shutil.rmtree(submitted_dir)
     submitted_dir.mkdir(parents=True)
     (submitted_dir / f"{lab}.ipynb").write_bytes(raw)
+    if timestamp:
+        (submitted_dir / TIMESTAMP_FILE).write_text(timestamp + "\n", encoding="utf-8")
     try:
         notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
         if not isinstance(notebook.get("cells"), list):
@@ -495,6 +507,7 @@ def _grade(
         digest=submission.digest,
         cells=cells,
         seconds=round(time.monotonic() - started, 3),
+        timestamp=submission.timestamp,
     )
     return result, executed
 
@@ -528,12 +541,26 @@ def _save(course: Course, gradebook, lab: str, result: SubmissionResult, execute
     course.write_state(STATUS_FILE, state)
 
 
+def _submission_time(text: str) -> dict:
+    """``{"timestamp": datetime}`` for nbgrader (late penalties), or ``{}`` if absent/bad."""
+    if not text:
+        return {}
+    from nbgrader.utils import parse_utc
+
+    try:
+        return {"timestamp": parse_utc(text)}
+    except (ValueError, OverflowError):
+        return {}
+
+
 def _save_grades(gradebook, lab: str, result: SubmissionResult) -> None:
     """One submission's rows in nbgrader's gradebook (what formgrader and its export read)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gradebook.update_or_create_student(result.student)
-        submission = gradebook.update_or_create_submission(lab, result.student)
+        submission = gradebook.update_or_create_submission(
+            lab, result.student, **_submission_time(result.timestamp)
+        )
         for submitted_notebook in submission.notebooks:
             for grade in submitted_notebook.grades:
                 earned = result.cells.get(grade.name, [None])[0]
