@@ -5,35 +5,27 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from deploylab import loopback
+from deploylab.loopback import free_port
+
+__all__ = ["free_port", "require_root", "require_tool", "wait_for_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host``."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
-
-
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
     """Block until something accepts connections on ``host:port`` or fail the test."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"nothing listened on {host}:{port} within {timeout} s")
+    try:
+        loopback.wait_for_port(port, host, timeout)
+    except TimeoutError as error:
+        pytest.fail(str(error))
 
 
 def require_tool(command: str, debian_package: str | None = None) -> str:

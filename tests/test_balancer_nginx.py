@@ -11,8 +11,9 @@ import pytest
 from conftest import free_port, require_tool
 
 from deploylab.balancer.backend import DemoBackend
-from deploylab.balancer.nginx import NginxProcess, nginx_config
+from deploylab.balancer.nginx import nginx_config
 from deploylab.balancer.runtime import Balancer
+from deploylab.nginx import NginxProcess
 
 pytestmark = [pytest.mark.nginx, pytest.mark.timeout(120)]
 

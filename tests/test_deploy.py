@@ -14,8 +14,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deploylab.deploy import (
-    NginxConfigError,
-    NginxProcess,
     Step,
     blue_green_plan,
     make_plan,
@@ -25,6 +23,7 @@ from deploylab.deploy import (
     run_deployment,
     serving_after_each_step,
 )
+from deploylab.nginx import NginxConfigError, NginxProcess
 from deploylab.proxy.nginx import reverse_proxy_config
 
 fleet_sizes = st.integers(min_value=1, max_value=8)

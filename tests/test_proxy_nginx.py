@@ -9,9 +9,10 @@ import sys
 
 import httpx
 import pytest
-from conftest import free_port, require_tool, wait_for_port
+from conftest import free_port, require_tool
 
-from deploylab.proxy import OriginServer, ReverseProxy
+from deploylab.nginx import NginxProcess
+from deploylab.proxy import OriginServer, ReverseProxy, reverse_proxy_config
 
 pytestmark = [pytest.mark.nginx, pytest.mark.timeout(60)]
 
@@ -45,20 +46,14 @@ def test_nginx_config_is_accepted_by_nginx(tmp_path):
     assert checked.returncode == 0, checked.stderr
 
 
-def test_backend_sees_the_same_client_headers_from_nginx_and_deploylab(tmp_path, processes):
-    nginx = require_tool("nginx", "nginx")
+def test_backend_sees_the_same_client_headers_from_nginx_and_deploylab(tmp_path):
+    require_tool("nginx", "nginx")
 
-    async def scenario():
+    async def scenario(nginx):
         async with OriginServer(name="backend") as backend, ReverseProxy([backend.url]) as ours:
-            nginx_port = free_port()
-            config = tmp_path / "nginx.conf"
-            from deploylab.proxy import reverse_proxy_config
-
-            config.write_text(reverse_proxy_config(nginx_port, [backend.url], runtime_dir=tmp_path))
-            processes.start(nginx, "-p", str(tmp_path), "-c", str(config))
-            await asyncio.to_thread(wait_for_port, nginx_port)
+            nginx.start(reverse_proxy_config(nginx.port, [backend.url], runtime_dir=nginx.prefix))
             seen = {}
-            for label, port in (("nginx", nginx_port), ("deploylab", ours.port)):
+            for label, port in (("nginx", nginx.port), ("deploylab", ours.port)):
                 transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
                 async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
                     reply = await client.get(
@@ -72,7 +67,8 @@ def test_backend_sees_the_same_client_headers_from_nginx_and_deploylab(tmp_path,
                 }
             return seen
 
-    seen = asyncio.run(scenario())
+    with NginxProcess(prefix=tmp_path) as nginx:
+        seen = asyncio.run(scenario(nginx))
     assert seen["nginx"] == seen["deploylab"], seen
     assert seen["nginx"]["x-real-ip"] == "127.0.0.2"
     assert seen["nginx"]["x-forwarded-for"] == "198.51.100.7, 127.0.0.2"

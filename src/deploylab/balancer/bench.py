@@ -13,10 +13,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from deploylab.balancer.nginx import NginxProcess, _free_port, nginx_config
+from deploylab.balancer.nginx import nginx_config
+from deploylab.loopback import free_port, wait_for_port
+from deploylab.nginx import NginxProcess
 
 __all__ = ["bench_lb", "parse_wrk", "run_wrk"]
 
@@ -96,19 +97,6 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def _wait_port(port: int, timeout: float = 10) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port}")
-
-
 def bench_lb(
     backends: int = 2,
     duration: float = 5.0,
@@ -128,7 +116,7 @@ def bench_lb(
             "--layer 4: nginx's stream module is not installed "
             "(apt-get install libnginx-mod-stream); expected --layer 7 without it"
         )
-    ports = [_free_port() for _ in range(backends)]
+    ports = [free_port() for _ in range(backends)]
     static = (
         "http {\n"
         + "".join(
@@ -142,14 +130,14 @@ def bench_lb(
     results: dict[str, list[dict]] = {"nginx": [], "deploylab": []}
     with NginxProcess(static, port=ports[0]) as _backends:
         for port in ports:
-            _wait_port(port)
+            wait_for_port(port)
         balancer_conf = nginx_config(urls, port=0, keepalive=64, layer=layer)
         balancer_conf = balancer_conf.replace("listen 127.0.0.1:0;", "listen 127.0.0.1:{port};")
         if layer == 7:
             balancer_conf = balancer_conf.replace(
                 "        location / {", "        keepalive_requests 100000;\n        location / {"
             )
-        our_port = _free_port()
+        our_port = free_port()
         command = [
             sys.executable,
             "-m",
@@ -168,9 +156,9 @@ def bench_lb(
         )
         try:
             with NginxProcess(balancer_conf) as nginx:
-                _wait_port(our_port)
+                wait_for_port(our_port)
                 targets = {
-                    "nginx": (nginx.port, nginx.worker_pids()),
+                    "nginx": (nginx.port, nginx.pids()),
                     "deploylab": (our_port, [ours.pid]),
                 }
                 out(

@@ -1,7 +1,7 @@
 """Zero-downtime deployment with nginx: strategies as plans, and the real thing on loopback.
 
 ``strategies`` is the pure core (restart in place, blue-green, rolling; who is serving after
-each step). ``nginx`` runs a real nginx from its own directory (start, ``reload``, stop).
+each step); :mod:`deploylab.nginx` runs a real nginx from its own directory (start, reload, stop).
 ``traffic`` records a bounded stream of real requests; ``experiment`` executes a plan against
 backend processes behind nginx while traffic flows, so a learner sees which requests failed.
 """
@@ -13,7 +13,6 @@ from deploylab.deploy.experiment import (
     make_plan,
     run_deployment,
 )
-from deploylab.deploy.nginx import NginxConfigError, NginxNotFoundError, NginxProcess, find_nginx
 from deploylab.deploy.strategies import (
     Step,
     blue_green_plan,
@@ -28,14 +27,10 @@ __all__ = [
     "STRATEGIES",
     "BackendFleet",
     "DeploymentRun",
-    "NginxConfigError",
-    "NginxNotFoundError",
-    "NginxProcess",
     "RequestRecord",
     "Step",
     "TrafficRecorder",
     "blue_green_plan",
-    "find_nginx",
     "make_plan",
     "minimum_serving",
     "restart_plan",

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from deploylab.deploy.nginx import NginxProcess
 from deploylab.deploy.strategies import (
     Step,
     blue_green_plan,
@@ -27,6 +25,8 @@ from deploylab.deploy.strategies import (
     serving_after_each_step,
 )
 from deploylab.deploy.traffic import RequestRecord, TrafficRecorder, summarize
+from deploylab.loopback import free_port
+from deploylab.nginx import NginxProcess
 
 __all__ = ["STRATEGIES", "BackendFleet", "DeploymentRun", "make_plan", "run_deployment"]
 
@@ -50,12 +50,6 @@ def make_plan(strategy: str, instances: int = 2) -> tuple[list[str], list[str], 
     return old, new, builders[strategy](old, new)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class BackendFleet:
     """``deploylab serve backend`` processes by name, each on its own loopback port."""
 
@@ -70,7 +64,7 @@ class BackendFleet:
         """Start backends (in parallel) and wait until each answers ``/health``."""
         replaced = dict(zip(names, replaces, strict=False))
         for name in names:
-            self.ports[name] = self.ports[replaced[name]] if name in replaced else _free_port()
+            self.ports[name] = self.ports[replaced[name]] if name in replaced else free_port()
             self.processes[name] = subprocess.Popen(
                 [
                     sys.executable,
@@ -162,7 +156,7 @@ def run_deployment(
     old, _new, plan = make_plan(strategy, instances)
     run = DeploymentRun(strategy, keep_alive, plan, serving_after_each_step(old, plan))
     fleet = BackendFleet()
-    listen_port = _free_port()
+    listen_port = free_port()
     routed = list(old)
     try:
         from deploylab.proxy.nginx import reverse_proxy_config

@@ -13,29 +13,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait(port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
+from deploylab.loopback import free_port, wait_for_port
+from deploylab.nginx import NginxProcess, nginx_available
 
 
 def parse_wrk(output: str) -> dict[str, float]:
@@ -120,12 +104,11 @@ def run_bench(
 ) -> int:
     """Run the measurements and print a table; returns the exit status."""
     wrk = shutil.which("wrk") if use_wrk else None
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/sbin")
-    ports = {name: _free_port() for name in ("origin", "forward", "reverse", "nginx")}
+    nginx = NginxProcess() if nginx_available() else None
+    ports = {name: free_port() for name in ("origin", "forward", "reverse", "nginx")}
     started: list[subprocess.Popen] = []
     cli = [sys.executable, "-m", "deploylab.cli"]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
-    runtime = Path(tempfile.mkdtemp(prefix="deploylab-bench-"))
     try:
         started.append(
             subprocess.Popen([*cli, "serve", "origin", "--port", str(ports["origin"])], **quiet)
@@ -153,18 +136,14 @@ def run_bench(
         if nginx:
             from deploylab.proxy.nginx import reverse_proxy_config
 
-            config = runtime / "nginx.conf"
-            config.write_text(
-                reverse_proxy_config(ports["nginx"], [backend], runtime_dir=runtime).replace(
-                    "access_log " + str(runtime / "access.log"), "access_log off"
+            nginx.start(
+                reverse_proxy_config(ports["nginx"], [backend], runtime_dir=nginx.prefix).replace(
+                    "access_log " + str(nginx.prefix / "access.log"), "access_log off"
                 )
-            )
-            started.append(
-                subprocess.Popen([nginx, "-p", str(runtime), "-c", str(config)], **quiet)
             )
         for name, port in ports.items():
             if name != "nginx" or nginx:
-                _wait(port)
+                wait_for_port(port)
         origin = f"http://127.0.0.1:{ports['origin']}"
         cases = [
             ("direct to origin", ports["origin"], "/cache/max-age/600"),
@@ -200,5 +179,6 @@ def run_bench(
                 process.wait(5)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-        shutil.rmtree(runtime, ignore_errors=True)
+        if nginx is not None:
+            nginx.close()
     return 0
