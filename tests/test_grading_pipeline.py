@@ -20,8 +20,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from deploylab.cli import main
 from deploylab.grading.autograde import autograde, sandbox_problem
+from deploylab.grading.cli import main  # only the grading commands: other topics may be mid-edit
 from deploylab.grading.course import Course
 from deploylab.grading.feedback import hidden_test_lines
 
