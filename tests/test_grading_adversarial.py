@@ -161,3 +161,13 @@ def test_instrumented_notebook_keeps_the_prelude_out_of_history_and_results():
     assert plan.key.hex() in plan.notebook.cells[0].source
     assert len(plan.restore(plan.notebook).cells) == len(lab.cells)
     assert lab.cells[0].source == mini_lab().cells[0].source  # the input is not modified
+
+
+def test_reusing_names_the_tests_do_not_read_is_not_tampering(tmp_path):
+    lab = mini_lab(CORRECT, extra=["example = 5  # a student's own experiment"])
+    lab.cells[1].source += "\nexample = 3  # used in the instructions only"
+    # an instructor test cell may rebind a name it protects itself
+    lab.cells[-2].source = "CASES = CASES + [100]\n" + lab.cells[-2].source
+    outcome = run_notebook(lab, tmp_path, sandbox=False)
+    assert outcome.status == "graded", outcome.tamper
+    assert _passing(outcome) == {"double-tests", "negative-tests"}

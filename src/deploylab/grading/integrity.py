@@ -236,6 +236,18 @@ def _bound_names(source: str, *, definitions_only: bool) -> list[str]:
     return [name for name in dict.fromkeys(names) if not name.startswith("__")]
 
 
+def _loaded_names(source: str) -> set[str]:
+    """Every plain name a cell reads."""
+    tree = _python_of(source)
+    if tree is None:
+        return set()
+    return {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
+
+
 def _imported_modules(source: str) -> list[str]:
     tree = _python_of(source)
     if tree is None:
@@ -446,16 +458,18 @@ def __deploylab_integrity_setup(key_hex, modules, checker_name):
                 findings.append("instructor name " + name + " was redefined")
         return findings
 
-    def _protect(names):
+    def _protect(names, refresh):
+        # names: defined by instructor code and used by tests; refresh: rebound by
+        # instructor code (a test cell's assignment), re-recorded only if already protected.
         namespace = _shell.user_ns
-        for name in names:
+        for name in _list(names) + [n for n in refresh if n in _protected]:
             if name in namespace:
                 value = namespace[name]
                 _protected[name] = (_id(value), value if _isinstance(value, _immutable) else _protected)
 
-    def integrity(action, nonce="", label="", names=()):
+    def integrity(action, nonce="", label="", names=(), refresh=()):
         if action == "protect":
-            _protect(names)
+            _protect(names, refresh)
             return None
         try:
             findings = _check()
@@ -612,6 +626,12 @@ def instrument(notebook: NotebookNode, nonce: str | None = None) -> ExecutionPla
             test_modules.extend(_imported_modules(_source(cell)))
     test_modules = list(dict.fromkeys(test_modules))
     protected_roots = frozenset(name.split(".")[0] for name in test_modules)
+    # Only names the tests read are worth protecting: a student may reuse an example
+    # variable from the instructions, but not a helper or data set the tests rely on.
+    test_names: set[str] = set()
+    for cell in cells:
+        if is_test_cell(cell):
+            test_names.update(_loaded_names(_source(cell)))
 
     executed = copy.deepcopy(notebook)
     new_cells: list[NotebookNode] = []
@@ -645,9 +665,16 @@ def instrument(notebook: NotebookNode, nonce: str | None = None) -> ExecutionPla
         if not code:
             continue
         if is_instructor_cell(cell):
-            names = _bound_names(_source(cell), definitions_only=is_test_cell(cell))
-            if names:
-                inject(f"{checker}('protect', names={names!r})", _Injected("protect"))
+            source = _source(cell)
+            bound = _bound_names(source, definitions_only=False)
+            defined = _bound_names(source, definitions_only=is_test_cell(cell))
+            names = [name for name in defined if name in test_names]
+            refresh = [name for name in bound if name not in names and name in test_names]
+            if names or refresh:
+                inject(
+                    f"{checker}('protect', names={names!r}, refresh={refresh!r})",
+                    _Injected("protect"),
+                )
         else:
             plan.student_cells.append(plan_index)
             for reason in scan_source(_source(cell), protected_roots):
