@@ -175,6 +175,7 @@ def scan_source(source: str, protected_modules: frozenset[str] = frozenset()) ->
                 alias.name in ("exit", "modules") for alias in node.names
             ):
                 add("uses sys.exit or sys.modules")
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             if node.attr in _SUSPICIOUS_ATTRIBUTES:
@@ -192,7 +193,7 @@ def scan_source(source: str, protected_modules: frozenset[str] = frozenset()) ->
                 base = module_aliases.get(root.id, root.id)
                 if base == "sys" and node.attr == "exit":
                     add("calls sys.exit (ends the notebook early)")
-                if base == "sys" and node.attr == "modules":
+                if base == "sys" and node.attr == "modules" and _mutates(node, parents):
                     add("changes sys.modules")
                 if isinstance(node.ctx, ast.Store | ast.Del) and (
                     base in protected_modules or base.split(".")[0] in protected_modules
@@ -208,6 +209,28 @@ def scan_source(source: str, protected_modules: frozenset[str] = frozenset()) ->
         ):
             add("calls exit() (ends the notebook early)")
     return findings
+
+
+_MUTATING_METHODS = {
+    "pop",
+    "popitem",
+    "update",
+    "clear",
+    "setdefault",
+    "__setitem__",
+    "__delitem__",
+}
+
+
+def _mutates(node: ast.Attribute, parents: dict) -> bool:
+    """Is ``node`` (say ``sys.modules``) assigned, deleted, item-assigned or mutated by a
+    method? Reading it (``"numpy" in sys.modules``) is not."""
+    if isinstance(node.ctx, ast.Store | ast.Del):
+        return True
+    parent = parents.get(node)
+    if isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store | ast.Del):
+        return True
+    return isinstance(parent, ast.Attribute) and parent.attr in _MUTATING_METHODS
 
 
 # ---------------------------------------------------------------------------------------
