@@ -22,7 +22,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from deploylab.autoscale.policies import (
     TargetTrackingPolicy,
     decide,
 )
+from deploylab.balancer.backend import backend_url_from, start_backend_process
 from deploylab.events import EventBus
 
 LIVE_POLICIES = ("target", "step", "simple")
@@ -339,26 +339,7 @@ class LiveAutoscaler:
     # ---------------------------------------------------------------- processes
     async def _launch(self, instance_id: str) -> None:
         config = self.config
-        command = [
-            sys.executable,
-            "-m",
-            "deploylab.cli",
-            "serve",
-            "backend",
-            "--port",
-            "0",
-            "--name",
-            instance_id,
-            "--work-ms",
-            str(config.work_ms),
-        ]
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            text=True,
-        )
+        process = start_backend_process(instance_id, work_ms=config.work_ms)
         self.result.started_pids.append(process.pid)
         backend = BackendProcess(instance_id, process)
         self.processes[instance_id] = backend
@@ -367,9 +348,10 @@ class LiveAutoscaler:
             line = await asyncio.wait_for(
                 self._loop.run_in_executor(None, process.stdout.readline), config.startup_timeout
             )
-            backend.url = line.strip().rsplit(" ", 1)[-1]
-            if not backend.url.startswith("http://"):
-                raise OSError(f"unexpected start-up line {line!r}")
+            try:
+                backend.url = backend_url_from(line)
+            except RuntimeError as error:
+                raise OSError(str(error)) from None
             host, port = backend.address.rsplit(":", 1)
             deadline = self._loop.time() + config.startup_timeout
             while self._loop.time() < deadline:  # health check before joining

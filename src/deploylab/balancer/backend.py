@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 import httptools
 
-__all__ = ["DemoBackend", "burn_cpu"]
+__all__ = ["DemoBackend", "backend_url_from", "burn_cpu", "start_backend_process"]
 
 
 def burn_cpu(milliseconds: float) -> None:
@@ -170,3 +172,40 @@ class DemoBackend:
 
     async def serve_forever(self) -> None:
         await self._server.serve_forever()
+
+
+def start_backend_process(name: str, port: int = 0, work_ms: float = 0.0) -> subprocess.Popen:
+    """Start ``deploylab serve backend`` as its own process (and session, so it can be stopped
+    by PID with everything it started). Its first stdout line names its URL:
+    read it with :func:`backend_url_from`."""
+    command = [
+        sys.executable,
+        "-m",
+        "deploylab.cli",
+        "serve",
+        "backend",
+        "--port",
+        str(port),
+        "--name",
+        name,
+        "--work-ms",
+        str(work_ms),
+    ]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def backend_url_from(line: str) -> str:
+    """The URL in a backend's start-up line (``backend NAME listening on URL``).
+
+    >>> backend_url_from("backend app-1 listening on http://127.0.0.1:8081\\n")
+    'http://127.0.0.1:8081'
+    """
+    if "listening on http://" not in line:
+        raise RuntimeError(f"backend did not start: it printed {line!r}")
+    return line.rsplit(" ", 1)[1].strip()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 
+from deploylab.balancer.backend import backend_url_from, start_backend_process
 from deploylab.balancer.runtime import Balancer
 
 __all__ = ["load", "scale_experiment", "start_backends"]
@@ -25,31 +25,8 @@ def start_backends(count: int, work_ms: float) -> tuple[list[subprocess.Popen], 
     processes, urls = [], []
     try:
         for i in range(count):
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "deploylab.cli",
-                    "serve",
-                    "backend",
-                    "--port",
-                    "0",
-                    "--name",
-                    f"app-{i + 1}",
-                    "--work-ms",
-                    str(work_ms),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-                start_new_session=True,
-            )
-            processes.append(process)
-        for process in processes:
-            line = process.stdout.readline()
-            if "listening on" not in line:
-                raise RuntimeError(f"backend did not start: {line!r}")
-            urls.append(line.rsplit(" ", 1)[1].strip())
+            processes.append(start_backend_process(f"app-{i + 1}", work_ms=work_ms))
+        urls = [backend_url_from(process.stdout.readline()) for process in processes]
     except BaseException:
         stop_backends(processes)
         raise

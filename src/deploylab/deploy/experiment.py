@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 
+from deploylab.balancer.backend import backend_url_from, start_backend_process
 from deploylab.deploy.strategies import (
     Step,
     blue_green_plan,
@@ -60,40 +59,19 @@ class BackendFleet:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, names, replaces=(), timeout: float = 15.0) -> None:
-        """Start backends (in parallel) and wait until each answers ``/health``."""
+    def start(self, names, replaces=()) -> None:
+        """Start backends (in parallel) and wait until each listens. ``replaces`` gives each
+        new backend the port of the old one at the same position (a restart in place)."""
         replaced = dict(zip(names, replaces, strict=False))
         for name in names:
             self.ports[name] = self.ports[replaced[name]] if name in replaced else free_port()
-            self.processes[name] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "deploylab.cli",
-                    "serve",
-                    "backend",
-                    "--port",
-                    str(self.ports[name]),
-                    "--name",
-                    name,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        for name in names:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{self.url(name)}/health", timeout=0.5):
-                        break
-                except OSError:
-                    if self.processes[name].poll() is not None or time.monotonic() > deadline:
-                        self.stop_all()
-                        raise RuntimeError(
-                            f"backend {name} did not come up on {self.url(name)}"
-                        ) from None
-                    time.sleep(0.02)
+            self.processes[name] = start_backend_process(name, port=self.ports[name])
+        try:  # the start-up line is printed once the backend listens
+            for name in names:
+                backend_url_from(self.processes[name].stdout.readline())
+        except RuntimeError as error:
+            self.stop_all()
+            raise RuntimeError(f"{error} (wanted {self.url(name)})") from None
 
     def stop(self, names) -> None:
         """Stop backends by PID (SIGTERM, then SIGKILL if they linger)."""
