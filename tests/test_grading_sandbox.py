@@ -271,3 +271,29 @@ def test_memory_limit_covers_all_processes_together(tmp_path):
     assert outcome.status in ("needs review", "kernel died"), outcome.detail
     allocated = list((tmp_path / "s").glob("child-*-allocated"))
     assert len(allocated) < 4
+
+
+SYSTEM_CALLS = """
+import ctypes, os, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+for name, call in [("unshare", lambda: libc.unshare(0x10000000)),
+                   ("keyctl", lambda: libc.syscall(250, 0, 0, 0, 0, 0)),
+                   ("bpf", lambda: libc.syscall(321, 0, 0, 0))]:
+    print("CALL", name, call(), ctypes.get_errno())
+print("SUBPROCESS", subprocess.run(["echo", "fine"], capture_output=True, text=True).stdout.strip())
+worker = threading.Thread(target=lambda: print("THREAD fine"))
+worker.start()
+worker.join()
+"""
+
+
+def test_seccomp_blocks_namespace_and_kernel_interfaces_but_not_ordinary_work(tmp_path):
+    require_tool("bwrap", "bubblewrap")
+    if sandbox.seccomp_program() is None:
+        pytest.skip("the seccomp filter is built for x86_64 only")
+    outcome = run_notebook(mini_lab(CORRECT, extra=[SYSTEM_CALLS]), tmp_path)
+    text = _text(outcome.notebook.cells[3])
+    for name in ("unshare", "keyctl", "bpf"):
+        assert f"CALL {name} -1 1" in text, text  # EPERM
+    assert "SUBPROCESS fine" in text and "THREAD fine" in text
+    assert _passed(outcome) == {"double-tests": True, "negative-tests": True}

@@ -425,6 +425,7 @@ class _Runner:
                     env=self._kernel_env(sandbox_handle),
                     stdout=kernel_log,
                     stderr=subprocess.STDOUT,
+                    pass_fds=() if sandbox_handle is None else sandbox_handle.pass_fds(),
                 )
                 await client.async_start_new_kernel_client()
             except Exception as error:
