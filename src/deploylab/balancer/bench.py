@@ -8,8 +8,6 @@ machine noise hits both. Prints requests/s, p50, p99, CPU per request and the ra
 
 from __future__ import annotations
 
-import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -18,70 +16,9 @@ from pathlib import Path
 from deploylab.balancer.nginx import nginx_config
 from deploylab.loopback import free_port, wait_for_port
 from deploylab.nginx import NginxProcess
+from deploylab.wrk import run_wrk
 
-__all__ = ["bench_lb", "parse_wrk", "run_wrk"]
-
-
-def parse_wrk(output: str) -> dict:
-    """Requests/s, p50/p99 (ms) and error counts from ``wrk --latency`` output.
-
-    >>> text = '''  Latency Distribution
-    ...      50%  512.00us
-    ...      99%    2.10ms
-    ...   1000 requests in 1.00s, 10 KB read
-    ... Requests/sec:   1000.50
-    ... '''
-    >>> parse_wrk(text)
-    {'rps': 1000.5, 'requests': 1000, 'p50_ms': 0.512, 'p99_ms': 2.1, 'errors': 0, 'error_detail': ''}
-    """
-
-    def ms(value: str, unit: str) -> float:
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    requests = int(re.search(r"(\d+) requests in", output).group(1))
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", output)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
-    errors = 0
-    detail = []
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if non2xx:
-        errors += int(non2xx.group(1))
-        detail.append(f"non-2xx {non2xx.group(1)}")
-    socket_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-        for kind, count in zip(
-            ("connect", "read", "write", "timeout"), socket_errors.groups(), strict=True
-        ):
-            if int(count):
-                detail.append(f"{kind} {count}")
-    return {
-        "rps": rps,
-        "requests": requests,
-        "p50_ms": ms(*p50.groups()) if p50 else None,
-        "p99_ms": ms(*p99.groups()) if p99 else None,
-        "errors": errors,
-        "error_detail": ", ".join(detail),
-    }
-
-
-def run_wrk(url: str, duration: float, connections: int = 64, threads: int = 2) -> dict:
-    """Run wrk against ``url`` for ``duration`` seconds (bounded by a hard timeout)."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise FileNotFoundError("wrk is not installed (apt-get install wrk)")
-    seconds = max(1, round(duration))
-    output = subprocess.run(
-        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=True,
-    ).stdout
-    return parse_wrk(output)
+__all__ = ["bench_lb"]
 
 
 def _cpu_seconds(pids: list[int]) -> float:

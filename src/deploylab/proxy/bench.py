@@ -15,54 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 from deploylab.loopback import free_port, wait_for_port
 from deploylab.nginx import NginxProcess, nginx_available
-
-
-def parse_wrk(output: str) -> dict[str, float]:
-    """Requests/s and latency percentiles (ms) from ``wrk --latency`` output.
-
-    >>> parse_wrk("  50%  1.50ms\\n  90%    2.00ms\\n  99%  10.00us\\nRequests/sec:  12345.67\\n")
-    {'p50_ms': 1.5, 'p90_ms': 2.0, 'p99_ms': 0.01, 'rps': 12345.67}
-    """
-    result: dict[str, float] = {}
-    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    for percent, value, unit in re.findall(
-        r"^\s*(50|90|99)%\s+([\d.]+)(us|ms|s)\s*$", output, re.M
-    ):
-        result[f"p{percent}_ms"] = round(float(value) * units[unit], 3)
-    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if match:
-        result["rps"] = float(match.group(1))
-    return result
-
-
-def _wrk(wrk: str, port: int, path: str, concurrency: int, seconds: float) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f'wrk.path = "{path}"\n')
-    try:
-        output = subprocess.run(
-            [
-                wrk,
-                "-t2",
-                f"-c{concurrency}",
-                f"-d{seconds}s",
-                "--latency",
-                "-s",
-                script.name,
-                f"http://127.0.0.1:{port}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=seconds + 20,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    return parse_wrk(output)
+from deploylab.wrk import run_wrk
 
 
 async def _python_load(port: int, path: str, concurrency: int, requests: int) -> dict[str, float]:
@@ -162,7 +119,9 @@ def run_bench(
         print(f"{'path':<32}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
         for label, port, path in cases:
             if wrk:
-                figures = _wrk(wrk, port, path, concurrency, seconds)
+                figures = run_wrk(
+                    f"http://127.0.0.1:{port}", seconds, concurrency, request_target=path
+                )
             else:
                 figures = asyncio.run(_python_load(port, path, concurrency, requests))
             print(
