@@ -68,10 +68,12 @@ class KernelStartError(RuntimeError):
 class Limits:
     """Resource limits for one notebook's kernel (and everything it starts).
 
-    ``memory_bytes`` is the address-space limit of each process, ``cpu_seconds`` the CPU time of
-    each process, ``max_processes`` the number of processes/threads of the sandbox user,
-    ``max_output_bytes`` the output kept per cell (errors are always kept), ``max_file_bytes`` the
-    largest file the notebook may write, ``tmp_bytes`` the size of its private ``/tmp``.
+    ``memory_bytes`` is the address-space limit of each process and, where the host lets the
+    grader make control groups, the memory of the whole sandbox; ``cpu_seconds`` the CPU time
+    of each process (SIGXCPU, then SIGKILL a second later); ``max_processes`` the processes and
+    threads of the sandbox user; ``max_output_bytes`` the output kept per cell (errors are
+    always kept); ``max_file_bytes`` the largest file the notebook may write; ``tmp_bytes`` the
+    size of its private ``/tmp``. Only ``max_output_bytes`` applies without the sandbox.
     """
 
     memory_bytes: int = 1536 * 1024 * 1024
@@ -130,7 +132,8 @@ def run_notebook(
     kernel runs under bubblewrap (no network, unprivileged user, only ``scratch_dir``
     writable); :class:`SandboxUnavailableError` is raised when bwrap is missing. The kernel gets
     ``cell_timeout`` seconds per cell (then it is interrupted and the next cell runs) and
-    ``notebook_timeout`` seconds in all (then it is killed).
+    ``notebook_timeout`` seconds in all (then it is killed). :class:`KernelStartError` means the
+    kernel never started (no student code ran): a problem of the grading machine.
     """
     limits = limits or Limits()
     if cell_timeout <= 0 or notebook_timeout <= 0:
@@ -253,6 +256,10 @@ class _GradingKernelManager(AsyncKernelManager):
         return command
 
 
+_MAX_ERRORS_PER_CELL = 3
+_MAX_COMMS = 100
+
+
 class _GradingClient(NotebookClient):
     """nbclient with bounded output and a record of which cells timed out."""
 
@@ -263,6 +270,7 @@ class _GradingClient(NotebookClient):
         self.current_cell_index: int | None = None
         self._cell_output_bytes: dict[int, int] = {}
         self._truncated_cells: set[int] = set()
+        self._cell_errors: dict[int, int] = {}
 
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None) -> Any:
         if self.current_cell_index is not None and (
@@ -271,9 +279,22 @@ class _GradingClient(NotebookClient):
             self.timed_out_cells.append(self.current_cell_index)
         return await super()._async_handle_timeout(timeout, cell)
 
+    def handle_comm_msg(self, outs: list, msg: dict, cell_index: int) -> None:
+        # Widget traffic is not graded; only a bounded number of Output widgets are mimicked.
+        if (
+            len(self.comm_objects) < _MAX_COMMS
+            or msg["content"].get("comm_id") in self.comm_objects
+        ):
+            super().handle_comm_msg(outs, msg, cell_index)
+
     def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
         output_type = msg["msg_type"]
         if output_type == "error":
+            # One error fails the cell; a loop that displays tracebacks cannot fill memory.
+            errors = self._cell_errors.get(cell_index, 0)
+            self._cell_errors[cell_index] = errors + 1
+            if errors >= _MAX_ERRORS_PER_CELL:
+                return None
             content = msg["content"]
             content["traceback"] = _bounded_traceback(
                 content.get("traceback", []), self.max_output_bytes
@@ -323,10 +344,6 @@ class _GradingClient(NotebookClient):
             )
             cell.setdefault("metadata", {}).setdefault("deploylab", {})["hidden_error"] = True
         return await super()._check_raise_for_error(cell, cell_index, exec_reply)
-
-    @property
-    def truncated_cells(self) -> set[int]:
-        return self._truncated_cells
 
 
 def _message_size(content: dict) -> int:
@@ -408,6 +425,7 @@ class _Runner:
             record_timing=False,
             iopub_timeout=4,
             shutdown_kernel="immediate",
+            store_widget_state=False,
             extra_arguments=[
                 "--HistoryManager.enabled=False",
                 "--IPKernelApp.capture_fd_output=False",
@@ -436,7 +454,7 @@ class _Runner:
                     f"the grading kernel did not start: {error}" + (f"\n{said}" if said else "")
                 ) from error
             # Not asyncio.wait_for: nbclient turns the cancellation into DeadKernelError.
-            running = asyncio.ensure_future(self._execute_cells(client, plan, kernel_events))
+            running = asyncio.ensure_future(self._execute_cells(client, plan))
             done, _ = await asyncio.wait({running}, timeout=self.notebook_timeout)
             if running not in done:
                 status = TIMED_OUT
@@ -492,7 +510,7 @@ class _Runner:
             sandboxed=self.sandbox,
         )
 
-    async def _execute_cells(self, client: _GradingClient, plan: Any, events: list[str]) -> None:
+    async def _execute_cells(self, client: _GradingClient, plan: Any) -> None:
         count = 0
         for index, cell in enumerate(client.nb.cells):
             client.current_cell_index = index
