@@ -87,6 +87,10 @@ def test_resource_abuse_is_contained(tmp_path):
     # The grader itself did not balloon (memory bomb, huge output stay in the sandbox).
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - grader_peak_before
     assert grown_kib < 400 * 1024
+    flood = next(
+        c for c in outcomes["traceback flood"].notebook.cells if "showtraceback" in c.source
+    )
+    assert 1 <= sum(o.output_type == "error" for o in flood.outputs) <= 3
     assert "cell" in outcomes["infinite loop"].detail
     assert "os._exit" in outcomes["os._exit"].detail or "status 3" in outcomes["os._exit"].detail
 

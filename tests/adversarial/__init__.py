@@ -78,6 +78,14 @@ UNINTERRUPTIBLE_LOOP = (
 FORK_BOMB = "import os\nwhile True:\n    os.fork()\n"
 MEMORY_BOMB = "hoard = []\nwhile True:\n    hoard.append(bytearray(50 * 1024 * 1024))\n"
 HUGE_OUTPUT = "for i in range(5_000):\n    print('spam' * 20, i)\nprint('x' * 5_000_000)\n"
+TRACEBACK_FLOOD = (
+    "shell = get_ipython()\n"
+    "for i in range(500):\n"
+    "    try:\n"
+    "        raise ValueError('x' * 2000)\n"
+    "    except ValueError:\n"
+    "        shell.showtraceback()\n"
+)
 OS_EXIT = "import os\nos._exit(3)\n"
 SYS_EXIT = "import sys\nsys.exit(0)\n"
 SYNTAX_ERROR = "def double(x)\n    return 2 * x\n"
@@ -195,6 +203,12 @@ def resource_entries() -> list[Entry]:
             passing=("double-tests", "negative-tests"),
         ),
         Entry("os._exit", extra=[OS_EXIT], statuses=("kernel died",)),
+        Entry(
+            "traceback flood",
+            extra=[TRACEBACK_FLOOD],
+            statuses=("needs review",),  # it reaches for IPython's traceback display
+            passing=("double-tests", "negative-tests"),
+        ),
         Entry("segfault", extra=[SEGFAULT], statuses=("kernel died",)),
     ]
 
