@@ -17,9 +17,9 @@ from adversarial import (
     cheat_entries,
     honest_entries,
     mini_lab,
+    require_sandbox,
     resource_entries,
 )
-from conftest import require_tool
 
 from deploylab.grading import integrity
 from deploylab.grading.execute import Limits, run_notebook
@@ -36,7 +36,8 @@ def _passing(outcome) -> set[str]:
 def _run_batch(entries: list[Entry], tmp_path: Path, **options) -> dict[str, object]:
     def run(entry: Entry):
         scratch = tmp_path / entry.name.replace(" ", "-").replace(".", "")
-        return run_notebook(entry.notebook(), scratch, **options)
+        timeouts = {"cell_timeout": entry.cell_timeout, "notebook_timeout": entry.notebook_timeout}
+        return run_notebook(entry.notebook(), scratch, **(timeouts | options))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         outcomes = list(pool.map(run, entries))
@@ -61,9 +62,9 @@ def _check(entries: list[Entry], outcomes: dict[str, object]) -> None:
 
 @pytest.mark.slow
 def test_honest_and_cheating_submissions(tmp_path):
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     entries = honest_entries() + cheat_entries()
-    outcomes = _run_batch(entries, tmp_path, cell_timeout=20, notebook_timeout=60)
+    outcomes = _run_batch(entries, tmp_path)
     _check(entries, outcomes)
     # A cheat never turns a wrong answer into points without a review.
     for entry in entries:
@@ -73,11 +74,11 @@ def test_honest_and_cheating_submissions(tmp_path):
 
 @pytest.mark.slow
 def test_resource_abuse_is_contained(tmp_path):
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     entries = resource_entries()
     grader_peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     limits = Limits(memory_bytes=1024 * 1024 * 1024, cpu_seconds=20, max_output_bytes=64 * 1024)
-    outcomes = _run_batch(entries, tmp_path, cell_timeout=3, notebook_timeout=12, limits=limits)
+    outcomes = _run_batch(entries, tmp_path, limits=limits)
     _check(entries, outcomes)
     # Bounded output: what the grader keeps of a 20 MB print is the limit plus a note.
     huge = outcomes["huge output"].notebook

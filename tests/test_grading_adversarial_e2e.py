@@ -18,7 +18,6 @@ from pathlib import Path
 import adversarial as corpus
 import nbformat
 import pytest
-from conftest import require_tool
 
 from deploylab.cli import main
 from deploylab.grading import integrity
@@ -82,7 +81,7 @@ def _run_cli(*arguments: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
-    require_tool("bwrap", "bubblewrap")
+    corpus.require_sandbox()
     base = tmp_path_factory.mktemp("adversarial-class")
     root = base / "autograder"
     shutil.copytree(ROOT / "autograder" / "source", root / "source")

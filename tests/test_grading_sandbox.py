@@ -9,8 +9,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from adversarial import CORRECT, SHOW_ENVIRONMENT, connect, mini_lab, read_files, write_files
-from conftest import require_tool
+from adversarial import (
+    CORRECT,
+    SHOW_ENVIRONMENT,
+    connect,
+    mini_lab,
+    read_files,
+    require_sandbox,
+    write_files,
+)
 
 from deploylab.grading import integrity, sandbox
 from deploylab.grading.execute import Limits, SandboxUnavailableError, run_notebook
@@ -56,7 +63,7 @@ def test_timeouts_must_be_positive(tmp_path):
 
 
 def test_sandbox_command_binds_only_the_scratch_directory_writable(tmp_path):
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     course = tmp_path / "course"
     scratch = course / "scratch" / "alice"
     scratch.mkdir(parents=True)
@@ -84,7 +91,7 @@ def test_sandbox_command_binds_only_the_scratch_directory_writable(tmp_path):
 
 
 def test_scratch_ownership_is_given_back(tmp_path):
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (scratch / "data.csv").write_text("1,2\n")
@@ -98,7 +105,7 @@ def test_scratch_ownership_is_given_back(tmp_path):
 @pytest.mark.slow
 def test_sandbox_confines_a_submission(tmp_path, monkeypatch):
     """One submission tries to read, write, connect and look around; the sandbox says no."""
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     secret = "grader-secret-9d1e"
     monkeypatch.setenv("DEPLOYLAB_GRADER_TOKEN", secret)
     course = tmp_path / "course"
@@ -189,7 +196,7 @@ def test_sandbox_confines_a_submission(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_sandboxed_and_plain_runs_agree_and_long_scratch_paths_work(tmp_path):
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     deep = tmp_path / ("d" * 60) / ("e" * 60) / "scratch"
     sandboxed = run_notebook(mini_lab(), deep)
     plain = run_notebook(mini_lab(), tmp_path / "plain", sandbox=False)
@@ -206,7 +213,7 @@ def test_sandboxed_and_plain_runs_agree_and_long_scratch_paths_work(tmp_path):
 @pytest.mark.slow
 def test_user_namespace_mode_runs_as_nobody(monkeypatch, tmp_path):
     """The mode used when the grader is not root: bwrap's user namespace, uid 65534 inside."""
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     monkeypatch.setattr(sandbox, "_privileged_mode", lambda: False)
     outcome = run_notebook(mini_lab(CORRECT, extra=[SHOW_ENVIRONMENT]), tmp_path / "s")
     assert outcome.status == "graded", outcome.detail
@@ -258,7 +265,7 @@ print("CHILDREN", sorted(name for name in os.listdir(".") if name.startswith("ch
 def test_memory_limit_covers_all_processes_together(tmp_path):
     """Four children of 300 MB each stay under a 512 MiB per-process limit; the sandbox's
     control group (where the host allows one) holds them to 512 MiB together."""
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     limits = Limits(memory_bytes=512 * 1024 * 1024)
     (tmp_path / "probe").mkdir()
     probe = sandbox.prepare(tmp_path / "probe", limits)
@@ -288,7 +295,7 @@ worker.join()
 
 
 def test_seccomp_blocks_namespace_and_kernel_interfaces_but_not_ordinary_work(tmp_path):
-    require_tool("bwrap", "bubblewrap")
+    require_sandbox()
     if sandbox.seccomp_program() is None:
         pytest.skip("the seccomp filter is built for x86_64 only")
     outcome = run_notebook(mini_lab(CORRECT, extra=[SYSTEM_CALLS]), tmp_path)

@@ -173,9 +173,31 @@ class Entry:
     statuses: tuple[str, ...] = ("graded",)
     #: test cells (by grade_id) that must pass; None: don't care
     passing: tuple[str, ...] | None = None
+    #: seconds per cell and per notebook; short only where running out of time is the point
+    cell_timeout: float = 20
+    notebook_timeout: float = 40
 
     def notebook(self):
         return mini_lab(self.answer, extra=self.extra)
+
+
+def require_sandbox() -> None:
+    """Skip (locally) or fail (on CI) when bubblewrap is missing or cannot make a sandbox."""
+    import os
+
+    import pytest
+    from conftest import require_tool
+
+    from deploylab.grading import sandbox
+    from deploylab.grading.execute import SandboxUnavailableError
+
+    require_tool("bwrap", "bubblewrap")
+    try:
+        sandbox.check_available()
+    except SandboxUnavailableError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"the grading sandbox must work on CI: {error}")
+        pytest.skip(str(error))
 
 
 def resource_entries() -> list[Entry]:
@@ -186,14 +208,21 @@ def resource_entries() -> list[Entry]:
             extra=[INFINITE_LOOP],
             statuses=("timed out",),
             passing=("double-tests", "negative-tests"),
+            cell_timeout=3,
         ),
         Entry(
             "uninterruptible loop",
             extra=[UNINTERRUPTIBLE_LOOP],
             statuses=("timed out", "kernel died"),
+            cell_timeout=3,
+            notebook_timeout=10,
         ),
         Entry(
-            "fork bomb", extra=[FORK_BOMB], statuses=("needs review", "kernel died", "timed out")
+            "fork bomb",
+            extra=[FORK_BOMB],
+            statuses=("needs review", "kernel died", "timed out"),
+            cell_timeout=5,
+            notebook_timeout=12,
         ),
         Entry("memory bomb", extra=[MEMORY_BOMB], statuses=("graded", "kernel died")),
         Entry(
