@@ -7,12 +7,15 @@ executed: a prelude that runs before any student code and takes a snapshot of ev
 student could patch to change how later cells run (IPython's transformers, hooks and execution
 machinery, builtins, the modules the tests import, trace hooks, timers, the instructor's helper
 names), a check before every test cell and at the end that compares the kernel with that
-snapshot, and a "protect" step after every instructor cell that records the names the
-instructor defined. Each check prints a report signed with an HMAC key that only the prelude
-knows (the prelude runs without history, so ``In``/``_ih`` never show it) over a fresh nonce;
-a report that is missing, forged or stale is itself a finding. Student code runs in the same
-interpreter, so this raises the bar rather than proving anything: the static scan, the
-sandbox and a human review of ``needs review`` submissions do the rest.
+snapshot, and a "protect" step after every instructor cell that records the instructor's
+names the tests read (helpers, data sets). Each check prints a report signed with an HMAC key
+that only the prelude knows (the prelude runs without history and is dropped from linecache,
+so ``In``/``_ih`` and tracebacks never show it) over a fresh nonce; a report that is missing,
+forged or stale is itself a finding. The grader adds what it sees itself: errors the kernel
+reported but did not display, ``SystemExit`` in a student cell. Student code runs in the same
+interpreter, so this raises the bar rather than proving anything (a student who studies this
+module can still reach the checker's closure): the static scan, the sandbox and a human review
+of ``needs review`` submissions do the rest.
 """
 
 from __future__ import annotations
