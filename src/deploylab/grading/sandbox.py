@@ -189,8 +189,9 @@ def _python_paths() -> list[Path]:
     paths: list[Path] = []
     for candidate in candidates:
         resolved = Path(os.path.realpath(candidate))
-        if not resolved.is_dir() or resolved == Path("/") or Path("/usr") in resolved.parents:
-            continue
+        under_usr = resolved == Path("/usr") or Path("/usr") in resolved.parents
+        if not resolved.is_dir() or resolved == Path("/") or under_usr:
+            continue  # /usr is bound as a whole already
         if any(resolved == p or p in resolved.parents for p in paths):
             continue
         paths = [p for p in paths if resolved not in p.parents]
