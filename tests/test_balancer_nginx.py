@@ -4,6 +4,7 @@ the backend sequence (and statuses) seen through nginx must equal deploylab's.""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 
@@ -292,7 +293,10 @@ def _require_stream_module():
     from pathlib import Path
 
     if not Path("/usr/lib/nginx/modules/ngx_stream_module.so").exists():
-        pytest.skip("nginx stream module missing (apt-get install libnginx-mod-stream)")
+        message = "nginx stream module missing (apt-get install libnginx-mod-stream)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: .ci/run must install it")
+        pytest.skip(message)
 
 
 def test_layer4_per_connection_round_robin_and_weights(pair):
