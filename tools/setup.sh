@@ -23,7 +23,7 @@ install_system_packages() {
   done
   [ -z "$missing" ] && return 0
   echo "==> installing Debian packages:$missing"
-  if ! as_root apt-get update -qq || ! DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends $missing >/dev/null; then
+  if ! as_root apt-get update -qq || ! DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq $missing >/dev/null; then
     echo "!! could not install:$missing (need root or sudo); tests that need them will skip" >&2
   fi
   # Debian's nginx package starts a system nginx on port 80; the workbook runs its own.
