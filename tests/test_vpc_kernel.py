@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import random
+import re
 import secrets
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import require_root, require_tool
 
-from deploylab.vpc import RouteError, Vpc, load_design
+from deploylab.vpc import DesignError, RouteError, Vpc, load_design
 from deploylab.vpc.netns import KernelVpc, compare_with_kernel, expected_kernel_answer
 
 pytestmark = pytest.mark.root
@@ -30,6 +32,7 @@ def _needs_root_and_ip():
     require_root()
     require_tool("ip", "iproute2")
     require_tool("ping", "iputils-ping")
+    require_tool("nft", "nftables")  # NAT gateways are emulated with nftables
 
 
 def _namespaces(prefix: str) -> set[str]:
@@ -99,6 +102,9 @@ def test_example_designs_agree_with_the_kernel(name):
     assert report.route_checks >= 150 * 2
     outcomes = {ping["kernel"] for ping in report.pings}
     assert outcomes == {True, False}, "the pings should show both replies and silence"
+    assert report.skipped == [], "NAT gateways are emulated now: nothing may be skipped"
+    assert report.nat_pings, "both examples send private instances out through a NAT gateway"
+    assert all(p["kernel"] for p in report.nat_pings if p["destination"] == "internet")
     assert _namespaces(prefix) == set(), "every namespace must be deleted"
 
 
@@ -200,3 +206,224 @@ def test_netns_command_as_root():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "AGREES" in result.stdout
+
+
+# -- NAT gateways ---------------------------------------------------------------------------------
+
+
+def random_nat_design(rng: random.Random) -> Vpc:
+    """A VPC where private subnets send traffic through one or two NAT gateways, with random
+    twists: a NAT without an Elastic IP, a NAT subnet that is not public, NAT routes towards
+    the VPN, the peer and other subnets, NAT subnets whose table sends replies elsewhere."""
+    design = Vpc("10.0.0.0/16", name=f"nat-{rng.randrange(10**6)}")
+    octets = rng.sample(range(0, 64), rng.randint(3, 4))
+    for index, octet in enumerate(octets):
+        design.add_subnet(f"sub{index}", f"10.0.{octet}.0/24", az=rng.choice(["az-a", "az-b"]))
+    design.add_internet_gateway("igw-main")
+    design.add_vpn_gateway("vgw-corp", ["192.168.0.0/16"])
+    design.add_peering("pcx-peer", ["172.31.0.0/16"])
+    nats = ["nat-a"]
+    design.add_nat_gateway(
+        "nat-a", "sub0", public_ip="203.0.113.200" if rng.random() < 0.85 else None
+    )
+    if rng.random() < 0.5:
+        design.add_nat_gateway("nat-b", "sub1", public_ip="203.0.113.201")
+        nats.append("nat-b")
+    public = design.add_route_table("rt-public")
+    public.add_route("0.0.0.0/0", "igw-main" if rng.random() < 0.85 else "vgw-corp")
+    twists = {
+        "192.168.0.0/16": ["vgw-corp", "vgw-corp", "pcx-peer"],
+        "172.31.0.0/16": ["pcx-peer", "vgw-corp"],
+        "198.51.100.0/24": ["igw-main", "vgw-corp", "nat-a"],
+        f"10.0.{octets[-1]}.0/24": ["pcx-peer", "nat-a"],  # replies to that subnet go astray
+    }
+    for destination, targets in twists.items():
+        if rng.random() < 0.6:
+            public.add_route(destination, rng.choice(targets))
+    privates = [design.add_route_table(f"rt-private{n}") for n in range(rng.randint(1, 2))]
+    for table in privates:
+        table.add_route("0.0.0.0/0", rng.choice(nats))
+        for destination, other in [
+            ("192.168.0.0/16", "vgw-corp"),
+            ("172.31.0.0/16", "pcx-peer"),
+            (f"10.0.{rng.choice(octets)}.0/24", "local"),
+        ]:
+            choice = rng.random()
+            if choice < 0.4:
+                table.add_route(destination, rng.choice(nats))
+            elif choice < 0.6 and other != "local":
+                table.add_route(destination, other)
+    design.associate("sub0", "rt-public" if rng.random() < 0.85 else privates[0].name)
+    for index in range(1, len(octets)):
+        if index == 1 and "nat-b" in nats:
+            design.associate("sub1", "rt-public")
+        else:
+            design.associate(f"sub{index}", rng.choice([*(t.name for t in privates), "main"]))
+    for index in range(len(octets)):
+        public_ip = f"203.0.113.{10 + index}" if rng.random() < 0.4 else None
+        design.add_instance(f"vm{index}", f"sub{index}", public_ip=public_ip)
+    return design
+
+
+def test_random_nat_designs_agree_with_the_kernel():
+    rng = random.Random(4242)
+    prefix = _unique_prefix()
+    nat_pings = answers = 0
+    outcomes: set[tuple[bool, str]] = set()
+    for _ in range(8):
+        design = random_nat_design(rng)
+        report = compare_with_kernel(
+            design, destinations=25, seed=rng.randrange(1000), prefix=prefix
+        )
+        assert report.agrees, report.text()
+        assert not report.skipped, report.text()
+        assert _namespaces(prefix) == set()
+        for ping in report.nat_pings:
+            kind = ping["destination"].split(":")[0]
+            outcomes.add((ping["kernel"], kind if kind in ("internet", "corporate") else "other"))
+        nat_pings += len(report.nat_pings)
+        answers += len(report.pings)
+    print(f"compared {answers} pings with the kernel, {nat_pings} through a NAT gateway")
+    assert nat_pings >= 30
+    # NAT paths that work and that fail, towards the internet and the VPN, were all compared
+    assert {(True, "internet"), (False, "internet"), (True, "corporate")} <= outcomes
+
+
+def _nat_test_design() -> Vpc:
+    design = load_design(ASSETS / "two-tier.toml")
+    assert design.gateways["nat-a"].public_ip is not None
+    return design
+
+
+def _python_in(kernel: KernelVpc, namespace: str, code: str, *args: str) -> subprocess.Popen:
+    command = ["ip", "netns", "exec", namespace, sys.executable, "-c", textwrap.dedent(code)]
+    return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, text=True)
+
+
+UDP_SERVER = """
+    import socket, sys
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind((sys.argv[1], int(sys.argv[2])))  # bound: replies leave from that address
+    server.settimeout(float(sys.argv[3]))
+    print("ready", flush=True)
+    try:
+        data, peer = server.recvfrom(100)
+        server.sendto(peer[0].encode(), peer)
+        print(peer[0], flush=True)
+    except TimeoutError:
+        print("nothing", flush=True)
+"""
+
+UDP_CLIENT = """
+    import socket, sys
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(float(sys.argv[3]))
+    client.sendto(b"who am I?", (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(client.recv(100).decode())
+    except (TimeoutError, ConnectionRefusedError):
+        print("no answer")
+"""
+
+
+def _stop(process: subprocess.Popen) -> str:
+    try:
+        out, _ = process.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return out.strip()
+
+
+def test_the_internet_sees_the_elastic_ip_and_replies_come_back():
+    design = _nat_test_design()
+    nat = design.gateways["nat-a"]
+    db = design.instances["db-a"]
+    with KernelVpc(design, prefix=_unique_prefix()) as kernel:
+        internet = kernel.outside_ns["igw-main"]
+        address = kernel.outside_address["igw-main"]
+        server = _python_in(kernel, internet, UDP_SERVER, str(address), "5353", "6")
+        try:
+            assert server.stdout.readline().strip() == "ready"
+            client = _python_in(
+                kernel, kernel.subnet_ns[db.subnet], UDP_CLIENT, str(address), "5353", "3"
+            )
+            answer = _stop(client)
+        finally:
+            seen = _stop(server)
+        assert seen == str(nat.public_ip), "the internet must see the NAT's Elastic IP"
+        assert answer == str(nat.public_ip), "the reply must come back through the NAT"
+        # the NAT translated db-a to its private IP, the IGW link translated that to the EIP
+        natgw = kernel.nft(
+            kernel.outside_ns["nat-a"], "list", "chain", "ip", "natgw", "postrouting"
+        )
+        igw = kernel.nft(kernel.router, "list", "chain", "ip", "igw", "postrouting")
+        assert f"snat to {nat.private_ip}" in natgw and "packets 0 " not in natgw
+        assert f"snat to {nat.public_ip}" in igw and "packets 0 " not in igw
+        # a ping from db-a answered by the internet namespace too
+        assert kernel.ping([("db-a", "internet")]) == [True]
+
+
+def test_outside_hosts_cannot_open_connections_through_the_nat():
+    design = _nat_test_design()
+    nat = design.gateways["nat-a"]
+    db = design.instances["db-a"]
+    with KernelVpc(design, prefix=_unique_prefix()) as kernel:
+        internet = kernel.outside_ns["igw-main"]
+        assert kernel.ping([("internet", "db-a")]) == [False]
+        # Sent to the Elastic IP, a datagram stops at the NAT gateway: db-a never sees it.
+        server = _python_in(
+            kernel, kernel.subnet_ns[db.subnet], UDP_SERVER, "0.0.0.0", "5454", "1.5"
+        )
+        try:
+            assert server.stdout.readline().strip() == "ready"
+            client = _python_in(kernel, internet, UDP_CLIENT, str(nat.public_ip), "5454", "1")
+            assert _stop(client) == "no answer"
+        finally:
+            assert _stop(server) == "nothing", "db-a must not receive traffic from outside"
+        # Even an internet that routed the private block into the VPC gets no answer: db-a's
+        # replies leave through the NAT, which drops what no inside host opened.
+        subprocess.run(
+            [
+                "ip",
+                "-n",
+                internet,
+                "route",
+                "add",
+                str(design.cidr),
+                "via",
+                str(kernel.gateway_next_hop["igw-main"] - 1),
+            ],
+            check=True,
+        )
+        ping = [
+            "ip",
+            "netns",
+            "exec",
+            internet,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "1",
+            "-W",
+            "0.5",
+            str(db.private_ip),
+        ]
+        assert subprocess.run(ping, capture_output=True, timeout=10).returncode != 0
+        forward = kernel.nft(kernel.outside_ns["nat-a"], "list", "chain", "ip", "natgw", "forward")
+        dropped = re.search(r'packets (\d+) bytes \d+ comment "new from outside', forward)
+        assert dropped and int(dropped.group(1)) >= 1, forward
+
+
+def test_nat_without_nftables_is_refused_clearly(monkeypatch):
+    monkeypatch.setattr("deploylab.vpc.netns.shutil.which", lambda *a, **k: None)
+    with pytest.raises(RuntimeError, match=r"iproute2|nftables"):
+        KernelVpc(_nat_test_design())
+
+
+def test_nat_in_a_design_that_cannot_be_built_names_the_problem():
+    design = _nat_test_design()
+    design.add_instance("clash", "private-a", private_ip=str(design.gateways["nat-a"].private_ip))
+    with pytest.raises(DesignError, match="cannot build"):
+        KernelVpc(design)

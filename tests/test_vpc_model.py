@@ -283,3 +283,41 @@ def test_random_auto_addresses_skip_reserved():
     assert len(taken) == 11 and not taken & reserved
     with pytest.raises(DesignError, match="no free address"):
         design.add_instance("one-too-many", "tiny")
+
+
+def _nat_design(public_routes):
+    design = Vpc("10.0.0.0/16")
+    design.add_subnet("pub", "10.0.1.0/24", az="z", route_table=None)
+    design.add_subnet("priv", "10.0.2.0/24", az="z", route_table=None)
+    design.add_internet_gateway("igw-main")
+    design.add_vpn_gateway("vgw-corp", ["192.168.0.0/16"])
+    design.add_nat_gateway("nat-1", "pub", public_ip="203.0.113.9")
+    public = design.add_route_table("rt-pub", subnets=["pub"])
+    for destination, target in [("0.0.0.0/0", "igw-main"), *public_routes]:
+        public.add_route(destination, target)
+    private = design.add_route_table("rt-priv", subnets=["priv"])
+    private.add_route("0.0.0.0/0", "nat-1")
+    design.add_instance("worker", "priv")
+    return design
+
+
+def test_a_public_nat_gateway_also_forwards_to_the_vpn_by_its_subnets_table():
+    # AWS: a public NAT gateway can also send traffic on to a virtual private gateway, with
+    # its private IP as the source; where it goes is its own subnet's route table's choice.
+    design = _nat_design([("192.168.0.0/16", "vgw-corp")])
+    answer = design.reach("worker", "corporate")
+    assert answer, answer.explain()
+    assert [hop.node for hop in answer.path][-3:] == ["rt:rt-pub", "vgw-corp", "corporate"]
+    assert "replies to 10.0.1.4" in answer.path[-1].detail  # the NAT's private IP, no EIP
+    blocked = _nat_design([]).reach("worker", "corporate")
+    assert not blocked and blocked.blocked_by == "igw-main"
+    assert "not to corporate network" in blocked.reason
+
+
+def test_nat_replies_follow_the_nat_subnets_table_back():
+    # The NAT forwards replies to the instance by its subnet's table: a more specific route
+    # there for the private subnet sends them away, so the connection never completes.
+    design = _nat_design([("10.0.2.0/24", "vgw-corp")])
+    answer = design.reach("worker", "internet")
+    assert not answer and answer.blocked_by == "rt:rt-pub"
+    assert "10.0.2.0/24 -> vgw-corp" in answer.reason

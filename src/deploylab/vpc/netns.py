@@ -19,11 +19,18 @@ How the AWS concepts map to the kernel:
   replies use the subnet's route table; the internet namespace only knows public IPs;
 * a route to a target that does not exist is a ``blackhole``; "no matching route" is a last
   default route (highest metric) out of the ``noroute`` device that leads nowhere;
-* NAT gateways are not emulated (that needs nftables): their routes point into a dead-end
-  device, and pings whose model path uses a NAT gateway are skipped, not compared.
+* a NAT gateway is a namespace of its own (``<p>-nat1``…) holding its private IP, linked to
+  the router. The router chooses routes for what it sends with the NAT subnet's route table
+  (``ip rule iif natN``), as AWS does for the NAT's network interface. nftables inside it
+  forwards only connections opened from the VPC and rewrites their source to the NAT's
+  private IP (source NAT); everything else that is new is dropped, so nobody outside can
+  open a connection through it. The internet gateway's one-to-one translation of that
+  private IP to the Elastic IP is an nftables ``snat``/``dnat`` pair on the router's
+  internet-gateway link, so the internet namespace sees only the Elastic IP.
 
 Only the namespaces created here carry traffic; nothing is connected to the host's network.
-Everything is torn down on exit, also after errors.
+Everything is torn down on exit, also after errors (nftables tables live inside the
+namespaces and go with them).
 """
 
 from __future__ import annotations
@@ -68,6 +75,13 @@ def _run(
     return result
 
 
+def _nft() -> str:
+    path = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if path is None:
+        raise RuntimeError("the nft command is missing (NAT gateways): apt-get install nftables")
+    return path
+
+
 def _ip() -> str:
     path = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin")
     if path is None:
@@ -95,7 +109,7 @@ class KernelVpc:
         self.subnet_dev: dict[str, str] = {}
         self.table_id: dict[str, int] = {}
         self.target_dev: dict[str, str] = {}
-        self.outside_ns: dict[str, str] = {}  # gateway id -> namespace (igw, vgw, pcx)
+        self.outside_ns: dict[str, str] = {}  # gateway id -> namespace (igw, vgw, pcx, nat)
         self.outside_address: dict[str, ipaddress.IPv4Address] = {}
         self.gateway_next_hop: dict[str, ipaddress.IPv4Address] = {}  # far end of its link
         self.router_addresses: set[ipaddress.IPv4Address] = set()
@@ -129,6 +143,13 @@ class KernelVpc:
         script = "; ".join(f"echo {value} > /proc/sys/{key}" for key, value in settings.items())
         _run(self.ip, "netns", "exec", namespace, "sh", "-c", script)
 
+    def nft(self, namespace: str, *args: str, stdin: str | None = None) -> str:
+        """Run ``nft ARGS`` inside ``namespace`` (one of ours) and return its output."""
+        if namespace not in self.namespaces:
+            raise ValueError(f"namespace {namespace!r} was not built here")
+        command = [self.ip, "netns", "exec", namespace, _nft(), *args]
+        return _run(*command, stdin=stdin).stdout
+
     def _batch(self, namespace: str, lines: list[str]) -> None:
         if lines:
             _run(self.ip, "-n", namespace, "-batch", "-", stdin="\n".join(lines) + "\n")
@@ -155,7 +176,7 @@ class KernelVpc:
         router = self._add_ns(self.router)
         self._sysctl(router, {"net/ipv4/ip_forward": 1})
         router_lines: list[str] = []
-        # A dead end: "no route" and NAT targets leave through it and vanish.
+        # A dead end: "no route" leaves through it and vanishes.
         self._veth(router, "noroute", router, "noroute-end")
         router_lines += ["link set noroute up", "link set noroute-end up"]
         # Subnets.
@@ -184,9 +205,9 @@ class KernelVpc:
             self._batch(ns, lines)
         # Outside worlds: internet behind the IGW, corporate behind the VGW, peers.
         links = 0
+        nat_gateways = [g for g in vpc.gateways.values() if g.kind == "nat"]
         for gateway in vpc.gateways.values():
             if gateway.kind == "nat":
-                self.target_dev[gateway.id] = "noroute"
                 continue
             near = LINK_BASE + 4 * links + 1
             far = near + 1
@@ -201,6 +222,7 @@ class KernelVpc:
             if gateway.kind == "igw":
                 address = DEFAULT_INTERNET_ADDRESS
                 back = [i.public_ip for i in vpc.instances.values() if i.public_ip is not None]
+                back += [nat.public_ip for nat in nat_gateways if nat.public_ip is not None]
             else:
                 address = (
                     gateway.remote_cidrs[0].network_address + 10 if gateway.remote_cidrs else None
@@ -213,6 +235,11 @@ class KernelVpc:
             lines += [f"route add {network} via {near} dev eth0" for network in back]
             self._batch(ns, lines)
             self.gateway_next_hop[gateway.id] = far
+        # NAT gateways: a namespace each, source NAT with nftables.
+        for gateway in nat_gateways:
+            links += 1
+            router_lines += self._build_nat(gateway, links)
+        self._map_elastic_ips(nat_gateways)
         # Route tables: one kernel table each, chosen by the source address.
         for number, table in enumerate(vpc.route_tables.values(), start=100):
             self.table_id[table.name] = number
@@ -224,6 +251,12 @@ class KernelVpc:
             router_lines.append(
                 f"route add default dev noroute table {number} metric {NO_ROUTE_METRIC}"
             )
+        for gateway in nat_gateways:
+            # What the NAT sends (its own packets and the replies it forwards to instances)
+            # follows its subnet's route table, whatever the source address.
+            number = self.table_id[vpc.route_table_for(gateway.subnet).name]
+            dev = self.target_dev[gateway.id]
+            router_lines.append(f"rule add iif {dev} table {number} pref 800")
         for index, subnet in enumerate(vpc.subnets.values()):
             number = self.table_id[vpc.route_table_for(subnet.name).name]
             router_lines.append(f"rule add from {subnet.cidr} table {number} pref {1000 + index}")
@@ -233,6 +266,98 @@ class KernelVpc:
                         f"rule add from {instance.public_ip}/32 table {number} pref 900"
                     )
         self._batch(router, router_lines)
+
+    def _build_nat(self, gateway, link: int) -> list[str]:
+        """Build NAT gateway ``gateway`` as a namespace; return the router's lines for it."""
+        near = LINK_BASE + 4 * (link - 1) + 1
+        dev = f"nat{link}"
+        ns = self._add_ns(f"{self.prefix}-nat{link}")
+        self.outside_ns[gateway.id] = ns
+        self.target_dev[gateway.id] = dev
+        self.router_addresses.add(near)
+        self._sysctl(
+            ns,
+            {
+                "net/ipv4/ip_forward": 1,
+                "net/ipv4/conf/all/send_redirects": 0,
+                "net/ipv4/conf/default/send_redirects": 0,
+            },
+        )
+        self._veth(self.router, dev, ns, "eth0")
+        # answer ARP for the NAT's address at once (proxy answers wait up to 0.8 s otherwise)
+        self._sysctl(
+            self.router, {f"net/ipv4/neigh/{self.subnet_dev[gateway.subnet]}/proxy_delay": 0}
+        )
+        private = gateway.private_ip
+        self._batch(
+            ns,
+            [
+                "link set eth0 up",
+                f"addr add {private}/32 dev eth0",
+                f"route add {near}/32 dev eth0",
+                f"route add default via {near} dev eth0 src {private}",
+            ],
+        )
+        # Only connections opened from inside the VPC are forwarded (and translated).
+        inside = str(self.vpc.cidr)
+        self.nft(
+            ns,
+            "-f",
+            "-",
+            stdin=f"""
+table ip natgw {{
+    chain forward {{
+        type filter hook forward priority filter; policy drop;
+        ct state established,related counter accept
+        ct state new ip saddr {inside} counter accept
+        counter comment "new from outside: dropped"
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "eth0" ip saddr {inside} ip saddr != {private} counter snat to {private}
+    }}
+}}
+""",
+        )
+        return [
+            f"addr add {near}/30 dev {dev}",
+            f"link set {dev} up",
+            f"route add {private}/32 dev {dev}",
+            # the NAT's ENI is on its subnet: neighbours there find it by ARP (the router
+            # answers for it and forwards)
+            f"neigh add proxy {private} dev {self.subnet_dev[gateway.subnet]}",
+        ]
+
+    def _map_elastic_ips(self, nat_gateways) -> None:
+        """The internet gateway's one-to-one NAT for NAT gateways: private IP <-> Elastic IP
+        on the router's link to the internet namespace."""
+        pairs = [(g.private_ip, g.public_ip) for g in nat_gateways if g.public_ip is not None]
+        igw_devs = [self.target_dev[g.id] for g in self.vpc.gateways.values() if g.kind == "igw"]
+        if not pairs or not igw_devs:
+            return
+        pre, post = [], []
+        for dev in igw_devs:
+            for private, public in pairs:
+                pre.append(f'iifname "{dev}" ip daddr {public} counter dnat to {private}')
+                post.append(f'oifname "{dev}" ip saddr {private} counter snat to {public}')
+        newline = "\n        "
+        self.nft(
+            self.router,
+            "-f",
+            "-",
+            stdin=f"""
+table ip igw {{
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        {newline.join(pre)}
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        {newline.join(post)}
+    }}
+}}
+""",
+        )
 
     def _kernel_route(self, route) -> str:
         if route.kind == "local":
@@ -246,8 +371,9 @@ class KernelVpc:
                 f"dev {self.subnet_dev[instance.subnet]}"
             )
         dev = self.target_dev[route.target]
-        if dev == "noroute":
-            return f"{route.destination} dev noroute"
+        if route.target not in self.gateway_next_hop:  # a NAT gateway
+            nat = self.vpc.gateways[route.target]
+            return f"{route.destination} via {nat.private_ip} dev {dev} onlink"
         return f"{route.destination} via {self.gateway_next_hop[route.target]} dev {dev}"
 
     def teardown(self) -> None:
@@ -333,7 +459,11 @@ class KernelVpc:
         if src.kind == "instance":
             namespace = self.subnet_ns[src.instance.subnet]
             from_address = src.instance.private_ip
-            if dst.kind == "internet" and src.instance.public_ip is not None:
+            if (
+                dst.kind == "internet"
+                and src.instance.public_ip is not None
+                and not self._into_nat(src.instance, dst.address)
+            ):
                 from_address = src.instance.public_ip  # what the IGW's translation produces
         else:
             gateway = self._outside_gateway(src)
@@ -361,6 +491,28 @@ class KernelVpc:
             str(to_address),
         ]
 
+    def _into_nat(self, instance, destination) -> bool:
+        """Whether the router hands ``instance``'s packets for ``destination`` to a NAT
+        gateway (asked of the kernel): then they leave with the private IP, as in AWS, where
+        only the internet gateway translates to the public IP."""
+        answer = _run(
+            self.ip,
+            "-j",
+            "-n",
+            self.router,
+            "route",
+            "get",
+            str(destination),
+            "from",
+            str(instance.public_ip),
+            "iif",
+            self.subnet_dev[instance.subnet],
+            check=False,
+        )
+        if answer.returncode != 0:
+            return False
+        return json.loads(answer.stdout)[0].get("dev", "").startswith("nat")
+
     def _outside_gateway(self, endpoint) -> str:
         kind = {"internet": "igw", "corporate": "vgw", "peer": "pcx"}[endpoint.kind]
         for gateway in self.vpc.gateways.values():
@@ -378,6 +530,9 @@ def expected_kernel_answer(kernel: KernelVpc, subnet_name: str, destination) -> 
     if route is None:
         return "noroute"
     if route.kind == "local":
+        for gateway in vpc.gateways.values():  # a NAT gateway's ENI has a link of its own
+            if gateway.kind == "nat" and gateway.private_ip == destination:
+                return kernel.target_dev[gateway.id]
         home = vpc.subnet_of(destination)
         return "unreachable" if home is None else kernel.subnet_dev[home.name]
     if not vpc.target_exists(route.target):
@@ -403,6 +558,11 @@ class KernelReport:
     @property
     def ping_mismatches(self) -> list[dict]:
         return [p for p in self.pings if p["model"] != p["kernel"]]
+
+    @property
+    def nat_pings(self) -> list[dict]:
+        """The compared pings whose model path goes through a NAT gateway."""
+        return [p for p in self.pings if p.get("nat")]
 
     @property
     def agrees(self) -> bool:
@@ -431,7 +591,8 @@ class KernelReport:
         for mismatch in self.route_mismatches[:10]:
             lines.append(f"  DISAGREE {mismatch}")
         lines.append(
-            f"pings: {len(self.pings)} compared in {self.ping_seconds:.2f} s, "
+            f"pings: {len(self.pings)} compared in {self.ping_seconds:.2f} s "
+            f"({len(self.nat_pings)} through a NAT gateway), "
             f"{len(self.ping_mismatches)} disagreements"
         )
         for ping in self.pings:
@@ -439,7 +600,8 @@ class KernelReport:
             lines.append(
                 f"  {mark} {ping['source']:>12} -> {ping['destination']:<12} model "
                 f"{'reachable' if ping['model'] else 'blocked':<9} kernel "
-                f"{'replied' if ping['kernel'] else 'no reply'}"
+                f"{'replied' if ping['kernel'] else 'no reply':<8}"
+                + (f" via {ping['nat']}" if ping.get("nat") else "")
             )
         for skip in self.skipped:
             lines.append(
@@ -495,10 +657,6 @@ def _endpoint_pairs(vpc) -> list[tuple[str, str]]:
 
 def _not_comparable(vpc, answer) -> str | None:
     """Why a reachability answer cannot be checked with a ping here, if it cannot."""
-    if any(
-        hop.node in vpc.gateways and vpc.gateways[hop.node].kind == "nat" for hop in answer.path
-    ):
-        return "goes through a NAT gateway (not emulated: that needs nftables)"
     details = (re.sub(r"\(beats [^)]*\)", "", hop.detail) for hop in answer.path)
     text = " ".join([answer.reason, *details])
     appliances = {instance.id for instance in vpc.instances.values()}
@@ -543,21 +701,26 @@ def compare_with_kernel(
         report.route_seconds = time.monotonic() - started
         started = time.monotonic()
         compared = []
+        nat_ids = {g.id for g in vpc.gateways.values() if g.kind == "nat"}
         for source, destination in _endpoint_pairs(vpc):
             answer = vpc.reach(source, destination)
             why = _not_comparable(vpc, answer)
             if why:
                 report.skipped.append({"source": source, "destination": destination, "why": why})
                 continue
-            compared.append((source, destination, answer.reachable))
-        replies = kernel.ping([(s, d) for s, d, _ in compared])
-        for (source, destination, model), kernel_says in zip(compared, replies, strict=True):
+            nat = next((hop.node for hop in answer.path if hop.node in nat_ids), None)
+            if nat is None and answer.blocked_by in nat_ids:
+                nat = answer.blocked_by
+            compared.append((source, destination, answer.reachable, nat))
+        replies = kernel.ping([(s, d) for s, d, _, _ in compared])
+        for (source, destination, model, nat), kernel_says in zip(compared, replies, strict=True):
             report.pings.append(
                 {
                     "source": source,
                     "destination": destination,
                     "model": model,
                     "kernel": kernel_says,
+                    "nat": nat,
                 }
             )
         report.ping_seconds = time.monotonic() - started

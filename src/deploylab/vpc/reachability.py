@@ -235,49 +235,7 @@ def _outbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
             "which this model does not follow.",
         )
     if kind == "nat":
-        if dst.kind != "internet":
-            raise _Blocked(
-                route.target,
-                f"Route {route} sends the packet to NAT gateway "
-                f"{route.target}, which leads to the internet, but {dst.label} is not "
-                "on the internet.",
-            )
-        nat = vpc.gateways[route.target]
-        path.append(
-            Hop(
-                nat.id,
-                f"NAT gateway in {nat.subnet} rewrites the source "
-                f"{instance.private_ip} to its own address {nat.private_ip}",
-            )
-        )
-        if nat.public_ip is None:
-            raise _Blocked(
-                nat.id,
-                f"NAT gateway {nat.id} has no Elastic IP, so its traffic "
-                "cannot go out to the internet.",
-            )
-        nat_table = vpc.route_table_for(nat.subnet)
-        nat_lookup = nat_table.lookup(dst.address)
-        if nat_lookup.route is None or nat_lookup.route.kind != "igw":
-            where = "no route" if nat_lookup.route is None else f"route {nat_lookup.route}"
-            raise _Blocked(
-                f"rt:{nat_table.name}",
-                f"NAT gateway {nat.id} sits in subnet {nat.subnet}, whose route table "
-                f"{nat_table.name} has {where} for {dst.address} instead of a route to "
-                "an internet gateway: a NAT gateway must be in a public subnet.",
-            )
-        path.append(_route_hop(nat_table.name, nat_lookup))
-        igw = nat_lookup.route.target
-        if not vpc.target_exists(igw):
-            raise _Blocked(igw, f"{igw} is not attached to this VPC.")
-        path.append(Hop(igw, f"translates {nat.private_ip} to the Elastic IP {nat.public_ip}"))
-        path.append(
-            Hop(
-                dst.node,
-                f"{dst.address} receives it and replies to {nat.public_ip}; "
-                "the NAT gateway forwards the reply back",
-            )
-        )
+        _through_nat(vpc, src, dst, vpc.gateways[route.target], path)
         return
     expected_side = _SIDE.get(dst.kind)
     if kind != expected_side or (kind == "pcx" and route.target != dst.gateway):
@@ -303,6 +261,120 @@ def _outbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
     else:
         path.append(Hop(route.target, f"carries the packet to {dst.label}"))
     path.append(Hop(dst.node, f"{dst.address} receives it"))
+
+
+def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> None:
+    """Follow a packet that a route handed to (public) NAT gateway ``nat``.
+
+    The NAT gateway rewrites the source to its own private IP and sends the packet on by the
+    route table of its subnet. Towards an internet gateway, the IGW then translates that
+    private IP to the Elastic IP. AWS also lets a public NAT gateway carry traffic to a virtual
+    private gateway (or another VPC); there the source stays the NAT's private IP. The replies
+    come back to the NAT, which forwards them to the instance by its subnet's route table.
+    """
+    instance = src.instance
+    path.append(
+        Hop(
+            nat.id,
+            f"NAT gateway in {nat.subnet} rewrites the source "
+            f"{instance.private_ip} to its own address {nat.private_ip}",
+        )
+    )
+    nat_table = vpc.route_table_for(nat.subnet)
+    nat_lookup = nat_table.lookup(dst.address)
+    onward = nat_lookup.route
+    if dst.kind == "internet":
+        if nat.public_ip is None:
+            raise _Blocked(
+                nat.id,
+                f"NAT gateway {nat.id} has no Elastic IP, so its traffic "
+                "cannot go out to the internet.",
+            )
+        if onward is None or onward.kind != "igw":
+            where = "no route" if onward is None else f"route {onward}"
+            raise _Blocked(
+                f"rt:{nat_table.name}",
+                f"NAT gateway {nat.id} sits in subnet {nat.subnet}, whose route table "
+                f"{nat_table.name} has {where} for {dst.address} instead of a route to "
+                "an internet gateway: a NAT gateway must be in a public subnet.",
+            )
+        path.append(_route_hop(nat_table.name, nat_lookup))
+        if not vpc.target_exists(onward.target):
+            raise _Blocked(onward.target, f"{onward.target} is not attached to this VPC.")
+        path.append(
+            Hop(onward.target, f"translates {nat.private_ip} to the Elastic IP {nat.public_ip}")
+        )
+        replies_to = nat.public_ip
+    else:
+        if onward is None:
+            raise _Blocked(
+                f"rt:{nat_table.name}",
+                f"NAT gateway {nat.id} forwards the packet by route table {nat_table.name} "
+                f"of its subnet {nat.subnet}, which has no route matching {dst.address}.",
+            )
+        path.append(_route_hop(nat_table.name, nat_lookup))
+        if onward.kind == "local":
+            if dst.kind != "instance":
+                raise _Blocked(
+                    f"rt:{nat_table.name}",
+                    f"{dst.address} matches the local route {onward}, "
+                    "but no instance in the VPC has that address.",
+                )
+            target = dst.instance
+            path.append(
+                Hop(f"subnet:{target.subnet}", f"the VPC router delivers to subnet {target.subnet}")
+            )
+            back_table = vpc.route_table_for(target.subnet)
+            back = back_table.lookup(nat.private_ip)
+            if back.route is None or back.route.kind != "local":
+                where = "nowhere" if back.route is None else back.route.target
+                raise _Blocked(
+                    f"rt:{back_table.name}",
+                    f"{target.name} receives the packet from {nat.private_ip}, but its route "
+                    f"table {back_table.name} sends the replies to {where}, not back to "
+                    f"NAT gateway {nat.id}.",
+                )
+        elif not vpc.target_exists(onward.target):
+            raise _Blocked(
+                onward.target,
+                f"Route {onward} in {nat_table.name} points to {onward.target}, "
+                "which is not attached to this VPC, so the packet is dropped.",
+            )
+        elif onward.kind in ("instance", "eni"):
+            raise _Blocked(
+                onward.target,
+                f"Route {onward} hands the packet to {onward.target}, an "
+                "appliance; whether it forwards the packet depends on software on it, "
+                "which this model does not follow.",
+            )
+        elif onward.kind != _SIDE.get(dst.kind) or (
+            onward.kind == "pcx" and onward.target != dst.gateway
+        ):
+            raise _Blocked(
+                onward.target,
+                f"NAT gateway {nat.id} sends the packet by route {onward} to "
+                f"{onward.target}, which leads to {_LEADS_TO.get(onward.kind, onward.kind)}, "
+                f"not to {dst.label}.",
+            )
+        else:
+            path.append(Hop(onward.target, f"carries the packet to {dst.label}"))
+        replies_to = nat.private_ip
+    back = nat_table.lookup(instance.private_ip)
+    if back.route is None or back.route.kind != "local":
+        where = "nowhere" if back.route is None else f"by {back.route}"
+        raise _Blocked(
+            f"rt:{nat_table.name}",
+            f"{dst.label} replies to {replies_to}, but NAT gateway {nat.id} forwards the "
+            f"replies for {instance.private_ip} by route table {nat_table.name}, which sends "
+            f"them {where}, not back through the VPC.",
+        )
+    path.append(
+        Hop(
+            dst.node,
+            f"{dst.address} receives it and replies to {replies_to}; "
+            "the NAT gateway forwards the reply back",
+        )
+    )
 
 
 def _inbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
