@@ -12,6 +12,7 @@ import ipaddress
 import random
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -417,9 +418,23 @@ def test_outside_hosts_cannot_open_connections_through_the_nat():
 
 
 def test_nat_without_nftables_is_refused_clearly(monkeypatch):
-    monkeypatch.setattr("deploylab.vpc.netns.shutil.which", lambda *a, **k: None)
-    with pytest.raises(RuntimeError, match=r"iproute2|nftables"):
-        KernelVpc(_nat_test_design())
+    real_which = shutil.which
+    monkeypatch.setattr(
+        "deploylab.vpc.netns.shutil.which",
+        lambda name, *args, **kwargs: None if name == "nft" else real_which(name, *args, **kwargs),
+    )
+    kernel = KernelVpc(_nat_test_design(), prefix=_unique_prefix())
+    with pytest.raises(RuntimeError, match="apt-get install nftables"), kernel:
+        pass
+    assert _namespaces(kernel.prefix) == set()
+    # a design without NAT gateways does not need nftables
+    plain = Vpc("10.0.0.0/16")
+    plain.add_subnet("a", "10.0.1.0/24", az="z")
+    plain.add_subnet("b", "10.0.2.0/24", az="z")
+    plain.add_instance("one", "a")
+    plain.add_instance("two", "b")
+    with KernelVpc(plain, prefix=_unique_prefix()) as kernel:
+        assert kernel.ping([("one", "two")]) == [True]
 
 
 def test_nat_in_a_design_that_cannot_be_built_names_the_problem():

@@ -9,6 +9,8 @@ Layout (all names carry a random prefix so parallel runs never clash)::
                        routing ``ip rule from <subnet> lookup <table>``
     <p>-igw, <p>-vgw…  the far side of the internet gateway, VPN gateway and peerings, each a
                        namespace holding the outside endpoint's address
+    <p>-nat1 …         one per NAT gateway: its private IP on eth0, a veth to the router
+                       (``natN``), nftables doing the source NAT
 
 How the AWS concepts map to the kernel:
 
@@ -19,14 +21,18 @@ How the AWS concepts map to the kernel:
   replies use the subnet's route table; the internet namespace only knows public IPs;
 * a route to a target that does not exist is a ``blackhole``; "no matching route" is a last
   default route (highest metric) out of the ``noroute`` device that leads nowhere;
-* a NAT gateway is a namespace of its own (``<p>-nat1``…) holding its private IP, linked to
-  the router. The router chooses routes for what it sends with the NAT subnet's route table
-  (``ip rule iif natN``), as AWS does for the NAT's network interface. nftables inside it
-  forwards only connections opened from the VPC and rewrites their source to the NAT's
-  private IP (source NAT); everything else that is new is dropped, so nobody outside can
-  open a connection through it. The internet gateway's one-to-one translation of that
-  private IP to the Elastic IP is an nftables ``snat``/``dnat`` pair on the router's
-  internet-gateway link, so the internet namespace sees only the Elastic IP.
+* a NAT gateway is a namespace of its own holding its private IP. A route to ``nat-…`` is a
+  route via that IP on the ``natN`` link; the router answers ARP for the IP on the NAT's
+  subnet (proxy ARP), so neighbours in that subnet reach it as in AWS. What the NAT sends
+  goes by its subnet's route table (``ip rule iif natN``), as AWS does for the NAT's network
+  interface: towards the internet gateway, the VPN or a peer alike. nftables in the NAT
+  namespace forwards only connections opened from the VPC and rewrites their source to the
+  NAT's private IP; anything else new is dropped, so nobody outside can open a connection
+  through it. The internet gateway's one-to-one translation of that private IP to the
+  Elastic IP is an nftables ``snat``/``dnat`` pair on the router's internet-gateway link,
+  so the internet namespace sees only the Elastic IP. An instance with a public IP whose
+  packets the router hands to a NAT sends from its private IP (only the IGW uses the
+  public one).
 
 Only the namespaces created here carry traffic; nothing is connected to the host's network.
 Everything is torn down on exit, also after errors (nftables tables live inside the
