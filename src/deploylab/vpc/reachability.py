@@ -176,6 +176,24 @@ _LEADS_TO = {
 }
 
 
+def _deliver_in_vpc(vpc, dst: Endpoint, reply_to, back_to: str, path: list[Hop]) -> None:
+    """The VPC router delivers to ``dst``'s subnet; its route table must send the replies for
+    ``reply_to`` through the local route (``back_to`` says where they should go)."""
+    target = dst.instance
+    path.append(
+        Hop(f"subnet:{target.subnet}", f"the VPC router delivers to subnet {target.subnet}")
+    )
+    back_table = vpc.route_table_for(target.subnet)
+    back = back_table.lookup(reply_to)
+    if back.route is None or back.route.kind != "local":
+        where = "nowhere" if back.route is None else back.route.target
+        raise _Blocked(
+            f"rt:{back_table.name}",
+            f"{target.name} receives the packet from {reply_to}, but its route table "
+            f"{back_table.name} sends the replies to {where}, not {back_to}.",
+        )
+
+
 def _outbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
     """Follow a packet from instance ``src`` towards ``dst``; raise _Blocked or return."""
     instance = src.instance
@@ -205,21 +223,8 @@ def _outbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
                 f"{dst.address} matches the local route {route}, "
                 "but no instance in the VPC has that address.",
             )
-        target = dst.instance
-        path.append(
-            Hop(f"subnet:{target.subnet}", f"the VPC router delivers to subnet {target.subnet}")
-        )
-        back_table = vpc.route_table_for(target.subnet)
-        back = back_table.lookup(src.address)
-        if back.route is None or back.route.kind != "local":
-            where = "nowhere" if back.route is None else back.route.target
-            raise _Blocked(
-                f"rt:{back_table.name}",
-                f"{target.name} receives the packet, but its route table "
-                f"{back_table.name} sends replies for {src.address} to {where}, not "
-                "back through the VPC.",
-            )
-        path.append(Hop(dst.node, f"receives at {target.private_ip}"))
+        _deliver_in_vpc(vpc, dst, src.address, "back through the VPC", path)
+        path.append(Hop(dst.node, f"receives at {dst.instance.private_ip}"))
         return
     if not vpc.target_exists(route.target):
         raise _Blocked(
@@ -320,20 +325,7 @@ def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> Non
                     f"{dst.address} matches the local route {onward}, "
                     "but no instance in the VPC has that address.",
                 )
-            target = dst.instance
-            path.append(
-                Hop(f"subnet:{target.subnet}", f"the VPC router delivers to subnet {target.subnet}")
-            )
-            back_table = vpc.route_table_for(target.subnet)
-            back = back_table.lookup(nat.private_ip)
-            if back.route is None or back.route.kind != "local":
-                where = "nowhere" if back.route is None else back.route.target
-                raise _Blocked(
-                    f"rt:{back_table.name}",
-                    f"{target.name} receives the packet from {nat.private_ip}, but its route "
-                    f"table {back_table.name} sends the replies to {where}, not back to "
-                    f"NAT gateway {nat.id}.",
-                )
+            _deliver_in_vpc(vpc, dst, nat.private_ip, f"back to NAT gateway {nat.id}", path)
         elif not vpc.target_exists(onward.target):
             raise _Blocked(
                 onward.target,
