@@ -427,7 +427,10 @@ class _Runner:
         started = time.monotonic()
         self.deadline = started + self.notebook_timeout
         socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
-        self.call_dir = Path(socket_prefix).parent
+        # The trusted tests listen in a directory of the grader's: the kernel sees it
+        # read-only (it can connect, but cannot fill it or squat on its names in advance).
+        self.call_dir = Path(tempfile.mkdtemp(prefix="dl-calls-"))
+        os.chmod(self.call_dir, 0o711)
         sandbox_handle = None
         manager = _GradingKernelManager(
             transport="ipc",
@@ -443,6 +446,7 @@ class _Runner:
                 self.limits,
                 socket_link=None if link_dir is None else link_dir / "s",
             )
+            sandbox_handle.read_only_binds.append(str(self.call_dir))
             handle = sandbox_handle
 
             def wrapper(command: list[str]) -> list[str]:
@@ -455,6 +459,7 @@ class _Runner:
         self.tests: dict[str, TestOutcome] = {}
         self.timed_out_cells: list[int] = []
         self.status, self.detail = GRADED, ""
+        self.running: str | None = None  # msg_id of the execution in progress
         kernel_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
         try:
             await asyncio.gather(
@@ -478,6 +483,7 @@ class _Runner:
             kernel_log.close()
             if link_dir is not None:
                 shutil.rmtree(link_dir, ignore_errors=True)
+            shutil.rmtree(self.call_dir, ignore_errors=True)
             if sandbox_handle is not None:
                 sandbox_handle.close()
         return ExecutionOutcome(
@@ -599,7 +605,7 @@ class _Runner:
         with contextlib.suppress(Exception):
             await self.manager.interrupt_kernel()
         try:
-            await self._drain(time.monotonic() + _INTERRUPT_GRACE)
+            await self._drain(time.monotonic() + _INTERRUPT_GRACE, msg_id=self.running)
         except (_Deadline, _KernelGone):
             await _shutdown(self.client, self.manager)
             self.client = None
@@ -628,20 +634,34 @@ class _Runner:
             cell.outputs = [_note("[not run: the trusted test process failed]")]
             self.status, self.detail = NEEDS_REVIEW, "grader problem: trusted tests did not start"
             return
-        loop_id = self.client.execute(
+        loop_id = self.running = self.client.execute(
             _CALL_LOOP.format(path=socket_path),
             silent=True,
             store_history=False,
             allow_stdin=False,
             stop_on_error=False,
         )
-        result = await self._trusted_request(None, timeout + _TRUSTED_GRACE)
-        try:
-            await self._drain(time.monotonic() + _INTERRUPT_GRACE, msg_id=loop_id)
-        except _Deadline:
+        result_task = asyncio.ensure_future(self._trusted_request(None, timeout + _TRUSTED_GRACE))
+        loop_task = asyncio.ensure_future(
+            self._drain(time.monotonic() + timeout + _TRUSTED_GRACE, msg_id=loop_id)
+        )
+        await asyncio.wait({result_task, loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not result_task.done():
+            # The kernel finished (or broke) its side without answering: let the tests
+            # know now instead of when their time runs out.
+            _hang_up(socket_path)
+        result = await result_task
+        if not loop_task.done():
+            await asyncio.wait({loop_task}, timeout=_INTERRUPT_GRACE)
+        if not loop_task.done():
+            loop_task.cancel()
+            with contextlib.suppress(BaseException):
+                await loop_task
             await self._after_deadline(index)
-        except _KernelGone:
+        elif isinstance(loop_task.exception(), _KernelGone):
             self._stop_reason(index, f" while test cell {grade_id} called it")
+        elif isinstance(loop_task.exception(), _Deadline):
+            await self._after_deadline(index)
         if result is None:
             outcome.outcome, outcome.points = "timed out", None
             outcome.message = f"the test cell did not finish within {self.cell_timeout:g} s"
@@ -675,6 +695,7 @@ class _Runner:
         msg_id = self.client.execute(
             code, silent=False, store_history=True, allow_stdin=False, stop_on_error=False
         )
+        self.running = msg_id
         return await self._drain(deadline, msg_id=msg_id, outputs=outputs)
 
     async def _drain(
@@ -750,6 +771,16 @@ class _Runner:
             reason = _SIGNAL_REASONS.get(name, "a crash or a kill")
             return f"the kernel was killed by {name}{where} ({reason})"
         return f"the kernel exited with status {code}{where} (os._exit, exit() or a crash)"
+
+
+def _hang_up(socket_path: str) -> None:
+    """Connect to the trusted tests' socket and close at once: a kernel that never connected
+    then reads as one that stopped answering."""
+    import socket
+
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(0.5)
+        connection.connect(socket_path)
 
 
 async def _receive(channel: Any) -> dict | None:

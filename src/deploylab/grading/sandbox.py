@@ -296,6 +296,8 @@ class SandboxHandle:
     scratch_dir: Path
     limits: Limits
     extra_binds: list[tuple[str, str]] = field(default_factory=list)
+    #: host directories the kernel sees at the same path, read-only (the trusted tests' sockets)
+    read_only_binds: list[str] = field(default_factory=list)
     uid: int | None = None
     _owner: tuple[int, int] | None = None
     _mode: int | None = None
@@ -365,7 +367,13 @@ class SandboxHandle:
         # bwrap creates missing parents of mount points as 0700 when privileged; make them
         # traversable for the unprivileged kernel.
         parents: set[Path] = set()
-        for path in [*python_paths, self.scratch_dir, *(Path(d) for _, d in self.extra_binds)]:
+        bound = [
+            *python_paths,
+            self.scratch_dir,
+            *(Path(d) for _, d in self.extra_binds),
+            *(Path(d) for d in self.read_only_binds),
+        ]
+        for path in bound:
             parents.update(p for p in path.parents if p != Path("/"))
         for parent in sorted(parents, key=lambda p: len(p.parts)):
             if str(parent) in ("/usr", "/tmp", "/dev", "/proc") or parent.parts[1:2] == ("usr",):
@@ -381,6 +389,8 @@ class SandboxHandle:
         options += ["--bind", scratch, scratch]
         for source, destination in self.extra_binds:
             options += ["--bind", source, destination]
+        for directory in self.read_only_binds:
+            options += ["--ro-bind", directory, directory]
         for fd in self.pass_fds():
             options += ["--seccomp", str(fd)]
         options += ["--chdir", scratch, "--clearenv"]

@@ -73,7 +73,7 @@ class KernelChannel:
     def _remaining(self) -> float:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise CellTimeout("the test cell ran out of time waiting for the submitted code")
+            raise _grader_message(CellTimeout(), "the test cell ran out of time")
         return remaining
 
     def request(self, message: dict) -> dict:
@@ -82,7 +82,9 @@ class KernelChannel:
             try:
                 self.connection, _ = self.listener.accept()
             except TimeoutError:
-                raise CellTimeout("the submitted code's kernel did not answer") from None
+                raise _grader_message(
+                    CellTimeout(), "the submitted code's kernel did not answer in time"
+                ) from None
         try:
             self.connection.settimeout(self._remaining())
             write_frame(self.connection, message)
@@ -184,14 +186,14 @@ def _update_in_place(original: Any, new: Any) -> None:
     if type(original) is not type(new):
         return
     if type(original) is list:
-        if len(original) == len(new):
-            for index, (old_item, new_item) in enumerate(zip(original, new, strict=True)):
-                if type(old_item) is type(new_item) and type(old_item) in (list, dict, set):
-                    _update_in_place(old_item, new_item)
-                else:
-                    original[index] = new_item
-        else:
-            original[:] = new
+        for index, new_item in enumerate(new[: len(original)]):
+            old_item = original[index]
+            if type(old_item) is type(new_item) and type(old_item) in (list, dict, set):
+                _update_in_place(old_item, new_item)
+            else:
+                original[index] = new_item
+        del original[len(new) :]
+        original.extend(new[len(original) :])
     elif type(original) is dict:
         for key in [key for key in original if key not in new]:
             del original[key]
@@ -269,6 +271,9 @@ class TrustedTests:
 
     def __init__(self) -> None:
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        #: what each student name was bound to (looked up again in every cell, so a name
+        #: the student redefines later is seen as it is now)
+        self.from_student: dict[str, Any] = {}
 
     def setup(self, source: str) -> dict:
         try:
@@ -289,7 +294,7 @@ class TrustedTests:
             self._bind_student_names(tree, channel)
             value = self._run(tree)
         except CellTimeout as error:
-            return _result(TIMED_OUT, 0.0, str(error))
+            return _result(TIMED_OUT, 0.0, _failure_message(error, tree))
         except BaseException as error:
             return _result(FAILED, 0.0, _failure_message(error, tree))
         finally:
@@ -298,22 +303,29 @@ class TrustedTests:
 
     def _bind_student_names(self, tree: ast.AST, channel: KernelChannel) -> None:
         for name in sorted(free_names(tree)):
-            if name in self.namespace or hasattr(builtins, name):
+            ours = name in self.namespace and self.namespace[name] is not self.from_student.get(
+                name, self
+            )
+            if ours or hasattr(builtins, name):
                 continue
+            self.namespace.pop(name, None)
             reply = channel.request({"op": "describe", "name": name})
             kind = reply.get("kind")
             if kind == "callable":
                 self.namespace[name] = StudentFunction(name, channel)
+                self.from_student[name] = self.namespace[name]
             elif kind == "value":
                 try:
                     self.namespace[name] = plain_data.from_tree(reply.get("value"))
                 except plain_data.NotPlainData:
                     raise _not_value(name) from None
+                self.from_student[name] = self.namespace[name]
             elif kind == "module":
                 module = reply.get("module")
                 if module not in sys.stdlib_module_names:
                     raise _not_value(name)
                 self.namespace[name] = __import__(module)
+                self.from_student[name] = self.namespace[name]
             elif kind != "missing":
                 raise _not_value(name)
 
