@@ -300,7 +300,7 @@ def test_every_submission_gets_its_status(graded_class):
         "caller-peek": ({"0"}, {"graded"}),
         "killed-before-tests": ({"-"}, {"kernel died"}),
         "fork-bomb": ({"-"}, {"needs review", "kernel died", "timed out"}),
-        "memory-bomb": ({maximum, "-"}, {"graded", "kernel died"}),
+        "memory-bomb": ({maximum, "-"}, {"graded", "kernel died", "timed out"}),
         "corrupt-json": ({"-"}, {"not a notebook"}),
         "empty-file": ({"-"}, {"not a notebook"}),
         "other-lab": ({"-"}, {"wrong lab"}),
