@@ -72,7 +72,16 @@ def run_bench(
         )
         started.append(
             subprocess.Popen(
-                [*cli, "serve", "forward-proxy", "--port", str(ports["forward"])], **quiet
+                [
+                    *cli,
+                    "serve",
+                    "forward-proxy",
+                    "--port",
+                    str(ports["forward"]),
+                    "--allow-destination",
+                    "127.0.0.0/8",
+                ],
+                **quiet,
             )
         )
         backend = f"http://127.0.0.1:{ports['origin']}"

@@ -55,6 +55,7 @@ def _serve_forward(args: argparse.Namespace) -> int:
             cache_size=args.cache_size,
             allow_clients=args.allow_clients or ("127.0.0.0/8", "::1/128"),
             connect_ports=args.connect_ports or (443,),
+            allow_destinations=args.allow_destination,
             add_forwarded_for=args.add_forwarded_for,
         )
     )
@@ -122,6 +123,14 @@ def register(commands) -> None:
         nargs="+",
         metavar="PORT",
         help="ports CONNECT may reach (default 443)",
+    )
+    p.add_argument(
+        "--allow-destination",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="loopback/private/link-local networks the proxy may still connect to (repeatable; "
+        "by default it connects only to public addresses)",
     )
     p.add_argument(
         "--add-forwarded-for",
