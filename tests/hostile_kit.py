@@ -169,20 +169,27 @@ class ServerProcess:
         self.process.stderr.close()
 
 
-def pipeline_without_reading(port: int, request: bytes, count: int, seconds: float) -> None:
-    """Send ``count`` pipelined copies of ``request`` and read nothing for ``seconds``."""
+def pipeline_without_reading(port: int, request: bytes, count: int, seconds: float) -> int:
+    """Send up to ``count`` pipelined copies of ``request`` within ``seconds`` and read
+    nothing; return how many were sent whole (a bounded server stops taking them)."""
+    block = request * max(1, 65536 // len(request))
+    sent_bytes = 0
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
-        data = request * count
         end = time.monotonic() + seconds
-        while data and time.monotonic() < end:
+        pending = b""
+        while sent_bytes < count * len(request) and time.monotonic() < end:
+            if not pending:
+                pending = block[: count * len(request) - sent_bytes]
             try:
-                sent = sock.send(data)
-                data = data[sent:]
+                sent = sock.send(pending)
+                sent_bytes += sent
+                pending = pending[sent:]
             except BlockingIOError:
                 time.sleep(0.01)
         time.sleep(max(0.0, end - time.monotonic()))
+    return sent_bytes // len(request)
 
 
 __all__ = [
