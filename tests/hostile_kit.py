@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from collections.abc import Callable
 import psutil
 
 from deploylab.loopback import free_port, wait_for_port
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3}) ")
 
 
 async def raw_exchange(
@@ -46,9 +49,8 @@ async def raw_exchange(
 
 
 def statuses(reply: bytes) -> list[int]:
-    """Status codes at the start of each response in ``reply`` (bodies here never contain
-    ``HTTP/1.1 ``)."""
-    return [int(part[:3]) for part in reply.split(b"HTTP/1.1 ")[1:]]
+    """Status codes of the status lines in ``reply`` (a line ``HTTP/1.x NNN ...``)."""
+    return [int(code) for code in _STATUS_LINE.findall(reply)]
 
 
 def status_of(reply: bytes) -> int | None:
