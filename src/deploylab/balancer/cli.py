@@ -92,8 +92,10 @@ def register(commands) -> None:
         group="bench",
     )
     p.add_argument("--backends", type=int, default=2)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    p.add_argument("--rounds", type=int, default=2, help="alternations nginx/deploylab")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    p.add_argument(
+        "--rounds", type=int, default=5, help="alternations nginx/deploylab (the spread is printed)"
+    )
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layer", type=int, choices=(4, 7), default=7)

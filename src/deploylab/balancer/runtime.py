@@ -55,7 +55,7 @@ from deploylab.balancer.core import (
 from deploylab.events import EventBus
 from deploylab.http.headers import HOP_BY_HOP
 from deploylab.http.messages import Limits
-from deploylab.http.parser import valid_host
+from deploylab.http.parser import VALID_HOST_BYTES
 from deploylab.http.server import default_max_connections
 
 __all__ = ["BackendStats", "Balancer", "parse_backend", "run_until_signal"]
@@ -162,11 +162,10 @@ _DROP = frozenset(
     | {b"content-length", b"x-forwarded-for", b"x-forwarded-proto", b"x-real-ip", b"expect"}
 )
 
-#: The end of a response's framing, read from its head (llhttp validates the head; these
-#: only find where the message ends, so that nothing after it is ever relayed).
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]+)[ \t]*\r\n", re.IGNORECASE)
-_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r]*chunked[ \t]*\r\n", re.IGNORECASE)
-_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding[ \t]*:", re.IGNORECASE)
+#: The end of a response's framing, read from its head (llhttp validates the head, and
+#: allows no space before the colon; this only finds where the message ends, so that nothing
+#: after it is ever relayed).
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked[ \t]*\r\n")
 _NO_HEAD = -3  # the response's head is not complete yet
 _UNTIL_CLOSE = -2  # the body runs until the backend closes
 _CHUNKED_BODY = -1  # the body is chunked: _ChunkedEnd finds its end
@@ -263,21 +262,24 @@ class _UpstreamConn(asyncio.Protocol):
 
     The response is relayed as it comes, but strictly: interim (1xx) answers are read past and
     not relayed, the message ends where its framing says (``Content-Length``, chunked, or no
-    body for HEAD/204/304), and a connection that had anything after that end is closed, never
-    pooled — otherwise those bytes would become the next client's answer.
+    body for HEAD/204/304) and llhttp must agree, and a connection that had anything after
+    that end is closed, never pooled — otherwise those bytes would become the next client's
+    answer. Before an idle connection carries a request, :meth:`has_unread` checks that
+    nothing arrived on it meanwhile.
     """
 
     __slots__ = (
         "balancer",
         "complete",
         "exchange",
-        "fd",
         "keep_alive",
         "left",
+        "parsed",
         "parser",
         "paused",
         "peer",
         "pending",
+        "poller",
         "scanner",
         "status",
         "transport",
@@ -287,9 +289,10 @@ class _UpstreamConn(asyncio.Protocol):
         self.balancer = balancer
         self.peer = peer
         self.transport = None
-        self.fd = -1
+        self.poller = None
         self.exchange: _Exchange | None = None
         self.parser = None
+        self.parsed = False  # llhttp reached the end of the last message
         self.scanner: _ChunkedEnd | None = None
         self.complete = False
         self.status = 0
@@ -301,7 +304,9 @@ class _UpstreamConn(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
+        if sock is not None:
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), select.POLLIN)
 
     def start(self) -> None:
         """Get ready for the response to a new request."""
@@ -313,14 +318,10 @@ class _UpstreamConn(asyncio.Protocol):
 
     def has_unread(self) -> bool:
         """Bytes (or a close) waiting on an idle connection: it must not carry a request."""
-        if self.fd < 0:
-            return True
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        return bool(poller.poll(0))
+        return self.poller is None or bool(self.poller.poll(0))
 
-    def on_headers_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()
+    def on_message_complete(self) -> None:
+        self.parsed = True
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
@@ -330,10 +331,12 @@ class _UpstreamConn(asyncio.Protocol):
             return
         balancer = self.balancer
         exchange.deadline = balancer._loop.time() + balancer.read_timeout  # per read
+        head = b""
         if self.left == _NO_HEAD:
-            data = self._head(exchange, self.pending + data if self.pending else data)
-            if data is None:
+            found = self._head(exchange, self.pending + data if self.pending else data)
+            if found is None:
                 return
+            head, data = found
         left = self.left
         if left >= 0:
             if len(data) > left:  # bytes after the response: relay none, pool nothing
@@ -344,26 +347,39 @@ class _UpstreamConn(asyncio.Protocol):
         elif left == _CHUNKED_BODY:
             try:
                 end = self.scanner.feed(data)
-                if end is not None and end < len(data):
-                    data = data[:end]
-                    self.keep_alive = False
-                self.parser.feed_data(data)
-            except (ValueError, httptools.HttpParserError):
-                balancer._attempt_failed(exchange, self, "invalid_header")
-                return
+            except ValueError:
+                end = None
+                self.left, self.keep_alive = _UNTIL_CLOSE, False  # llhttp raises below
+            if end is not None and end < len(data):
+                data = data[:end]
+                self.keep_alive = False
             done = end is not None
         else:
             done = False
+        parser = self.parser
+        if data and parser is not None:
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserError:
+                if exchange.sent_to_client:
+                    head = data = b""  # relay no more of a broken body; the client is cut off
+                balancer._attempt_failed(exchange, self, "invalid_header")
+                return
         client_transport = exchange.client.transport
-        if data and not client_transport.is_closing():  # (uvloop raises on a closed one)
-            client_transport.write(data)
+        if not client_transport.is_closing():  # (uvloop raises on a closed transport)
+            if head:
+                client_transport.write(head + data)  # one write, one segment
+            elif data:
+                client_transport.write(data)
         if done:
+            if parser is not None and not self.parsed:
+                self.keep_alive = False  # llhttp disagrees about the end: never reuse
             self.complete = True
             balancer._finished(exchange, self)
 
-    def _head(self, exchange: _Exchange, data: bytes) -> bytes | None:
-        """Read the head of the final response from ``data``: relay it (unless a retry takes
-        over) and return the body bytes after it; None while the head is incomplete."""
+    def _head(self, exchange: _Exchange, data: bytes) -> tuple[bytes, bytes] | None:
+        """Find the head of the final response in ``data``; return ``(head, body bytes after
+        it)``, or None while the head is incomplete or when a retry takes over."""
         start = 0
         while True:
             end = data.find(b"\r\n\r\n", start)
@@ -380,22 +396,29 @@ class _UpstreamConn(asyncio.Protocol):
             break
         self.pending = b""
         head = data[start : end + 4]
-        self.parser = httptools.HttpResponseParser(self)
+        parser = self.parser
+        if parser is None or not self.parsed:  # a new link, or one after a HEAD answer
+            parser = self.parser = httptools.HttpResponseParser(self)
+        self.parsed = False
         try:
-            self.parser.feed_data(head)
+            parser.feed_data(head)
         except httptools.HttpParserError:
             self.balancer._attempt_failed(exchange, self, "invalid_header")
             return None
-        status = self.status = self.parser.get_status_code()
+        status = self.status = parser.get_status_code()
+        self.keep_alive = parser.should_keep_alive()
+        lower = head.lower()
         if exchange.method == b"HEAD" or status in (204, 304):
             self.left = 0
-        elif _TRANSFER_ENCODING.search(head):
-            if _CHUNKED.search(head):
+            if exchange.method == b"HEAD":
+                self.parser = None  # llhttp would wait for the body a HEAD answer lacks
+        elif b"\r\ntransfer-encoding:" in lower:
+            if _CHUNKED.search(lower):
                 self.left, self.scanner = _CHUNKED_BODY, _ChunkedEnd()
             else:
                 self.left, self.keep_alive = _UNTIL_CLOSE, False
-        elif (length := _CONTENT_LENGTH.search(head)) is not None:
-            self.left = int(length[1])
+        elif (at := lower.find(b"\r\ncontent-length:")) >= 0:
+            self.left = int(lower[at + 17 : lower.index(b"\r\n", at + 17)])
         else:
             self.left, self.keep_alive = _UNTIL_CLOSE, False
         if not exchange.sent_to_client:
@@ -403,10 +426,7 @@ class _UpstreamConn(asyncio.Protocol):
                 return None
             exchange.sent_to_client = True
             exchange.status = status
-        client_transport = exchange.client.transport
-        if not client_transport.is_closing():
-            client_transport.write(head)
-        return data[end + 4 :]
+        return head, data[end + 4 :]
 
     def connection_lost(self, exc) -> None:
         idle = self.peer.data.get("idle")
@@ -577,7 +597,7 @@ class _ClientConn(asyncio.Protocol):
             lower = name.lower()
             if lower == b"host":
                 hosts += 1
-                if not valid_host(value.decode("latin-1")):
+                if VALID_HOST_BYTES.fullmatch(value) is None:
                     raise _Refused(400, b"Bad Request")
             elif lower == b"content-length":
                 has_body = has_body or bool(value.strip(b"0 "))

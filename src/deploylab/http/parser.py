@@ -16,7 +16,10 @@ from deploylab.http.messages import Headers, HTTPError, Limits, Request, Respons
 
 #: A ``Host`` value: a reg-name or IPv4 address, or an IPv6 literal, with an optional port
 #: (RFC 9110 §7.2, RFC 3986 §3.2.2). ``Host: a b`` or ``Host: a/b`` is refused (nginx: 400).
-_VALID_HOST = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
+_HOST_PATTERN = r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?"
+_VALID_HOST = re.compile(_HOST_PATTERN)
+#: The same rule for raw header bytes (the balancer's hot path does not decode headers).
+VALID_HOST_BYTES = re.compile(_HOST_PATTERN.encode())
 
 
 def valid_host(value: str) -> bool:
@@ -24,6 +27,8 @@ def valid_host(value: str) -> bool:
 
     >>> valid_host("shop.test:8080"), valid_host("[::1]:80"), valid_host("a b"), valid_host("a/b")
     (True, True, False, False)
+    >>> VALID_HOST_BYTES.fullmatch(b"a b") is None
+    True
     """
     return _VALID_HOST.fullmatch(value) is not None
 

@@ -77,7 +77,13 @@ def _nginx_reverse(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from deploylab.proxy.bench import run_bench
 
-    return run_bench(requests=args.requests, concurrency=args.concurrency, use_wrk=not args.no_wrk)
+    return run_bench(
+        requests=args.requests,
+        concurrency=args.concurrency,
+        use_wrk=not args.no_wrk,
+        seconds=args.seconds,
+        rounds=args.rounds,
+    )
 
 
 def register(commands) -> None:
@@ -189,4 +195,13 @@ def register(commands) -> None:
         "--no-wrk",
         action="store_true",
         help="use the built-in Python load generator even if wrk is present",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=3.0, help="seconds per wrk measurement (default 3)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="times each case is measured, in turn; the spread is printed (default 5)",
     )
