@@ -180,8 +180,9 @@ class _ChunkedEnd:
     >>> scanner = _ChunkedEnd()
     >>> scanner.feed(b"3\\r\\nabc\\r\\n0\\r\\n"), scanner.feed(b"\\r\\nEXTRA")
     (None, 2)
-    >>> _ChunkedEnd().feed(b"1;x=y\\r\\nz\\r\\n0\\r\\nTrailer: t\\r\\n\\r\\n")
-    31
+    >>> body = b"1;x=y\\r\\nz\\r\\n0\\r\\nTrailer: t\\r\\n\\r\\n"
+    >>> _ChunkedEnd().feed(body + b"HTTP/1.1 200 OK") == len(body)
+    True
     """
 
     __slots__ = ("line", "skip", "trailer")
