@@ -29,6 +29,7 @@ http {
     server {
         listen 127.0.0.1:{port};
         client_header_timeout 1s;
+        client_max_body_size 8m;
         client_body_timeout 1s;
         keepalive_timeout 1s;
         location / {
@@ -223,3 +224,17 @@ async def test_forwarded_for_chain_same_as_nginx(front):
             read_timeout=2,
         )
     assert b"X-Forwarded-For: 1.1.1.1, 2.2.2.2, 127.0.0.1\r\n" in backend.heads[0]
+
+
+@pytest.mark.parametrize("front", FRONTS)
+async def test_too_large_body_is_refused_before_it_is_sent_like_nginx(front):
+    backend = ScriptedBackend(lambda head, i: response(b"stored"))
+    async with backend, Front(front, backend) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(
+            b"POST /u HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % (9 * 1024 * 1024)
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.9)  # no 100 first
+        writer.close()
+    assert statuses(head) == [413] and backend.heads == []

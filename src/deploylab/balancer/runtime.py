@@ -602,6 +602,8 @@ class _ClientConn(asyncio.Protocol):
                     raise _Refused(400, b"Bad Request")
             elif lower == b"content-length":
                 has_body = has_body or bool(value.strip(b"0 "))
+                if int(value) > self.limits.max_body:  # refused before any body is read
+                    raise _Refused(413, b"Content Too Large")
             elif lower == b"transfer-encoding":
                 has_body = True
             elif lower == b"upgrade":

@@ -188,6 +188,9 @@ class RequestParser(_Base):
             lowered = name.lower()
             if lowered == "host" and not valid_host(value):
                 raise HTTPError(400, f"invalid Host header {value!r}")
+            if lowered == "content-length" and int(value) > self.limits.max_body:
+                # refuse now, as nginx does, instead of reading (or asking for) the body
+                raise HTTPError(413, f"body of {int(value)} bytes exceeds {self.limits.max_body}")
             if (
                 lowered == "expect"
                 and value.strip().lower() == "100-continue"
