@@ -306,3 +306,34 @@ def test_balancer_closes_idle_connections_to_serve_new_clients_when_descriptors_
             for sock in idle:
                 sock.close()
     assert status_of(reply) == 200
+
+
+async def test_absolute_form_target_reaches_the_backend_in_origin_form():
+    async with echo_backend() as backend, Balancer([backend.url]) as lb:
+        reply = await raw_exchange(
+            ("127.0.0.1", lb.port),
+            b"GET http://shop.test/cart?x=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+        )
+    assert status_of(reply) == 200 and reply.endswith(b"/cart?x=1")
+    assert b"Host: shop.test\r\n" in backend.heads[0] and b"other" not in backend.heads[0]
+
+
+async def test_200_slowloris_connections_are_cut_off_and_others_are_served_meanwhile():
+    limits = Limits(header_timeout=1.0)
+    async with echo_backend() as backend, Balancer([backend.url], limits=limits) as lb:
+        slow = []
+        for _ in range(200):
+            reader, writer = await asyncio.open_connection("127.0.0.1", lb.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-a: ")  # and never the rest
+            slow.append((reader, writer))
+        started = time.monotonic()
+        served = await raw_exchange(
+            ("127.0.0.1", lb.port),
+            b"GET /meanwhile HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        answers = await asyncio.wait_for(asyncio.gather(*(r.read() for r, _ in slow)), 10)
+        took = time.monotonic() - started
+        for _, writer in slow:
+            writer.close()
+    assert served.endswith(b"/meanwhile")
+    assert [status_of(answer) for answer in answers] == [408] * 200 and took < 5

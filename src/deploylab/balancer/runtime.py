@@ -221,6 +221,18 @@ class _ChunkedEnd:
         return None
 
 
+def _origin_form(target: bytes, headers: list) -> tuple[bytes, list]:
+    """An absolute-form target (RFC 9112 §3.2.2: a server must accept it) as the origin form
+    backends expect, its authority replacing ``Host`` — what nginx does.
+
+    >>> _origin_form(b"http://shop.test/cart?x=1", [(b"Host", b"other"), (b"Accept", b"*/*")])
+    (b'/cart?x=1', [(b'Accept', b'*/*'), (b'Host', b'shop.test')])
+    """
+    authority, _, path = target.partition(b"://")[2].partition(b"/")
+    rest = [(name, value) for name, value in headers if name.lower() != b"host"]
+    return b"/" + path, [*rest, (b"Host", authority)]
+
+
 class _Exchange:
     """One client request on its way through the balancer (possibly several attempts)."""
 
@@ -1167,6 +1179,8 @@ class Balancer:
     ) -> None:
         """Turn a parsed client request into an exchange and send its first attempt."""
         ip = client.client_ip
+        if target[:1] != b"/" and b"://" in target:
+            target, headers = _origin_form(target, headers)
         forwarded = None
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         drop = _DROP
