@@ -343,7 +343,7 @@ class _UpstreamConn(asyncio.Protocol):
             self.transport.close()
             return
         balancer = self.balancer
-        exchange.deadline = balancer._loop.time() + balancer.read_timeout  # per read
+        exchange.deadline = balancer.clock + balancer.read_timeout  # per read (coarse clock)
         head = b""
         if self.left == _NO_HEAD:
             found = self._head(exchange, self.pending + data if self.pending else data)
@@ -393,22 +393,26 @@ class _UpstreamConn(asyncio.Protocol):
     def _head(self, exchange: _Exchange, data: bytes) -> tuple[bytes, bytes] | None:
         """Find the head of the final response in ``data``; return ``(head, body bytes after
         it)``, or None while the head is incomplete or when a retry takes over."""
-        start = 0
-        while True:
-            end = data.find(b"\r\n\r\n", start)
-            if end < 0:
-                if len(data) - start > MAX_RESPONSE_HEAD:
-                    self.balancer._attempt_failed(exchange, self, "invalid_header")
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or data[9:10] == b"1":  # not the usual whole final head: take the long way
+            start = 0
+            while True:
+                end = data.find(b"\r\n\r\n", start)
+                if end < 0:
+                    if len(data) - start > MAX_RESPONSE_HEAD:
+                        self.balancer._attempt_failed(exchange, self, "invalid_header")
+                        return None
+                    self.pending = data[start:]
                     return None
-                self.pending = data[start:]
-                return None
-            code = data[start + 9 : start + 12]
-            if code[:1] == b"1" and code != b"101":
-                start = end + 4  # an interim answer (100 Continue, 103): never relayed
-                continue
-            break
+                code = data[start + 9 : start + 12]
+                if code[:1] == b"1" and code != b"101":
+                    start = end + 4  # an interim answer (100 Continue, 103): never relayed
+                    continue
+                break
+            data = data[start:]
+            end -= start
         self.pending = b""
-        head = data[start : end + 4]
+        head = data[: end + 4]
         parser = self.parser
         if parser is None or not self.parsed:  # a new link, or one after a HEAD answer
             parser = self.parser = httptools.HttpResponseParser(self)
@@ -420,12 +424,14 @@ class _UpstreamConn(asyncio.Protocol):
             return None
         status = self.status = parser.get_status_code()
         self.keep_alive = parser.should_keep_alive()
-        lower = head.lower()
         if exchange.method == b"HEAD" or status in (204, 304):
             self.left = 0
             if exchange.method == b"HEAD":
                 self.parser = None  # llhttp would wait for the body a HEAD answer lacks
-        elif b"\r\ntransfer-encoding:" in lower:
+        elif (at := head.find(b"\r\nContent-Length:")) >= 0:
+            # the usual spelling (llhttp has refused it together with Transfer-Encoding)
+            self.left = int(head[at + 17 : head.index(b"\r\n", at + 17)])
+        elif b"\r\ntransfer-encoding:" in (lower := head.lower()):
             if _CHUNKED.search(lower):
                 self.left, self.scanner = _CHUNKED_BODY, _ChunkedEnd()
             else:
@@ -471,6 +477,7 @@ class _ClientConn(asyncio.Protocol):
     """
 
     __slots__ = (
+        "answered",
         "balancer",
         "body",
         "body_bytes",
@@ -510,6 +517,7 @@ class _ClientConn(asyncio.Protocol):
         self.client_ip = b"127.0.0.1"
         self.upstream: _UpstreamConn | None = None  # the connection answering us now
         self.in_message = False
+        self.answered = False  # a keep-alive connection only counts as idle after an answer
         self.headers_done = False
         self.close_after = False
         self.continue_due = False
@@ -523,7 +531,7 @@ class _ClientConn(asyncio.Protocol):
         if peername:
             self.client_ip = peername[0].encode()
         balancer = self.balancer
-        self.last = balancer._loop.time()
+        self.last = balancer.clock
         balancer._clients.add(self)
         if len(balancer._clients) > balancer.max_connections:
             balancer._make_room()
@@ -533,7 +541,7 @@ class _ClientConn(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
-        self.last = self.balancer._loop.time()
+        self.last = self.balancer.clock
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -588,7 +596,7 @@ class _ClientConn(asyncio.Protocol):
         self.body_bytes = 0
         self.in_message = True
         self.headers_done = False
-        self.message_started = self.balancer._loop.time()
+        self.message_started = self.balancer.clock
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -663,7 +671,8 @@ class _ClientConn(asyncio.Protocol):
 
     def done(self, keep_alive: bool) -> None:
         self.upstream = None
-        self.last = self.balancer._loop.time()
+        self.answered = True
+        self.last = self.balancer.clock
         if not keep_alive:
             self.transport.close()
             return
@@ -897,6 +906,9 @@ class Balancer:
         self.control_port = control_port
         self.control_token = control_token
         self.control = None  # the ControlServer, when control_port is set
+        #: the loop's time, refreshed by the housekeeping task every 0.25 s: client and
+        #: upstream read timestamps use it, so the hot path makes no clock call per read
+        self.clock = 0.0
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: set = set()
@@ -931,6 +943,7 @@ class Balancer:
 
     async def start(self) -> Balancer:
         self._loop = asyncio.get_running_loop()
+        self.clock = self._loop.time()
         factory = (lambda: _ClientConn(self)) if self.layer == 7 else (lambda: _TcpClient(self))
         self._server = await self._loop.create_server(
             factory, self.host, self.port, reuse_address=True, backlog=1024
@@ -1077,7 +1090,7 @@ class Balancer:
             (
                 c
                 for c in self._clients
-                if isinstance(c, _ClientConn) and not c.busy and not c.in_message
+                if isinstance(c, _ClientConn) and c.answered and not c.busy and not c.in_message
             ),
             key=lambda c: c.last,
         )
@@ -1105,7 +1118,7 @@ class Balancer:
         last_metrics = 0.0
         while True:
             await asyncio.sleep(0.25)
-            now = self._loop.time()
+            now = self.clock = self._loop.time()
             for client in [c for c in self._clients if isinstance(c, _ClientConn)]:
                 client.check_time(now)
             for exchange in [e for e in self._inflight if e.deadline and e.deadline < now]:
