@@ -228,7 +228,8 @@ class ConnectionPool:
         got_bytes = False
         per_read = timeout if timeout is not None else self.read_timeout
         try:
-            await asyncio.wait_for(conn.writer.drain(), per_read)
+            if conn.writer.transport.get_write_buffer_size():  # (a timer only when it waits)
+                await asyncio.wait_for(conn.writer.drain(), per_read)
             while True:
                 chunk = await asyncio.wait_for(conn.reader.read(65536), per_read)
                 if not chunk:
