@@ -270,11 +270,33 @@ KEYBOARD_AND_OVERFLOW_JS = r"""
       if (node.parentElement && getComputedStyle(node.parentElement).cursor === "pointer") continue;
       unreachable.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: ${node.textContent.trim().slice(0, 30)}`);
     }
-    if (root.scrollWidth > root.clientWidth + 2) {
-      overflowing.push(`${root.className}: ${root.scrollWidth}px content in ${root.clientWidth}px`);
+    // What the learner sees: any visible part reaching past the notebook's right edge. (A
+    // widget's scrollWidth also counts hidden parts, such as a plot's unused tooltip.)
+    const edge = root.closest(".jp-WindowedPanel-outer, .jp-Notebook").getBoundingClientRect().right;
+    for (const node of [root, ...root.querySelectorAll("*")]) {
+      const r = node.getBoundingClientRect();
+      const s = getComputedStyle(node);
+      if (r.width < 1 || r.height < 1 || s.visibility === "hidden" || Number(s.opacity) === 0) continue;
+      if (r.right > edge + 8) {
+        overflowing.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: right edge at ${Math.round(r.right)}px, notebook ends at ${Math.round(edge)}px`);
+        break;
+      }
     }
   }
-  return { unreachable, overflowing };
+  // Squeezed: a flex item holding a sentence or a set of controls, crushed narrower than
+  // 100 px by its neighbours (the event log and the autoscaling controls once were).
+  const squeezed = [];
+  for (const root of roots) {
+    for (const node of root.querySelectorAll("*")) {
+      const parent = node.parentElement;
+      if (!parent || !getComputedStyle(parent).display.includes("flex")) continue;
+      if (getComputedStyle(parent).flexDirection.startsWith("column")) continue;
+      const r = node.getBoundingClientRect();
+      if (r.height < 1 || node.textContent.trim().length < 25) continue;
+      if (r.width < 100) squeezed.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: ${Math.round(r.width)}px wide`);
+    }
+  }
+  return { unreachable, overflowing, squeezed };
 }
 """
 
@@ -296,12 +318,14 @@ CONTROL_ROLES = (
 
 
 def widget_roots(page):
-    return page.locator(".jp-OutputArea-output .jupyter-widgets")
+    """Every widget output of the notebook (ipywidgets and anywidgets alike)."""
+    return page.locator(".jp-OutputArea-output > .lm-Widget")
 
 
 def unreadable_texts(page) -> list[str]:
     roots = widget_roots(page).element_handles()
     found = page.evaluate(WIDGET_TEXT_CONTRAST_JS, roots)
+    assert len(found) >= 3, f"the contrast check found only {len(found)} widget texts to measure"
     return [
         f"{item['text']!r} ({item['colour']} on {item['background']}, {item['ratio']:.2f}:1) in {item['where']}"
         for item in found
@@ -364,7 +388,9 @@ def test_lesson_runs_in_jupyterlab_and_its_widget_renders(
         page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}-dark.png"))
         problems["dark"] = unreadable_texts(page)
         page.set_viewport_size({"width": 1024, "height": 900})
-        page.wait_for_timeout(800)
+        # plots (bqplot) re-measure on the window's resize event, which a real resize sends
+        page.evaluate("window.dispatchEvent(new Event('resize'))")
+        page.wait_for_timeout(2000)
         widget.evaluate("node => node.scrollIntoView({block: 'center'})")
         page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}-dark-1024.png"))
         keyboard = page.evaluate(KEYBOARD_AND_OVERFLOW_JS, widget_roots(page).element_handles())
@@ -375,6 +401,9 @@ def test_lesson_runs_in_jupyterlab_and_its_widget_renders(
         assert not nameless, f"{lesson.name}: controls without an accessible name: {nameless}"
         assert not keyboard["unreachable"], (
             f"{lesson.name}: clickable but not reachable with Tab: {keyboard['unreachable']}"
+        )
+        assert not keyboard["squeezed"], (
+            f"{lesson.name}: widget parts squeezed at 1024 px: {keyboard['squeezed']}"
         )
         assert not keyboard["overflowing"], (
             f"{lesson.name}: widgets wider than the page at 1024 px: {keyboard['overflowing']}"
