@@ -90,16 +90,22 @@ def _bwrap_path() -> str | None:
 
 
 def check_available() -> str:
-    """Path of a working bwrap, or raise :class:`SandboxUnavailableError` saying what to do."""
-    from deploylab.grading.execute import SandboxUnavailableError
+    """Path of a working bwrap, or raise :class:`SandboxUnavailableError` saying what to do.
 
+    Cheap once probed, and imports nothing heavy (the nginx lab's checker calls it from the
+    trusted tests, which never load nbformat).
+    """
     path = _bwrap_path()
     if path is None:
+        from deploylab.grading.execute import SandboxUnavailableError
+
         raise SandboxUnavailableError(f"bubblewrap (bwrap) not found: {INSTALL_HINT}")
     if _privileged_mode():
         return path
     problem = _probe(path, privileged=False)
     if problem:
+        from deploylab.grading.execute import SandboxUnavailableError
+
         raise SandboxUnavailableError(
             f"bubblewrap (bwrap) is installed but cannot create a sandbox here: {problem}. "
             "Allow user namespaces (sysctl kernel.unprivileged_userns_clone=1) or grade as root, "
@@ -298,6 +304,13 @@ class SandboxHandle:
     extra_binds: list[tuple[str, str]] = field(default_factory=list)
     #: host directories the kernel sees at the same path, read-only (the trusted tests' sockets)
     read_only_binds: list[str] = field(default_factory=list)
+    #: host files shown read-only at another path (source, destination), e.g. a made-up
+    #: ``/etc/hosts`` for the nginx lab's sandbox
+    read_only_files: list[tuple[str, str]] = field(default_factory=list)
+    #: mount a ``/proc`` of the sandbox's own processes; without it, processes of the same
+    #: user cannot reach each other's open files through ``/proc/PID/fd`` (the nginx lab
+    #: runs the student's nginx next to the harness that reports on it)
+    mount_proc: bool = True
     uid: int | None = None
     _owner: tuple[int, int] | None = None
     _mode: int | None = None
@@ -351,7 +364,11 @@ class SandboxHandle:
         for etc_file in ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types"):
             if os.path.exists(etc_file):
                 options += ["--ro-bind", os.path.realpath(etc_file), etc_file]
-        options += ["--proc", "/proc", "--dev", "/dev"]
+        for source, destination in self.read_only_files:
+            options += ["--ro-bind", source, destination]
+        if self.mount_proc:
+            options += ["--proc", "/proc"]
+        options += ["--dev", "/dev"]
         options += ["--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         options += ["--perms", "1777", "--size", str(min(self.limits.tmp_bytes, 16 * 1024 * 1024))]
         options += ["--tmpfs", "/dev/shm"]
@@ -372,6 +389,7 @@ class SandboxHandle:
             self.scratch_dir,
             *(Path(d) for _, d in self.extra_binds),
             *(Path(d) for d in self.read_only_binds),
+            *(Path(d) for _, d in self.read_only_files),
         ]
         for path in bound:
             parents.update(p for p in path.parents if p != Path("/"))
