@@ -81,7 +81,9 @@ class _BackendProtocol(asyncio.Protocol):
                     "backend": backend.name,
                     "method": self.parser.get_method().decode("latin-1"),
                     "target": url.decode("latin-1"),
-                    "headers": [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers],
+                    "headers": [
+                        (n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers
+                    ],
                     "peer": peer[0],
                 }
             )

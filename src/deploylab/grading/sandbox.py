@@ -81,6 +81,8 @@ _BASE_ENVIRONMENT = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    # Lesson helpers that only show things (deploylab.nginx_lab.try_site) skip their work.
+    "DEPLOYLAB_GRADING": "1",
 }
 
 

@@ -16,7 +16,15 @@ import re
 __all__ = ["ConfigRejected", "block_path", "hint_for", "safe_text"]
 
 _QUOTED = re.compile(r'"([^"]*)"')
-_SAFE_QUOTED = re.compile(r"^[A-Za-z0-9_.:/${}=*~^\\\-]{1,60}$")
+#: Quoted pieces shown as they are: words, addresses, URLs, paths, placeholders, variables.
+_SAFE_QUOTED = re.compile(
+    r"^(?:[A-Za-z_][A-Za-z0-9_.\-]{0,40}"
+    r"|(?:https?://)?[A-Za-z0-9_.\-]{1,60}(?::\d{1,5})?(?:/[A-Za-z0-9_./\-]{0,60})?"
+    r"|/[A-Za-z0-9_./\-]{0,80}"
+    r"|\$\{[A-Z][A-Z0-9_]{0,20}\}(?::\d{1,5})?"
+    r"|\$[a-z_]{1,40}"
+    r"|[a-z_]+=[A-Za-z0-9_.${}]{0,20})$"
+)
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9 _.,:;\"'()\[\]{}$/=+*#@%!?~^|\\\-…]")
 _SITE_PATH = re.compile(r"\S*/(site(?:-next)?\.conf):(\d+)")
 _GRADER_PATH = re.compile(r"(/[^\s\"]*)?/dl-nginx-[^\s\"/]*")

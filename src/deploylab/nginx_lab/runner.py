@@ -84,8 +84,8 @@ def run_job(job: dict, *, sandboxed: bool = True) -> dict:
     """Run ``job`` (see :mod:`deploylab.nginx_lab.harness`) and return the harness's result.
 
     Sandboxed jobs go to this process's :class:`Session` (started on first use, restarted
-    after a job that failed or ran out of time). ``sandboxed=False`` runs the harness as an
-    ordinary child process on the real loopback (the lesson helper on a learner's own
+    after a job that failed or ran out of time). ``sandboxed=False`` runs the harness in a
+    thread of this process on the real loopback (the lesson helper on a learner's own
     machine, where the ports must then be free ones). Raises :class:`HarnessFailed` when no
     result comes back.
     """
@@ -103,24 +103,20 @@ def run_job(job: dict, *, sandboxed: bool = True) -> dict:
                 _SESSION.close()
                 _SESSION = None
                 raise
+    # Unsandboxed: run the harness in a thread of this process (no Python to start; the
+    # lesson helper on a learner's machine), nginx itself still a child process.
+    from deploylab.nginx_lab import harness
+
     prefix = Path(tempfile.mkdtemp(prefix="deploylab-nginx-lab-"))
+    answer: list[str] = []
     try:
         job["prefix"] = str(prefix)
-        command = [sys.executable, "-m", "deploylab.nginx_lab.harness"]
-        process = _popen(command, cwd=str(prefix), env=_plain_environment())
-        try:
-            out, err = process.communicate(json.dumps(job).encode(), timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise HarnessFailed(
-                f"the nginx lab harness did not finish within {timeout:g} s"
-            ) from None
-        finally:
-            _kill(process)
-        for line in out[:MAX_RESULT_BYTES].decode("utf-8", "replace").splitlines():
-            if line.startswith(job["token"]):
-                return _parse(line[len(job["token"]) :])
-        said = err.decode("utf-8", "replace").strip()[-800:]
-        raise HarnessFailed(f"the nginx lab harness gave no result: {said}")
+        worker = threading.Thread(target=lambda: answer.append(harness.run_one(job)), daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive() or not answer:
+            raise HarnessFailed(f"the nginx lab harness did not finish within {timeout:g} s")
+        return _parse(answer[0][len(job["token"]) :])
     finally:
         shutil.rmtree(prefix, ignore_errors=True)
 
