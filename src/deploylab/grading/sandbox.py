@@ -363,6 +363,9 @@ class SandboxHandle:
             options = ["/bin/sh", "-c", _JOIN_CGROUPS, "deploylab-sandbox"]
         options += [bwrap, *_namespace_options()]
         options += ["--ro-bind", "/usr", "/usr", *_merged_usr_links()]
+        # Made first and traversable: privileged bwrap would create it 0700 for the first
+        # file bound into it, leaving the files below unreadable for the sandbox's uid.
+        options += ["--perms", "0755", "--dir", "/etc"]
         for etc_file in ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types"):
             if os.path.exists(etc_file):
                 options += ["--ro-bind", os.path.realpath(etc_file), etc_file]

@@ -306,7 +306,7 @@ def _job(template: str, scenario: dict, steps: list[str] | None) -> dict:
         ],
         "listen": list(listen),
         "requests": scenario["requests"],
-        "deadline": 10 if scenario["kind"] == "reload" else 6,
+        "deadline": 15 if scenario["kind"] == "reload" else 10,
     }
     if scenario["kind"] == "reload":
         job["site"] = render(BEFORE_RELOAD, values)
