@@ -228,7 +228,11 @@ def test_reload_under_traffic_loses_nothing_and_a_restart_does(lab_sandbox):
     assert change["served_after"] == {"app-2": 4, "app-3": 4}
     assert good["tested_before_signal"] and change["steps_ok"] and change["running"]
     restart = check_site(AFTER_RELOAD, RELOAD_LESSON, ["nginx -s stop", "nginx"])["change"]
-    assert restart["failed"] > 0 and set(restart["failures"]) <= {"refused", "reset", "no HTTP answer"}
+    assert restart["failed"] > 0 and set(restart["failures"]) <= {
+        "refused",
+        "reset",
+        "no HTTP answer",
+    }
     assert restart["served_after"] == {"app-2": 4, "app-3": 4}
     twice = check_site(AFTER_RELOAD, RELOAD_LESSON, ["nginx -s reload", "nginx"])["change"]
     assert not twice["steps_ok"]  # starting a second master fails, as on a server
@@ -249,7 +253,9 @@ def test_a_config_that_never_lets_nginx_start(lab_sandbox):
     # nginx -t already tries the listening sockets: a privileged port, the app's own address.
     low_port = PROXY.replace("listen ${LISTEN};", "listen 127.0.0.1:80; # ${LISTEN}")
     message = rejection(low_port)
-    assert message.startswith("nginx -t rejected your configuration: [emerg] bind() to 127.0.0.1:80")
+    assert message.startswith(
+        "nginx -t rejected your configuration: [emerg] bind() to 127.0.0.1:80"
+    )
     assert "13: Permission denied" in message and "listen on ${LISTEN}" in message
     taken = PROXY.replace("listen ${LISTEN};", "listen ${APP}; # ${LISTEN}")
     message = rejection(taken)
