@@ -92,8 +92,9 @@ EXPECTED = {
         {
             cell: (
                 0,
+                # nginx reads "..." up to the next ";" or "{": the error is on line 5
                 'nginx -t rejected your configuration: [emerg] unknown directive "..." in '
-                "line 4 — look at line 4, inside server {",
+                "line 5 — look at line 5, inside server {",
             )
             for cell in (
                 "proxy-answers-tests",
