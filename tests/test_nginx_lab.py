@@ -180,6 +180,7 @@ def test_bad_templates_and_steps_are_refused_before_nginx_runs():
 # ---------------------------------------------------------------------------------------
 # a real nginx
 # ---------------------------------------------------------------------------------------
+@pytest.mark.nginx
 def test_a_correct_reverse_proxy_is_seen_by_the_app(lab_sandbox):
     report = check_site(PROXY, PROXY_LESSON)
     assert report["interfaces"] == ["lo"]  # its own network namespace: loopback only
@@ -197,6 +198,7 @@ def test_a_correct_reverse_proxy_is_seen_by_the_app(lab_sandbox):
         assert seen["x_forwarded_for"] == expected
 
 
+@pytest.mark.nginx
 def test_nginx_defaults_are_what_the_lab_says(lab_sandbox):
     """Without the three headers the app sees nginx's defaults (the lab's teaching text)."""
     bare = "server {\n listen ${LISTEN};\n location / { proxy_pass http://${APP}; }\n}\n"
@@ -206,6 +208,7 @@ def test_nginx_defaults_are_what_the_lab_says(lab_sandbox):
     assert seen["x_real_ip"] is None and seen["x_forwarded_for"] is None
 
 
+@pytest.mark.nginx
 def test_weights_split_exactly_like_smooth_weighted_round_robin(lab_sandbox):
     report = check_site(WEIGHTED, WEIGHTED_LESSON)
     assert report["served"] == {"app-1": 20, "app-2": 4, "app-3": 4}
@@ -220,6 +223,7 @@ def test_weights_split_exactly_like_smooth_weighted_round_robin(lab_sandbox):
     assert check_site(WEIGHTED, hidden)["served"] == {"app-1": 6, "app-2": 9, "app-3": 3}
 
 
+@pytest.mark.nginx
 @pytest.mark.slow
 def test_reload_under_traffic_loses_nothing_and_a_restart_does(lab_sandbox):
     good = check_site(AFTER_RELOAD, RELOAD_LESSON, ["nginx -t", "sudo nginx -s reload"])
@@ -238,6 +242,7 @@ def test_reload_under_traffic_loses_nothing_and_a_restart_does(lab_sandbox):
     assert not twice["steps_ok"]  # starting a second master fails, as on a server
 
 
+@pytest.mark.nginx
 def test_rejected_config_quotes_nginx_and_says_where_to_look(lab_sandbox):
     message = rejection(PROXY.replace("proxy_pass", "proxy_pas"))
     assert message.startswith(
@@ -249,6 +254,7 @@ def test_rejected_config_quotes_nginx_and_says_where_to_look(lab_sandbox):
     assert "already goes inside http" in rejection(notes)
 
 
+@pytest.mark.nginx
 def test_a_config_that_never_lets_nginx_start(lab_sandbox):
     # nginx -t already tries the listening sockets: a privileged port, the app's own address.
     low_port = PROXY.replace("listen ${LISTEN};", "listen 127.0.0.1:80; # ${LISTEN}")
@@ -266,6 +272,7 @@ def test_a_config_that_never_lets_nginx_start(lab_sandbox):
     assert check_site(PROXY, PROXY_LESSON)["answered"] == 6
 
 
+@pytest.mark.nginx
 def test_include_etc_shadow_finds_nothing(lab_sandbox):
     message = rejection(PROXY.replace("server {", "include /etc/shadow;\nserver {", 1))
     assert 'open() "/etc/shadow" failed (2: No such file or directory)' in message
@@ -273,6 +280,7 @@ def test_include_etc_shadow_finds_nothing(lab_sandbox):
     assert "root:" not in passwd and "No such file" in passwd
 
 
+@pytest.mark.nginx
 def test_root_and_alias_cannot_serve_the_instructors_files(lab_sandbox):
     master = ROOT / "autograder" / "source" / "nginx" / "nginx.ipynb"
     assert master.exists()
@@ -307,6 +315,7 @@ def test_root_and_alias_cannot_serve_the_instructors_files(lab_sandbox):
         assert status[path] == 404, path
 
 
+@pytest.mark.nginx
 def test_proxy_pass_to_an_outside_address_has_no_route(lab_sandbox):
     """203.0.113.1 (TEST-NET-3) is never reached: the namespace has no route out, so the
     connect fails at once with ENETUNREACH — no packet is sent, here or anywhere."""
@@ -323,6 +332,7 @@ def test_proxy_pass_to_an_outside_address_has_no_route(lab_sandbox):
     assert any("(101: Network is unreachable)" in line for line in result["error_log"])
 
 
+@pytest.mark.nginx
 def test_the_hosts_loopback_services_are_out_of_reach(lab_sandbox):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -352,6 +362,7 @@ def test_the_hosts_loopback_services_are_out_of_reach(lab_sandbox):
     assert {r["status"] for r in report["requests"]} == {502}
 
 
+@pytest.mark.nginx
 def test_nginx_cannot_write_into_the_harness_through_proc(lab_sandbox):
     """A forged result written to the harness's stdout would need /proc/PID/fd: there is no
     /proc, so nginx cannot open the log and does not start."""
@@ -360,6 +371,7 @@ def test_nginx_cannot_write_into_the_harness_through_proc(lab_sandbox):
     assert 'open() "/proc/2/fd/1" failed (2: No such file or directory)' in message
 
 
+@pytest.mark.nginx
 def test_huge_and_hanging_configs_are_bounded(lab_sandbox):
     # Big but under the limit: thousands of directives; nginx takes it, requests still work.
     locations = "".join(f"    location /l{i} {{ return 204; }}\n" for i in range(1800))
@@ -380,6 +392,7 @@ def test_huge_and_hanging_configs_are_bounded(lab_sandbox):
     assert check_site(PROXY, PROXY_LESSON)["answered"] == 6
 
 
+@pytest.mark.nginx
 def test_try_site_shows_what_the_app_saw(lab_sandbox, capsys, monkeypatch):
     monkeypatch.delenv("DEPLOYLAB_GRADING", raising=False)
     try_site(PROXY)

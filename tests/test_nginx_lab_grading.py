@@ -24,6 +24,8 @@ from test_grading_pipeline import (
 
 from deploylab.grading.autograde import autograde
 
+pytestmark = pytest.mark.nginx
+
 PROXY = """
 server {{
     listen ${{LISTEN}};

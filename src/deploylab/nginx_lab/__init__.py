@@ -21,7 +21,7 @@ from deploylab.nginx_lab.checks import (
     upstream_scenario,
 )
 from deploylab.nginx_lab.feedback import ConfigRejected
-from deploylab.nginx_lab.runner import HarnessFailed
+from deploylab.nginx_lab.runner import HarnessFailed, warm_up
 
 __all__ = [
     "BEFORE_RELOAD",
@@ -37,4 +37,5 @@ __all__ = [
     "render",
     "try_site",
     "upstream_scenario",
+    "warm_up",
 ]
