@@ -412,3 +412,16 @@ def test_root_never_runs_a_submitted_config_without_the_sandbox(monkeypatch):
     monkeypatch.setattr(runner, "sandbox_available", lambda: False)
     with pytest.raises(runner.HarnessFailed, match="bubblewrap"):
         check_site(PROXY, PROXY_LESSON)
+
+
+@pytest.mark.nginx
+def test_a_session_leaves_nothing_on_the_host(lab_sandbox):
+    """The sandbox's files live in its own tmpfs: once it runs, the host keeps no directory
+    for it (a grader killed with SIGKILL leaves nothing behind), and closing it ends bwrap."""
+    runner.warm_up()
+    session = runner._SESSION
+    assert session is not None and session.alive()
+    check_site(PROXY, PROXY_LESSON)
+    assert not session._scratch.exists() and not session._etc.exists()
+    session.close()
+    assert not session.alive()
