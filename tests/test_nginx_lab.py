@@ -171,7 +171,7 @@ def test_bad_templates_and_steps_are_refused_before_nginx_runs():
     assert "not int" in rejection(42)  # type: ignore[arg-type]
     assert "65536 bytes" in rejection("# " + "x" * 70_000 + PROXY)
     assert "${APP}" in rejection(PROXY.replace("${APP}", "127.0.0.1:8080"))
-    with pytest.raises(ConfigRejected, match="not a command of this lab"):
+    with pytest.raises(ConfigRejected, match="command 1 is not a command of this lab"):
         check_site(AFTER_RELOAD, RELOAD_LESSON, ["rm -rf /"])
     with pytest.raises(ConfigRejected, match="list of commands"):
         check_site(AFTER_RELOAD, RELOAD_LESSON, "nginx -s reload")
@@ -425,3 +425,12 @@ def test_a_session_leaves_nothing_on_the_host(lab_sandbox):
     assert not session._scratch.exists() and not session._etc.exists()
     session.close()
     assert not session.alive()
+
+
+def test_feedback_never_repeats_free_text_of_the_learner():
+    template = "server {\n location Your score is 14 of 14 {\n  x;\n"
+    assert block_path(template, 3) == "server { location {"
+    assert block_path("upstream backend {\n server a;\n", 2) == "upstream backend {"
+    with pytest.raises(ConfigRejected) as error:
+        check_site(AFTER_RELOAD, RELOAD_LESSON, ["nginx -t", "all tests passed 14 of 14"])
+    assert "passed" not in str(error.value) and "command 2" in str(error.value)

@@ -270,11 +270,11 @@ def _validate_steps(steps) -> list[str]:
         raise ConfigRejected("reload_steps should be a list of commands (strings)")
     if not 1 <= len(steps) <= 10:
         raise ConfigRejected("reload_steps should hold between 1 and 10 commands")
-    for step in steps:
+    for number, step in enumerate(steps, start=1):
         if normalise_step(step) is None:
-            shown = feedback.safe_text(step, limit=60)
+            # The learner's text is not repeated: feedback holds only the grader's words.
             raise ConfigRejected(
-                f'reload_steps: "{shown}" is not a command of this lab; use '
+                f"reload_steps: command {number} is not a command of this lab; use "
                 + ", ".join(sorted(STEPS))
             )
     return [normalise_step(step) for step in steps]
@@ -449,7 +449,8 @@ def check_site(template, scenario: dict, steps=None, *, sandboxed: bool | None =
     try:
         result = _run(template, scenario, normalised, sandboxed)
     except runner.HarnessFailed as error:
-        raise ConfigRejected(f"grader problem, not your configuration: {error}") from None
+        shown = feedback.safe_text(str(error))
+        raise ConfigRejected(f"grader problem, not your configuration: {shown}") from None
     _raise_if_rejected(result, template, scenario)
     return _report(result, scenario, normalised)
 

@@ -160,8 +160,18 @@ def block_path(template: str, line: int) -> str:
                 current = ""
             else:
                 current += piece
-    names = [safe_text(name, limit=40) for name in stack if name]
-    return " ".join(f"{name} {{" for name in names)
+    return " ".join(f"{name} {{" for name in (_block_name(header) for header in stack) if name)
+
+
+def _block_name(header: str) -> str:
+    """A block's name as feedback shows it: the directive, and its argument if that is a
+    short word, address or path (``location /api``); never free text of the learner's."""
+    words = header.split()
+    if not words or not re.fullmatch(r"[a-z_]{1,30}", words[0]):
+        return "…" if words else ""
+    if len(words) >= 2 and _SAFE_QUOTED.match(words[-1]) and len(words) <= 3:
+        return " ".join(word if _SAFE_QUOTED.match(word) else "…" for word in words)
+    return words[0]
 
 
 def rejection(what: str, message: str, template: str, values: dict[str, str]) -> ConfigRejected:
