@@ -434,3 +434,17 @@ def test_feedback_never_repeats_free_text_of_the_learner():
     with pytest.raises(ConfigRejected) as error:
         check_site(AFTER_RELOAD, RELOAD_LESSON, ["nginx -t", "all tests passed 14 of 14"])
     assert "passed" not in str(error.value) and "command 2" in str(error.value)
+
+
+@pytest.mark.nginx
+def test_try_site_without_a_sandbox_uses_free_ports(capsys, monkeypatch):
+    """Where no sandbox can be made (inside another sandbox, no bubblewrap), the helper runs
+    nginx on this machine's loopback, with every address moved to a free port."""
+    require_tool("nginx")
+    monkeypatch.delenv("DEPLOYLAB_GRADING", raising=False)
+    monkeypatch.setattr(runner, "sandbox_available", lambda: False)
+    try_site(PROXY)
+    out = capsys.readouterr().out
+    assert "${LISTEN} = 127.0.0.1:8000" not in out  # moved to a free port
+    assert "nginx -t: ok" in out
+    assert "| 127.0.0.20 | 203.0.113.7, 127.0.0.20" in out
