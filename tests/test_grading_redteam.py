@@ -118,3 +118,44 @@ def test_a_file_that_is_not_json_is_not_quoted_in_the_status(tmp_path):
     assert submission.result is not None and submission.result.status == "not a notebook"
     assert "SECRET-HASH" not in submission.result.detail
     assert "root:" not in submission.result.detail
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="the trusted process has no memory limit: a 16 MiB reply of empty sets costs it "
+    "~500 MB (about 30x), outside the sandbox; cap MAX_ENCODED_BYTES lower or give the "
+    "trusted process an address-space limit",
+)
+def test_a_reply_cannot_make_the_trusted_process_large():
+    import threading
+
+    import psutil
+
+    require_sandbox()
+    from adversarial import MEMORY_AMPLIFYING_REPLY
+
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        me = psutil.Process()
+        while not done.is_set():
+            for child in me.children(recursive=True):
+                try:
+                    if "deploylab.grading.trusted_tests" in " ".join(child.cmdline()):
+                        peak[0] = max(peak[0], child.memory_info().rss)
+                except psutil.Error:
+                    pass
+            done.wait(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        notebook = mini_lab(extra=[MEMORY_AMPLIFYING_REPLY])
+        with scratch_directory(Limits()) as scratch:
+            run_notebook(notebook, scratch, cell_timeout=15, notebook_timeout=60)
+    finally:
+        done.set()
+        watcher.join()
+    assert peak[0] < 256 * 1024 * 1024, f"trusted process peaked at {peak[0] >> 20} MiB"

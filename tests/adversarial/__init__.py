@@ -495,3 +495,14 @@ def _serve(path, namespace):
         conn.close()
 _cl.serve = _serve
 """
+
+#: Replaces the kernel's side of the call loop: every call is answered with a 16 MiB frame of
+#: 1.5 million empty sets, which the trusted process (outside the sandbox and its memory
+#: limits) turns into about 500 MB of Python objects.
+MEMORY_AMPLIFYING_REPLY = HASH_COLLISION_REPLY.replace(
+    """_BODY = ('{"returned":{"set":[' + ",".join('{"int":"%d"}' % (k * _M) for k in range(5, 200005))
+         + ']},"args_after":[null],"kwargs_after":{}}').encode()""",
+    """_BODY = ('{"returned":{"list":[' + ",".join(['{"set":[]}'] * 1_520_000)
+         + ']},"args_after":[null],"kwargs_after":{}}').encode()""",
+)
+assert MEMORY_AMPLIFYING_REPLY != HASH_COLLISION_REPLY
