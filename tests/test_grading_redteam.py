@@ -86,13 +86,14 @@ def test_output_is_bounded_for_the_whole_notebook():
 
 
 @pytest.mark.slow
-def test_a_reply_of_colliding_hashes_times_out_within_the_limit():
+def test_a_reply_of_colliding_hashes_earns_nothing_within_the_limit():
+    """Too large to decode (refused at once) or slow to decode (timed out): never points."""
     require_sandbox()
     notebook = mini_lab(extra=[HASH_COLLISION_REPLY])
     with scratch_directory(Limits()) as scratch:
         outcome = run_notebook(notebook, scratch, cell_timeout=3, notebook_timeout=60)
-    assert outcome.status == "timed out", outcome.detail
-    assert all(test.points is None for test in outcome.tests.values())
+    assert outcome.status in ("timed out", "graded"), outcome.detail
+    assert all(not test.points for test in outcome.tests.values())
     # each test cell: its limit, the trusted side's grace, the kernel's interrupt grace
     assert outcome.seconds < 2 * (3 + 5 + 3) + 20, outcome.seconds
 
@@ -121,12 +122,6 @@ def test_a_file_that_is_not_json_is_not_quoted_in_the_status(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the trusted process has no memory limit: a 16 MiB reply of empty sets costs it "
-    "~500 MB (about 30x), outside the sandbox; cap MAX_ENCODED_BYTES lower or give the "
-    "trusted process an address-space limit",
-)
 def test_a_reply_cannot_make_the_trusted_process_large():
     import threading
 

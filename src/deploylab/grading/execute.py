@@ -366,7 +366,10 @@ class _TrustedProcess:
         self.setup_sources: list[str] = []
 
     async def start(self) -> None:
+        limit = [f"--as={TRUSTED_MEMORY_BYTES}", "--"]
+        prlimit = shutil.which("prlimit")
         self.process = await asyncio.create_subprocess_exec(
+            *([prlimit, *limit] if prlimit else []),
             sys.executable,
             "-I",
             "-m",
@@ -408,6 +411,10 @@ class _TrustedProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), 5)
+
+
+#: Address space of the trusted test process (it decodes what the student's code returns).
+TRUSTED_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
 
 
 def _trusted_environment() -> dict[str, str]:
