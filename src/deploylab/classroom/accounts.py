@@ -123,3 +123,27 @@ def prepare_workspace(username: str, lessons: Path) -> Path:
             f"{completed.stderr.strip()[-500:]}"
         )
     return workspace
+
+
+def link_course(username: str, course_dir: Path) -> Path:
+    """``~username/deploylab/course``: a link to the course for an instructor's formgrader
+    (which only works on a course inside the server's root). Made as the instructor."""
+    account = pwd.getpwnam(username)
+    link = Path(account.pw_dir) / WORKSPACE / "course"
+    code = (
+        "import os, sys\n"
+        "link, target = sys.argv[1], sys.argv[2]\n"
+        "if not os.path.lexists(link):\n"
+        "    os.symlink(target, link)\n"
+    )
+    completed = subprocess.run(
+        ["/usr/bin/python3", "-I", "-c", code, str(link), str(course_dir)],
+        user=account.pw_uid,
+        group=account.pw_gid,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode != 0:
+        raise ClassroomError(f"could not link {link} to {course_dir}: {completed.stderr[-300:]}")
+    return link

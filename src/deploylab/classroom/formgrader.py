@@ -2,25 +2,34 @@
 
 Formgrader's "Autograde" button runs nbgrader's own autograde inside the instructor's server:
 the student's code would run as the instructor, with the instructor's files, network and
-environment, outside deploylab's sandbox. On the hub the instructor's nbgrader configuration
-replaces nbgrader's autograde steps with :class:`RefuseUnsandboxedAutograde`, which stops
-before any student code runs and says which command grades safely.
+environment, outside deploylab's sandbox; it also deletes the autograded notebook that
+deploylab's grading wrote. On the hub this Jupyter server extension (enabled for instructors
+only) replaces that action with a refusal that names the command that grades safely. The rest
+of formgrader (browsing submissions, manual grading, the gradebook) is unchanged.
 """
 
 from __future__ import annotations
 
-from nbconvert.preprocessors import Preprocessor
-
-__all__ = ["REFUSAL", "RefuseUnsandboxedAutograde"]
+__all__ = ["REFUSAL", "refuse_unsandboxed_autograde"]
 
 REFUSAL = (
-    "formgrader's autograde would run student code unsandboxed, as you; on this hub grade with "
-    "'deploylab classroom grade LAB' in a terminal (bubblewrap sandbox, feedback released)"
+    "Autograde from formgrader is turned off on this hub: it would run student code "
+    "unsandboxed, as you. Grade in a terminal with 'deploylab classroom grade LAB' "
+    "(bubblewrap sandbox; feedback is released to students)."
 )
 
 
-class RefuseUnsandboxedAutograde(Preprocessor):
-    """An nbgrader autograde step that refuses to run (see the module docstring)."""
+def refuse_unsandboxed_autograde(self, assignment_id, student_id):
+    """Stands in for ``NbGraderAPI.autograde``: nothing runs; formgrader shows the refusal."""
+    return {"success": False, "error": REFUSAL, "log": REFUSAL}
 
-    def preprocess(self, nb, resources):
-        raise RuntimeError(REFUSAL)
+
+def _jupyter_server_extension_points():
+    return [{"module": "deploylab.classroom.formgrader"}]
+
+
+def _load_jupyter_server_extension(server_app) -> None:
+    from nbgrader.apps.api import NbGraderAPI
+
+    NbGraderAPI.autograde = refuse_unsandboxed_autograde
+    server_app.log.info("deploylab: formgrader's unsandboxed autograde is turned off")

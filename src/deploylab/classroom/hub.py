@@ -70,11 +70,9 @@ def _nbgrader_settings(classroom: Classroom, role: str) -> str:
     ]
     if role == "instructor":
         lines += [
-            f"c.CourseDirectory.root = {str(classroom.course_dir)!r}",
-            # Formgrader's Autograde button would run student code unsandboxed, as the
-            # instructor: refuse it there; 'deploylab classroom grade LAB' grades in bubblewrap.
-            "c.Autograde.autograde_preprocessors = "
-            "['deploylab.classroom.formgrader.RefuseUnsandboxedAutograde']",
+            # Formgrader works only on a course inside the server's root: the workspace holds
+            # a link to the course ('deploylab classroom up' makes it).
+            f"c.CourseDirectory.root = os.path.expanduser('~/{WORKSPACE}/course')",
         ]
     return "\n".join(lines) + "\n"
 
@@ -84,8 +82,11 @@ def write_role_configs(classroom: Classroom) -> None:
     for role in ("student", "instructor"):
         directory = classroom.config_dir(role)
         _write(directory / "nbgrader_config.py", _nbgrader_settings(classroom, role))
-        disabled_extensions = STUDENT_DISABLED_SERVER_EXTENSIONS if role == "student" else ()
-        server = {"ServerApp": {"jpserver_extensions": dict.fromkeys(disabled_extensions, False)}}
+        if role == "student":
+            extensions = dict.fromkeys(STUDENT_DISABLED_SERVER_EXTENSIONS, False)
+        else:  # formgrader, without its unsandboxed Autograde button
+            extensions = {"deploylab.classroom.formgrader": True}
+        server = {"ServerApp": {"jpserver_extensions": extensions}}
         _write(directory / "jupyter_server_config.json", json.dumps(server, indent=1))
         plugins = STUDENT_DISABLED_LAB_PLUGINS if role == "student" else ()
         page = {"disabledExtensions": dict.fromkeys(plugins, True)}
@@ -177,6 +178,16 @@ def lay_out_course(
         directory.chmod(mode)
 
 
+def protect_checkout(root: Path, *, log=print) -> None:
+    """Make the checkout's ``autograder/`` (masters with solutions and hidden tests) readable
+    by its owner only: students share this machine, and the hub's course is a copy."""
+    autograder = root / "autograder"
+    mode = autograder.stat().st_mode
+    if mode & 0o007:
+        autograder.chmod(mode & ~0o007)
+        log(f"classroom: {autograder} is no longer readable by other users (hidden tests)")
+
+
 def _hub_config(classroom: Classroom, ports: dict[str, int], token: str, settings: dict) -> str:
     venv = classroom.venv
     admins = set(classroom.instructors)
@@ -237,7 +248,7 @@ c.JupyterHub.load_roles = [
     }},
     {{
         "name": "deploylab-classroom",
-        "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users"],
+        "scopes": ["admin:users", "admin:servers", "tokens", "list:users", "read:users", "proxy"],
         "services": ["deploylab-classroom"],
     }},
 ]
@@ -306,6 +317,7 @@ def bring_up(
         )
     install.install_environment(prefix, log=log)
     root = install.project_root()
+    protect_checkout(root, log=log)
     for member in members:
         accounts.ensure_account(member, course)
     lay_out_course(classroom, root / "autograder", root / "lessons", members)
@@ -313,6 +325,8 @@ def bring_up(
     classroom.save()
     for member in members:
         accounts.prepare_workspace(member.username, classroom.state_dir / "lessons")
+        if member.is_instructor:
+            accounts.link_course(member.username, classroom.course_dir)
     token_file = classroom.hub_dir / "service-token"
     if not token_file.is_file():
         _write(token_file, secrets.token_hex(32), mode=0o600)
