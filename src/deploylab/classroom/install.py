@@ -121,6 +121,7 @@ def install_environment(prefix: Path = DEFAULT_PREFIX, *, log=print) -> Path:
             "npm install",
         )
     patch_validate_message(venv)
+    write_lab_settings(venv)
     # Build directories pip leaves behind may not be readable by students.
     for path in (venv, prefix / "node"):
         subprocess.run(["chmod", "-R", "a+rX", str(path)], check=False)
@@ -145,3 +146,18 @@ def patch_validate_message(venv: Path) -> list[Path]:
             script.write_text(text.replace(NBGRADER_VALIDATE_SUCCESS, VALIDATE_SUCCESS), "utf-8")
             changed.append(script)
     return changed
+
+
+#: JupyterLab settings every classroom server starts with: no news or update checks (the
+#: hub may have no internet, and a class should not see the prompt).
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}
+}
+
+
+def write_lab_settings(venv: Path) -> Path:
+    """JupyterLab's settings overrides in ``venv`` (see :data:`LAB_SETTINGS`)."""
+    overrides = venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    overrides.parent.mkdir(parents=True, exist_ok=True)
+    overrides.write_text(json.dumps(LAB_SETTINGS, indent=1) + "\n", encoding="utf-8")
+    return overrides
