@@ -321,6 +321,26 @@ def _direct_status(hub, server_path: str, api: str, token: str) -> int:
         return error.code
 
 
+@pytest.mark.timeout(900)
+def test_two_students_run_the_same_lesson_at_once_without_root(hub, sessions):
+    """Lessons work for ordinary accounts: the nginx lesson (nginx unprivileged, own prefix,
+    servers on port 0) run by two students at the same time in their own kernels."""
+    import concurrent.futures
+
+    import nbformat
+
+    from deploylab.classroom.client import run_cells
+
+    lesson = nbformat.read(ROOT / "lessons" / "04-nginx-and-zero-downtime.ipynb", as_version=4)
+    cells = [cell.source for cell in lesson.cells if cell.cell_type == "code"]
+    pair = hub.students[:2]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        errors = dict(
+            zip(pair, pool.map(lambda n: run_cells(sessions[n], cells, 600), pair), strict=True)
+        )
+    assert errors == {name: [] for name in pair}
+
+
 def test_down_stops_the_hub_and_every_server(hub, sessions):
     """Last in this module: 'classroom down' leaves nothing of the class running."""
     import subprocess

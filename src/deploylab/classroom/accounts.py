@@ -96,6 +96,9 @@ for source in sorted(lessons.glob("*.ipynb")):
     if not (destination.exists() or destination.is_symlink()):
         shutil.copyfile(source, destination)
 """
+#: The kernel's name as JupyterLab writes it into a notebook it opens; a copy that says
+#: otherwise is marked changed the moment it is opened.
+KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
 
 
 def prepare_workspace(username: str, lessons: Path) -> Path:

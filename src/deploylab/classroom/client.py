@@ -105,3 +105,83 @@ class HubSession:
         if status >= 400:
             raise LoginError(f"{method} /user/{self.username}/api{path}: HTTP {status}")
         return json.loads(text) if text else None
+
+
+def run_cells(session: HubSession, cells: list[str], timeout: float = 300) -> list[str]:
+    """Run ``cells`` one after another in a new kernel of the person's own server (over the
+    kernel websocket, as JupyterLab does); returns the errors raised (empty: all ran)."""
+    import asyncio
+
+    status, _, text = session.request(
+        f"/user/{session.username}/api/kernels", method="POST", body={"name": "python3"}
+    )
+    if status != 201:
+        raise LoginError(f"{session.username}: no kernel (HTTP {status} {text[:200]!r})")
+    kernel_id = json.loads(text)["id"]
+    try:
+        return asyncio.run(asyncio.wait_for(_run_cells(session, kernel_id, cells), timeout))
+    except TimeoutError:
+        return [f"timed out after {timeout:.0f} s"]
+    finally:
+        session.request(f"/user/{session.username}/api/kernels/{kernel_id}", method="DELETE")
+
+
+async def _run_cells(session: HubSession, kernel_id: str, cells: list[str]) -> list[str]:
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    session_id = uuid.uuid4().hex
+    url = session.url.replace("http://", "ws://", 1)
+    request = HTTPRequest(
+        f"{url}/user/{session.username}/api/kernels/{kernel_id}/channels?session_id={session_id}",
+        headers={"Authorization": f"token {session.token}"},
+    )
+    connection = await websocket_connect(request, max_message_size=64 << 20)
+    errors: list[str] = []
+    try:
+        for code in cells:
+            message_id = uuid.uuid4().hex
+            message = {
+                "header": {
+                    "msg_id": message_id,
+                    "msg_type": "execute_request",
+                    "username": session.username,
+                    "session": session_id,
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": True,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+                "channel": "shell",
+                "buffers": [],
+            }
+            await connection.write_message(json.dumps(message))
+            while True:
+                raw = await connection.read_message()
+                if raw is None:
+                    raise LoginError(f"{session.username}: the kernel connection closed")
+                if isinstance(raw, bytes):
+                    continue  # binary widget buffers
+                reply = json.loads(raw)
+                if reply.get("parent_header", {}).get("msg_id") != message_id:
+                    continue
+                if reply["msg_type"] == "error":
+                    content = reply["content"]
+                    errors.append(f"{content.get('ename')}: {content.get('evalue')}")
+                if reply["msg_type"] == "execute_reply":
+                    break
+            if errors:
+                break
+    finally:
+        connection.close()
+    return errors

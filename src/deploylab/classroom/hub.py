@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from deploylab.classroom import accounts, install, limits
+from deploylab.classroom.accounts import KERNEL_DISPLAY_NAME
 from deploylab.classroom.layout import (
     DEFAULT_PREFIX,
     WORKSPACE,
@@ -46,6 +47,18 @@ STUDENT_DISABLED_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.formgrader",
     "nbgrader.server_extensions.course_list",
 )
+
+
+def match_running_kernel(notebook: Path) -> None:
+    """Name the kernel in a learner's copy of a notebook as the running kernel reports it, so
+    opening the notebook does not mark it changed (the committed files say 'Python 3')."""
+    data = json.loads(notebook.read_text(encoding="utf-8"))
+    kernelspec = data.setdefault("metadata", {}).setdefault("kernelspec", {})
+    if kernelspec.get("name", "python3") == "python3":
+        kernelspec.update(
+            {"name": "python3", "language": "python", "display_name": KERNEL_DISPLAY_NAME}
+        )
+        notebook.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", "utf-8")
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -129,6 +142,8 @@ def lay_out_course(
         shutil.rmtree(state / "lessons")
     shutil.copytree(lessons, state / "lessons", ignore=shutil.ignore_patterns(".ipynb_*"))
     for path in [state / "lessons", *(state / "lessons").rglob("*")]:
+        if path.suffix == ".ipynb":
+            match_running_kernel(path)
         path.chmod(0o755 if path.is_dir() else 0o644)
     # The course: hidden tests and gradebook; instructors only (setgid: files stay in group).
     course = classroom.course_dir

@@ -55,6 +55,8 @@ def _check_can_write_course(classroom: Classroom) -> None:
 def release(classroom: Classroom, lab: str, *, log=print) -> Path:
     """Generate the student version of ``lab`` and put it in the exchange's outbound folder,
     where the Assignments panel lists it; returns the outbound directory."""
+    from deploylab.classroom.hub import match_running_kernel
+
     _check_can_write_course(classroom)
     status = _grade_cli("grade", "release", lab, *_course_options(classroom))
     if status != 0:
@@ -66,6 +68,8 @@ def release(classroom: Classroom, lab: str, *, log=print) -> Path:
         shutil.rmtree(staging)
     shutil.copytree(student_version, staging)
     for path in [staging, *staging.rglob("*")]:
+        if path.suffix == ".ipynb":
+            match_running_kernel(path)
         path.chmod(0o755 if path.is_dir() else 0o644)
     target = outbound / lab
     if target.exists():
