@@ -19,7 +19,7 @@ import pytest
 from classroom_support import PASSWORD, ROOT, running_classroom
 from test_browser import CHROMIUM_ARGS, chromium_binary
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.root]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(1500)]
 
 LAB = "ip-basics"
 #: The instructor's answers, by the function each answer cell defines.

@@ -22,7 +22,7 @@ from classroom_support import PASSWORD, ROOT, answered, running_classroom
 
 from deploylab.classroom.client import HubSession
 
-pytestmark = [pytest.mark.slow, pytest.mark.root]
+pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
