@@ -44,9 +44,10 @@ TIMED_OUT = "timed out"
 KERNEL_DIED = "kernel died"
 NOT_A_NOTEBOOK = "not a notebook"
 WRONG_LAB = "wrong lab"
+MISSING = "missing"  # only other labs' notebooks were handed in: nothing of this lab
 NEEDS_REVIEW = "needs review"
 #: Every status a submission can end with.
-STATUSES = (GRADED, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, WRONG_LAB, NEEDS_REVIEW)
+STATUSES = (GRADED, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, WRONG_LAB, MISSING, NEEDS_REVIEW)
 
 #: Bump when grading changes in a way that should invalidate stored results.
 PIPELINE_VERSION = "2"
@@ -526,6 +527,10 @@ def _prepare(
         where = (
             f"it is the {others[0]!r} lab" if others else f"it has none of the {lab!r} lab's cells"
         )
+        if others and path.name != f"{lab}.ipynb":
+            return decided(
+                MISSING, f"no {lab}.ipynb handed in ({path.name} is the {others[0]!r} lab)"
+            )
         return decided(WRONG_LAB, f"{path.name}: {where}")
     try:
         submission.notebook = merge_submission(instructor, released, notebook)
