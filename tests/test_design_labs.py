@@ -204,7 +204,18 @@ def grade(tmp_path, lab: str, submissions: dict[str, nbformat.NotebookNode]):
     folder = tmp_path / "submissions"
     for student, notebook in submissions.items():
         write_submission(folder, student, notebook, f"{lab}.ipynb")
-    results = autograde(course, lab, folder, jobs=2, sandbox=SANDBOX, progress=False)
+    # Generous timeouts: the labs' older function tests make thousands of calls across the
+    # boundary, and this machine is shared; the limits themselves are tested elsewhere.
+    results = autograde(
+        course,
+        lab,
+        folder,
+        jobs=2,
+        sandbox=SANDBOX,
+        progress=False,
+        cell_timeout=120,
+        notebook_timeout=900,
+    )
     return {result.student: result for result in results}
 
 
@@ -414,7 +425,12 @@ def autoscaling_results(tmp_path_factory):
             "maintain": maintain.replace("version=2, ", ""),
         },
         "overfitted": {"tuning": tuning_source(tuning(dict(TT, target=68)))},
-        "lazy-target": {"tuning": tuning_source(tuning(dict(TT, target=90)))},
+        "lazy-target": {
+            "tuning": tuning_source(tuning(dict(TT, target=90))),
+            "maintain": maintain.replace(
+                'cannot_change = "launch configuration"', 'cannot_change = "launch template"'
+            ),
+        },
         "malformed": {"tuning": tuning_source(dict(tuning(TT), cooldown=300))},
     }
     submissions = {student: answered(lab, answers) for student, answers in wrong.items()}
@@ -473,8 +489,12 @@ OTHER_COST = "On another week of the same shape the group costs more than the bu
         ("overfitted", {"tuning-other-weeks-tests": (0, OTHER_SLO)}, 5 + 2 + 2 + 3),
         (
             "lazy-target",
-            {"tuning-slo-tests": (0, SLO), "tuning-other-weeks-tests": (0, OTHER_SLO)},
-            3 + 2 + 2 + 3,
+            {
+                "tuning-slo-tests": (0, SLO),
+                "tuning-other-weeks-tests": (0, OTHER_SLO),
+                "maintain-tests": (0, "a launch configuration is immutable"),
+            },
+            3 + 2 + 2 + 0,
         ),
         (
             "malformed",
@@ -531,3 +551,16 @@ def load_balancing_results(tmp_path_factory):
 def test_wrong_load_balancing_answers(load_balancing_results, student, expected, total):
     """Totals: layers (3) and scale (2) — plus the untouched functions of parts 1-3 (10)."""
     check(load_balancing_results[student], expected, total + 10)
+
+
+# -- proxies ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_wrong_proxy_kind(tmp_path):
+    lab = "proxies"
+    wrong = solution_of(lab, "proxy-kinds").replace('"F": "forward"', '"F": "reverse"')
+    results = grade(tmp_path, lab, {"hides-clients": answered(lab, {"proxy-kinds": wrong})})
+    check(
+        results["hides-clients"],
+        {"proxy-kinds-tests": (0, "F: hiding the clients from the servers is a forward proxy")},
+        13,
+    )
