@@ -174,6 +174,9 @@ def graded_class(tmp_path_factory):
         ),
         "script-output": _with_extra(complete, corpus.SCRIPT_OUTPUT),
         "killed-before-tests": _with_extra(complete, corpus.KILLED_BEFORE_TESTS),
+        "imports-reference": _with_extra(
+            complete, "from deploylab.vpc.addressing import classful_class  # the answer key"
+        ),
         "edited-tests-and-metadata": edited,
         "=HYPERLINK(0)": complete,
     }
@@ -299,6 +302,7 @@ def test_every_submission_gets_its_status(graded_class):
         "always-equal": ({"0"}, {"graded"}),
         "caller-peek": ({"0"}, {"graded"}),
         "killed-before-tests": ({"-"}, {"kernel died"}),
+        "imports-reference": ({"-"}, {"needs review"}),
         "fork-bomb": ({"-"}, {"needs review", "kernel died", "timed out"}),
         "memory-bomb": ({maximum, "-"}, {"graded", "kernel died", "timed out"}),
         "corrupt-json": ({"-"}, {"not a notebook"}),

@@ -446,7 +446,7 @@ def test_feedback_never_shows_hidden_tests(ip_basics_batch, ip_basics_table):
     assert "Partly passed" in pages["partial-7"] and "Partly passed" in pages["partial-8"]
     # What the snooper's code printed (its callers' source) is nowhere on its page.
     assert "linecache" not in pages["snooper"].split("Your answer")[0]
-    assert "Score: 5 / 9" in pages["snooper"]  # to_binary and prefix size; classes unanswered
+    assert "Score: <b>5 / 9</b>" in pages["snooper"]  # to_binary and prefix size only
 
 
 @pytest.mark.slow

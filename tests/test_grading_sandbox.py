@@ -298,3 +298,26 @@ def test_seccomp_blocks_namespace_and_kernel_interfaces_but_not_ordinary_work(tm
         assert f"CALL {name} -1 1" in text, text  # EPERM
     assert "SUBPROCESS fine" in text and "THREAD fine" in text
     assert _passed(outcome) == {"double-tests": True, "negative-tests": True}
+
+
+@pytest.mark.slow
+def test_the_reference_implementation_is_out_of_the_kernels_reach(tmp_path):
+    """Only the deploylab modules the setup cells import exist in a grading kernel: an
+    obfuscated import of the reference the hidden tests compare with finds nothing."""
+    require_sandbox()
+    probe = (
+        "import importlib\n"
+        "for name in ['deploylab.auto' + 'scale', 'deploylab.vpc', 'deploylab.deploy']:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "        print('IMPORTED', name)\n"
+        "    except ImportError:\n"
+        "        print('BLOCKED', name)\n"
+    )
+    outcome = run_notebook(
+        mini_lab(CORRECT, extra=[probe]), tmp_path / "s", package_modules=("deploylab.deploy",)
+    )
+    text = _text(outcome.notebook.cells[3])
+    assert "BLOCKED deploylab.autoscale" in text and "BLOCKED deploylab.vpc" in text
+    assert "IMPORTED deploylab.deploy" in text  # what the setup needs stays importable
+    assert _passed(outcome) == {"double-tests": True, "negative-tests": True}

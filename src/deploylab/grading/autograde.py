@@ -34,7 +34,9 @@ __all__ = [
     "format_table",
     "load_results",
     "merge_submission",
+    "reference_imports",
     "score_tests",
+    "setup_imports",
 ]
 
 GRADED = "graded"
@@ -222,6 +224,7 @@ def _run(
     cell_timeout: float,
     notebook_timeout: float,
     trusted_dir: Path,
+    package_modules: tuple[str, ...] | None,
 ):
     from deploylab.grading.execute import run_notebook
 
@@ -232,6 +235,7 @@ def _run(
         cell_timeout=cell_timeout,
         notebook_timeout=notebook_timeout,
         trusted_dir=trusted_dir,
+        package_modules=package_modules,
     )
 
 
@@ -260,6 +264,77 @@ class _Submission:
     notebook: object = None  # merged notebook to execute
     max_score: float = 0.0
     timestamp: str = ""
+    review: str = ""  # a reason a person must look at it, whatever it scores
+
+
+def setup_imports(instructor) -> dict[str, set[str]]:
+    """What the lab's locked setup cells import from deploylab: {module: names} (an empty set
+    for ``import module``). Grading kernels can import these modules and nothing else of the
+    package, and a student's own import of anything else is flagged for review.
+
+    >>> import nbformat.v4 as v4
+    >>> setup = v4.new_code_cell("from deploylab.deploy import Step\\nimport math")
+    >>> setup.metadata["nbgrader"] = {"locked": True, "grade": False, "solution": False}
+    >>> setup_imports(v4.new_notebook(cells=[setup]))
+    {'deploylab.deploy': {'Step'}}
+    """
+    imports: dict[str, set[str]] = {}
+    for cell in instructor.cells:
+        meta = _nbgrader_meta(cell)
+        if cell.get("cell_type") != "code" or not meta.get("locked") or meta.get("grade"):
+            continue
+        for module, names in _deploylab_imports(str(cell.source)):
+            imports.setdefault(module, set()).update(names)
+    return imports
+
+
+def _deploylab_imports(source: str) -> list[tuple[str, set[str]]]:
+    """``(module, names)`` for each import of deploylab in ``source`` (strings given to
+    ``__import__``/``import_module`` count as imports of that module)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found: list[tuple[str, set[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, set()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, {alias.name for alias in node.names}))
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            function = node.func
+            name = getattr(function, "id", None) or getattr(function, "attr", None)
+            if name in ("__import__", "import_module") and isinstance(node.args[0].value, str):
+                found.append((node.args[0].value, set()))
+    return [
+        (module, names)
+        for module, names in found
+        if module == "deploylab" or module.startswith("deploylab.")
+    ]
+
+
+def reference_imports(notebook, allowed: dict[str, set[str]]) -> list[str]:
+    """The deploylab modules or names the student's own cells import beyond what the setup
+    cells do: the course's reference implementation used as an answer.
+
+    >>> import nbformat.v4 as v4
+    >>> answer = v4.new_code_cell("from deploylab.autoscale import step_adjustment")
+    >>> reference_imports(v4.new_notebook(cells=[answer]), {})
+    ['deploylab.autoscale.step_adjustment']
+    """
+    found: list[str] = []
+    for cell in notebook.cells:
+        meta = _nbgrader_meta(cell)
+        if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
+            continue
+        for module, names in _deploylab_imports(str(cell.get("source", ""))):
+            if module not in allowed:
+                found += [f"{module}.{name}" for name in sorted(names)] or [module]
+            else:
+                found += [f"{module}.{name}" for name in sorted(names - allowed[module])]
+    return sorted(set(found))
 
 
 #: Largest submission file read (bigger files get status "not a notebook").
@@ -456,6 +531,11 @@ def _prepare(
         submission.notebook = merge_submission(instructor, released, notebook)
     except Exception as error:
         return decided(NOT_A_NOTEBOOK, f"{path.name} could not be read as a notebook ({error})")
+    imported = reference_imports(submission.notebook, setup_imports(instructor))
+    if imported:
+        submission.review = (
+            f"imports the course's reference implementation ({', '.join(imported)[:200]})"
+        )
     return submission
 
 
@@ -467,6 +547,7 @@ def _grade(
     sandbox: bool,
     cell_timeout: float,
     notebook_timeout: float,
+    package_modules: tuple[str, ...] | None = None,
 ) -> tuple[SubmissionResult, object]:
     """Execute and score one submission (runs in a worker thread; touches no shared state)."""
     from deploylab.grading.execute import Limits
@@ -487,6 +568,7 @@ def _grade(
                 cell_timeout=cell_timeout,
                 notebook_timeout=notebook_timeout,
                 trusted_dir=lab_dir,
+                package_modules=package_modules,
             )
         except Exception as error:
             # Not the student's fault (the kernel did not start, the sandbox broke): flag it
@@ -504,6 +586,8 @@ def _grade(
     cells, earned, max_total = score_tests(outcome.tests, executed)
     status = outcome.status if outcome.status in STATUSES else NEEDS_REVIEW
     detail = outcome.detail or ""
+    if submission.review and status == GRADED:
+        status, detail = NEEDS_REVIEW, submission.review
     for grade_id, test in outcome.tests.items():
         if test.raw_points is not None and test.raw_points > test.max_points and status == GRADED:
             status, detail = (
@@ -715,6 +799,12 @@ def autograde(
         else:
             to_run.append(submission)
 
+    # The deploylab modules a grading kernel may import: those the setup cells need.
+    package_modules = tuple(sorted(setup_imports(instructor)))
+    if sandbox and to_run:
+        from deploylab.grading.sandbox import package_files
+
+        package_files(package_modules)  # once, before the workers need it
     # Kernels start first; nbgrader's import and the gradebook are set up while they run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
@@ -726,6 +816,7 @@ def autograde(
                 sandbox=sandbox,
                 cell_timeout=cell_timeout,
                 notebook_timeout=notebook_timeout,
+                package_modules=package_modules,
             ): submission
             for submission in to_run
         }

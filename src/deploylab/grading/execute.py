@@ -141,6 +141,7 @@ def run_notebook(
     notebook_timeout: float = 300,
     limits: Limits | None = None,
     trusted_dir: Path | None = None,
+    package_modules: tuple[str, ...] | None = None,
 ) -> ExecutionOutcome:
     """Execute ``notebook`` with its kernel's working directory in ``scratch_dir``.
 
@@ -150,8 +151,10 @@ def run_notebook(
     in the trusted process, whose working directory is ``trusted_dir`` (the lab's own folder
     of data files; an empty one by default). Every cell gets ``cell_timeout`` seconds (then it
     is interrupted and the next cell runs) and the notebook ``notebook_timeout`` seconds in
-    all. :class:`KernelStartError` means the kernel never started (no student code ran): a
-    problem of the grading machine.
+    all. With ``package_modules`` the sandboxed kernel can import only those deploylab modules
+    (and what they import): what the lab's setup cells need, not the reference implementation
+    the hidden tests compare with. :class:`KernelStartError` means the kernel never started
+    (no student code ran): a problem of the grading machine.
     """
     limits = limits or Limits()
     if cell_timeout <= 0 or notebook_timeout <= 0:
@@ -174,6 +177,7 @@ def run_notebook(
             notebook_timeout,
             limits,
             Path(trusted_dir) if trusted_dir is not None else Path(empty),
+            package_modules,
         )
         return _run_coroutine(runner.run())
 
@@ -422,6 +426,7 @@ class _Runner:
     notebook_timeout: float
     limits: Limits
     trusted_dir: Path
+    package_modules: tuple[str, ...] | None = None
 
     async def run(self) -> ExecutionOutcome:
         started = time.monotonic()
@@ -447,6 +452,10 @@ class _Runner:
                 socket_link=None if link_dir is None else link_dir / "s",
             )
             sandbox_handle.read_only_binds.append(str(self.call_dir))
+            if self.package_modules is not None:
+                sandbox_handle.package_files = sandbox_module.package_files(
+                    tuple(sorted(self.package_modules))
+                )
             handle = sandbox_handle
 
             def wrapper(command: list[str]) -> list[str]:

@@ -179,6 +179,65 @@ def sandbox_environment(home: str) -> dict[str, str]:
     return environment
 
 
+def _package_directory() -> Path:
+    import deploylab
+
+    return Path(deploylab.__file__).resolve().parent
+
+
+#: Modules every grading kernel needs from deploylab: the kernel side of the trusted tests.
+KERNEL_MODULES = ("deploylab.grading.call_loop",)
+
+
+@functools.cache
+def package_files(modules: tuple[str, ...]) -> list[Path]:
+    """The deploylab source files that importing ``modules`` (and :data:`KERNEL_MODULES`)
+    loads, found by importing them in a fresh interpreter; what a grading kernel may see.
+
+    >>> sorted(path.name for path in package_files(()) if path.suffix == ".py")
+    ['__init__.py', '__init__.py', 'call_loop.py', 'plain_data.py']
+    """
+    wanted = sorted({*KERNEL_MODULES, *modules})
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {wanted!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
+        "    if (n == 'deploylab' or n.startswith('deploylab.')) and getattr(m, '__file__', None))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise ValueError(
+            f"the lab's setup imports {', '.join(modules)}, which do not import here: "
+            f"{done.stderr.strip().splitlines()[-1:] or done.returncode}"
+        )
+    import importlib.util
+    import json
+
+    root = _package_directory()
+    files = [Path(os.path.realpath(name)) for name in json.loads(done.stdout)]
+    sources = [path for path in files if root in path.parents]
+    # Their bytecode too, where it exists: the kernel need not compile them again.
+    cached = [Path(importlib.util.cache_from_source(str(path))) for path in sources]
+    return sorted([*sources, *(path for path in cached if path.is_file())])
+
+
+def _package_view(files: list[Path]) -> list[str]:
+    """bwrap options that replace the deploylab package by just ``files`` (read-only)."""
+    root = _package_directory()
+    options = ["--perms", "0755", "--tmpfs", str(root)]
+    directories = sorted(
+        {parent for path in files for parent in path.parents if root in parent.parents}
+    )
+    for directory in directories:
+        options += ["--perms", "0755", "--dir", str(directory)]
+    for path in files:
+        options += ["--ro-bind", str(path), str(path)]
+    return options
+
+
 def _python_paths() -> list[Path]:
     """Read-only directories the kernel's Python needs: installation, venv, package sources."""
     import sysconfig
@@ -298,6 +357,9 @@ class SandboxHandle:
     extra_binds: list[tuple[str, str]] = field(default_factory=list)
     #: host directories the kernel sees at the same path, read-only (the trusted tests' sockets)
     read_only_binds: list[str] = field(default_factory=list)
+    #: the only files of the deploylab package the kernel can import (None: all of it); the
+    #: course's reference implementation stays out of reach unless a setup cell needs it
+    package_files: list[Path] | None = None
     uid: int | None = None
     _owner: tuple[int, int] | None = None
     _mode: int | None = None
@@ -386,6 +448,8 @@ class SandboxHandle:
         debugpy = _debugpy_directory()
         if debugpy is not None and any(p in debugpy.parents for p in python_paths):
             options += ["--tmpfs", str(debugpy)]
+        if self.package_files is not None:
+            options += _package_view(self.package_files)
         options += ["--bind", scratch, scratch]
         for source, destination in self.extra_binds:
             options += ["--bind", source, destination]

@@ -91,10 +91,12 @@ class KernelChannel:
             self.connection.settimeout(self._remaining())
             return read_frame(self.connection)
         except TimeoutError:
-            raise CellTimeout("the submitted code did not answer in time") from None
-        except (FrameError, OSError) as error:
-            raise BoundaryBroken(
-                f"the submitted code's kernel stopped answering ({error})"
+            raise _grader_message(
+                CellTimeout(), "the submitted code did not answer in time"
+            ) from None
+        except (FrameError, OSError):
+            raise _grader_message(
+                BoundaryBroken(), "the submitted code's kernel stopped answering"
             ) from None
 
     def close(self) -> None:
