@@ -47,6 +47,8 @@ class DeploymentTimeline(anywidget.AnyWidget):
     """
 
     _esm = pathlib.Path(__file__).with_name("deploy_timeline.js")
+
+    _css = pathlib.Path(__file__).with_name("theme.css")
     lanes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     points = traitlets.List().tag(sync=True)
     steps = traitlets.List().tag(sync=True)

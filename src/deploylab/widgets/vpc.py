@@ -103,6 +103,8 @@ class CidrExplorer(anywidget.AnyWidget):
     """
 
     _esm = _HERE / "vpc_cidr.js"
+
+    _css = _HERE / "theme.css"
     text = traitlets.Unicode("10.0.0.0/16").tag(sync=True)
     prefixlen = traitlets.Int(16).tag(sync=True)
     facts = traitlets.Dict().tag(sync=True)
@@ -264,6 +266,8 @@ class SubnetPlanBar(anywidget.AnyWidget):
     """
 
     _esm = _HERE / "vpc_plan.js"
+
+    _css = _HERE / "theme.css"
     layout_data = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
 
@@ -459,6 +463,8 @@ class VpcGraph(anywidget.AnyWidget):
     """
 
     _esm = _HERE / "vpc_graph.js"
+
+    _css = _HERE / "theme.css"
     layout_data = traitlets.Dict().tag(sync=True)
     highlight = traitlets.List(traitlets.Unicode()).tag(sync=True)
     caption = traitlets.Unicode("").tag(sync=True)
@@ -626,6 +632,8 @@ class RouteLookupStepper(anywidget.AnyWidget):
     """
 
     _esm = _HERE / "vpc_route.js"
+
+    _css = _HERE / "theme.css"
     destination = traitlets.Unicode("").tag(sync=True)
     data = traitlets.Dict().tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
