@@ -405,3 +405,104 @@ def honest_entries() -> list[Entry]:
             passing=("double-tests", "negative-tests"),
         ),
     ]
+
+
+# --- red team (2026-12-01): the answer changes the arguments the test reads afterwards -----
+#: A lab's answer cells (by grade_id) that answer nothing but empty or rewrite the lists the
+#: hidden tests pass in and read again after the call (to compute the expected value or to
+#: check the result): in one interpreter, and across the boundary (arguments are copied
+#: back), that forged full marks until the masters passed copies. Visible cases hardcoded.
+ARGUMENT_MUTATION = {
+    "proxies": (
+        "hop",
+        "hop-tests",
+        "_VISIBLE = {\n"
+        "    (('Host', 'a'), ('Keep-Alive', 'timeout=5')): [('Host', 'a')],\n"
+        "    (('Connection', 'close, X-Trace'), ('X-Trace', '1'), ('Accept', '*/*')):"
+        " [('Accept', '*/*')],\n"
+        "    (('transfer-encoding', 'chunked'), ('Accept', 'a'), ('Accept', 'b')):"
+        " [('Accept', 'a'), ('Accept', 'b')],\n"
+        "}\n"
+        "def strip_hop_by_hop(headers):\n"
+        "    key = tuple(tuple(h) for h in headers)\n"
+        "    if key in _VISIBLE:\n"
+        "        return _VISIBLE[key]\n"
+        "    headers.clear()\n"
+        "    return []\n",
+    ),
+    "deployment": (
+        "fewest",
+        "fewest-tests",
+        "def fewest_serving(initial, steps):\n"
+        "    if list(initial) == ['blue-1', 'blue-2']:\n"
+        "        return 2\n"
+        "    steps[:] = [Step('stop', tuple(initial))]\n"
+        "    return 0\n"
+        "\n"
+        "always_serving_six_batch_two = 4\n",
+    ),
+    "vpc": (
+        "plan",
+        "plan-tests",
+        "import ipaddress\n"
+        "def plan(vpc_cidr, needs):\n"
+        "    if vpc_cidr == '10.0.0.0/24' and list(needs) == [('web', 100), ('db', 50), ('ops', 5)]:\n"
+        "        return {'web': '10.0.0.0/25', 'db': '10.0.0.128/26', 'ops': '10.0.0.192/28'}\n"
+        "    need = 0\n"
+        "    for _, hosts in needs:\n"
+        "        block = 16\n"
+        "        while block - 5 < hosts:\n"
+        "            block *= 2\n"
+        "        need += block\n"
+        "    if need > ipaddress.IPv4Network(vpc_cidr).num_addresses:\n"
+        "        raise ValueError('does not fit')\n"
+        "    needs.clear()\n"
+        "    return {}\n",
+    ),
+}
+
+#: Many cells, each printing just under the per-cell output limit: without a limit for the
+#: whole notebook, 400 such cells kept 105 MB in the grader (564 MB RSS) and in the
+#: autograded notebook on the host's disk.
+OUTPUT_PER_CELL_FLOOD = "print('z' * 250_000)\n"
+
+#: Replaces the kernel's side of the call loop: every call is answered with a set of 200,000
+#: ints that all hash alike (x * (2**61 - 1)), which the trusted side rebuilds in quadratic
+#: time. The cell must end as timed out within its limit (the trusted process is killed).
+HASH_COLLISION_REPLY = r"""
+import socket, struct, sys
+_cl = sys.modules.get("deploylab.grading.call_loop") or __import__(
+    "deploylab.grading.call_loop", fromlist=["serve"])
+_M = 2**61 - 1
+_BODY = ('{"returned":{"set":[' + ",".join('{"int":"%d"}' % (k * _M) for k in range(5, 200005))
+         + ']},"args_after":[null],"kwargs_after":{}}').encode()
+def _serve(path, namespace):
+    conn = socket.socket(socket.AF_UNIX)
+    conn.connect(path)
+    try:
+        while True:
+            try:
+                request = _cl.read_frame(conn)
+            except Exception:
+                return
+            if request.get("op") == "describe":
+                _cl.write_frame(conn, {"kind": "callable"})
+            elif request.get("op") == "call":
+                conn.sendall(struct.pack(">I", len(_BODY)) + _BODY)
+            else:
+                return
+    finally:
+        conn.close()
+_cl.serve = _serve
+"""
+
+#: Replaces the kernel's side of the call loop: every call is answered with a 16 MiB frame of
+#: 1.5 million empty sets, which the trusted process (outside the sandbox and its memory
+#: limits) turns into about 500 MB of Python objects.
+MEMORY_AMPLIFYING_REPLY = HASH_COLLISION_REPLY.replace(
+    """_BODY = ('{"returned":{"set":[' + ",".join('{"int":"%d"}' % (k * _M) for k in range(5, 200005))
+         + ']},"args_after":[null],"kwargs_after":{}}').encode()""",
+    """_BODY = ('{"returned":{"list":[' + ",".join(['{"set":[]}'] * 1_520_000)
+         + ']},"args_after":[null],"kwargs_after":{}}').encode()""",
+)
+assert MEMORY_AMPLIFYING_REPLY != HASH_COLLISION_REPLY

@@ -74,6 +74,19 @@ class _BackendProtocol(asyncio.Protocol):
         backend = self.backend
         backend.requests += 1
         url = self.url
+        if backend.record is not None:
+            peer = self.transport.get_extra_info("peername") or ("", 0)
+            backend.record.append(
+                {
+                    "backend": backend.name,
+                    "method": self.parser.get_method().decode("latin-1"),
+                    "target": url.decode("latin-1"),
+                    "headers": [
+                        (n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers
+                    ],
+                    "peer": peer[0],
+                }
+            )
         status = 200
         if url == b"/health":
             body = b"ok\n"
@@ -120,6 +133,10 @@ class _BackendProtocol(asyncio.Protocol):
 class DemoBackend:
     """An HTTP/1.1 app instance on loopback that names itself and can burn CPU per request.
 
+    ``record``: a list to which every request is appended as a dict (``backend``, ``method``,
+    ``target``, ``headers`` as received, ``peer`` = the address the connection came from),
+    so a lab can show exactly what a proxy in front passed on.
+
     >>> async def demo():
     ...     async with DemoBackend(name="app-1") as backend:
     ...         reader, writer = await asyncio.open_connection("127.0.0.1", backend.port)
@@ -132,7 +149,13 @@ class DemoBackend:
     """
 
     def __init__(
-        self, port: int = 0, host: str = "127.0.0.1", name: str | None = None, work_ms: float = 0.0
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        name: str | None = None,
+        work_ms: float = 0.0,
+        *,
+        record: list | None = None,
     ) -> None:
         if work_ms < 0:
             raise ValueError(f"work_ms {work_ms!r}: expected a number of milliseconds >= 0")
@@ -141,6 +164,7 @@ class DemoBackend:
         self.name = name
         self.work_ms = work_ms
         self.requests = 0
+        self.record = record
         self._server: asyncio.Server | None = None
 
     @property

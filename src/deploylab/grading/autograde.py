@@ -516,7 +516,7 @@ def _prepare(
         if not isinstance(notebook.get("cells"), list):
             raise ValueError("no list of cells")
     except Exception as error:
-        reason = "the file is empty" if not raw.strip() else f"{type(error).__name__}: {error}"
+        reason = "the file is empty" if not raw.strip() else _parse_problem(error)
         return decided(NOT_A_NOTEBOOK, f"{path.name} is not a Jupyter notebook ({reason[:200]})")
     submitted_ids = {_grade_id(cell) for cell in notebook.cells if _grade_id(cell)}
     if not submitted_ids & grade_ids_by_lab.get(lab, set()):
@@ -537,6 +537,20 @@ def _prepare(
             f"imports the course's reference implementation ({', '.join(imported)[:200]})"
         )
     return submission
+
+
+def _parse_problem(error: Exception) -> str:
+    """Why a file is not a notebook, without quoting the file: nbformat's "does not appear
+    to be JSON" repeats its first bytes, which end up in the status and the feedback page
+    (a hard link to a file the student cannot read would show its beginning there).
+
+    >>> from nbformat.reader import NotJSONError
+    >>> _parse_problem(NotJSONError("Notebook does not appear to be JSON: 'root:$y$j9T$...'"))
+    'NotJSONError: the file is not JSON'
+    """
+    if type(error).__name__ == "NotJSONError":
+        return "NotJSONError: the file is not JSON"
+    return f"{type(error).__name__}: {error}"
 
 
 def _grade(

@@ -82,7 +82,8 @@ class Limits:
     grader make control groups, the memory of the whole sandbox; ``cpu_seconds`` the CPU time
     of each process (SIGXCPU, then SIGKILL a second later); ``max_processes`` the processes and
     threads of the sandbox user; ``max_output_bytes`` the output kept per cell (errors are
-    always kept); ``max_file_bytes`` the largest file the notebook may write; ``tmp_bytes`` the
+    always kept) and ``max_notebook_output_bytes`` in all the notebook's cells (many cells of
+    a full cell's output each cannot fill the grader's memory and the autograded notebook); ``max_file_bytes`` the largest file the notebook may write; ``tmp_bytes`` the
     size of its private ``/tmp`` and of its scratch directory, which holds at most
     ``max_scratch_files`` files where the grader may mount a tmpfs (as root). Only
     ``max_output_bytes`` applies without the sandbox.
@@ -92,6 +93,7 @@ class Limits:
     cpu_seconds: int = 120
     max_processes: int = 64
     max_output_bytes: int = 256 * 1024
+    max_notebook_output_bytes: int = 4 * 1024 * 1024
     max_file_bytes: int = 64 * 1024 * 1024
     max_open_files: int = 256
     tmp_bytes: int = 64 * 1024 * 1024
@@ -103,6 +105,7 @@ class Limits:
             "cpu_seconds",
             "max_processes",
             "max_output_bytes",
+            "max_notebook_output_bytes",
             "max_file_bytes",
             "max_open_files",
             "tmp_bytes",
@@ -363,7 +366,10 @@ class _TrustedProcess:
         self.setup_sources: list[str] = []
 
     async def start(self) -> None:
+        limit = [f"--as={TRUSTED_MEMORY_BYTES}", "--"]
+        prlimit = shutil.which("prlimit")
         self.process = await asyncio.create_subprocess_exec(
+            *([prlimit, *limit] if prlimit else []),
             sys.executable,
             "-I",
             "-m",
@@ -405,6 +411,10 @@ class _TrustedProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), 5)
+
+
+#: Address space of the trusted test process (it decodes what the student's code returns).
+TRUSTED_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
 
 
 def _trusted_environment() -> dict[str, str]:
@@ -474,6 +484,7 @@ class _Runner:
         self.tests: dict[str, TestOutcome] = {}
         self.timed_out_cells: list[int] = []
         self.status, self.detail = GRADED, ""
+        self.output_used = 0  # bytes of student output kept so far, all cells together
         self.running: str | None = None  # msg_id of the execution in progress
         kernel_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
         try:
@@ -607,19 +618,28 @@ class _Runner:
         if time.monotonic() >= self.deadline:
             self._stop_reason(index, "")
             return
-        outputs = _BoundedOutputs(self.limits.max_output_bytes)
+        room = self.limits.max_notebook_output_bytes - self.output_used
+        outputs = _BoundedOutputs(max(0, min(self.limits.max_output_bytes, room)))
+        if room < self.limits.max_output_bytes:
+            outputs.limit_note = (
+                f"[output not kept: the notebook's outputs are over "
+                f"{self.limits.max_notebook_output_bytes} bytes in all]"
+            )
         try:
             reply = await self._execute(str(cell.source), self._cell_deadline(), outputs)
         except _Deadline:
             outputs.note(f"[stopped: this cell ran longer than {self.cell_timeout:g} s]")
             cell.outputs = outputs.outputs
+            self.output_used += outputs.used
             await self._after_deadline(index)
             return
         except _KernelGone:
             cell.outputs = outputs.outputs
+            self.output_used += outputs.used
             self._stop_reason(index, f" while running cell {index}")
             return
         cell.outputs = outputs.outputs
+        self.output_used += outputs.used
         if reply.get("status") != "ok" and not any(
             output.get("output_type") == "error" for output in cell.outputs
         ):
@@ -871,6 +891,7 @@ class _BoundedOutputs:
         self.used = 0
         self.errors = 0
         self.truncated = False
+        self.limit_note = f"[output truncated: more than {max_bytes} bytes]"
         self.outputs: list[NotebookNode] = []
 
     def note(self, text: str) -> None:
@@ -883,17 +904,18 @@ class _BoundedOutputs:
         if kind == "error":
             self.errors += 1
             if self.errors <= _MAX_ERRORS_PER_CELL:
-                self.outputs.append(
-                    nbformat.v4.new_output(
-                        "error",
-                        ename=str(content.get("ename", "Error"))[:200],
-                        evalue=str(content.get("evalue", ""))[:2000],
-                        traceback=_bounded_traceback(
-                            [str(line) for line in content.get("traceback", [])][:200],
-                            self.max_bytes,
-                        ),
-                    )
+                error = nbformat.v4.new_output(
+                    "error",
+                    ename=str(content.get("ename", "Error"))[:200],
+                    evalue=str(content.get("evalue", ""))[:2000],
+                    traceback=_bounded_traceback(
+                        [str(line) for line in content.get("traceback", [])][:200],
+                        max(0, self.max_bytes - self.used),
+                    ),
                 )
+                # Errors are always kept (name and message), and count against the budget.
+                self.used += len(error.evalue) + sum(len(line) for line in error.traceback)
+                self.outputs.append(error)
             return
         if kind == "stream":
             text = str(content.get("text", ""))
@@ -939,7 +961,7 @@ class _BoundedOutputs:
     def _truncate(self) -> None:
         if not self.truncated:
             self.truncated = True
-            self.note(f"[output truncated: more than {self.max_bytes} bytes]")
+            self.note(self.limit_note)
 
 
 def _bounded_traceback(traceback: list[str], limit: int) -> list[str]:
@@ -948,7 +970,8 @@ def _bounded_traceback(traceback: list[str], limit: int) -> list[str]:
     used = 0
     for line in reversed(traceback):
         if used + len(line) > limit:
-            kept.append(line[-max(0, limit - used) :] if not kept else "[traceback truncated]")
+            room = limit - used
+            kept.append(line[-room:] if not kept and room > 0 else "[traceback truncated]")
             break
         kept.append(line)
         used += len(line)
@@ -987,6 +1010,8 @@ _QUIET_KERNEL_ENV = {
     "MPLBACKEND": "agg",
     "JUPYTER_PLATFORM_DIRS": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    # Lesson helpers that only show things (deploylab.nginx_lab.try_site) skip their work.
+    "DEPLOYLAB_GRADING": "1",
 }
 
 

@@ -47,7 +47,9 @@ __all__ = [
 #: Deepest nesting that may cross (deeper values are refused on both sides).
 MAX_DEPTH = 64
 #: Largest encoded value accepted by :func:`decode` (a reply larger than this fails the test).
-MAX_ENCODED_BYTES = 16 * 1024 * 1024
+#: Answers to lab questions are kilobytes; decoding can take ~30 times the encoded size
+#: (a list of empty sets), so this also bounds the trusted process's memory.
+MAX_ENCODED_BYTES = 1024 * 1024
 #: Modules whose frozen dataclasses may cross, rebuilt by the trusted side's own class.
 VALUE_CLASS_PREFIX = "deploylab."
 

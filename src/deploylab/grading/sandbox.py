@@ -84,6 +84,8 @@ _BASE_ENVIRONMENT = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    # Lesson helpers that only show things (deploylab.nginx_lab.try_site) skip their work.
+    "DEPLOYLAB_GRADING": "1",
 }
 
 
@@ -93,16 +95,22 @@ def _bwrap_path() -> str | None:
 
 
 def check_available() -> str:
-    """Path of a working bwrap, or raise :class:`SandboxUnavailableError` saying what to do."""
-    from deploylab.grading.execute import SandboxUnavailableError
+    """Path of a working bwrap, or raise :class:`SandboxUnavailableError` saying what to do.
 
+    Cheap once probed, and imports nothing heavy (the nginx lab's checker calls it from the
+    trusted tests, which never load nbformat).
+    """
     path = _bwrap_path()
     if path is None:
+        from deploylab.grading.execute import SandboxUnavailableError
+
         raise SandboxUnavailableError(f"bubblewrap (bwrap) not found: {INSTALL_HINT}")
     if _privileged_mode():
         return path
     problem = _probe(path, privileged=False)
     if problem:
+        from deploylab.grading.execute import SandboxUnavailableError
+
         raise SandboxUnavailableError(
             f"bubblewrap (bwrap) is installed but cannot create a sandbox here: {problem}. "
             "Allow user namespaces (sysctl kernel.unprivileged_userns_clone=1) or grade as root, "
@@ -383,6 +391,13 @@ class SandboxHandle:
     #: the scratch directory is a tmpfs the grader mounted (bounded in bytes and files): the
     #: kernel works in it; otherwise it works in a tmpfs of its own and sees scratch read-only
     work_on_scratch: bool = False
+    #: host files shown read-only at another path (source, destination), e.g. a made-up
+    #: ``/etc/hosts`` for the nginx lab's sandbox
+    read_only_files: list[tuple[str, str]] = field(default_factory=list)
+    #: mount a ``/proc`` of the sandbox's own processes; without it, processes of the same
+    #: user cannot reach each other's open files through ``/proc/PID/fd`` (the nginx lab
+    #: runs the student's nginx next to the harness that reports on it)
+    mount_proc: bool = True
     uid: int | None = None
     _owner: tuple[int, int] | None = None
     _mode: int | None = None
@@ -433,10 +448,17 @@ class SandboxHandle:
             options = ["/bin/sh", "-c", _JOIN_CGROUPS, "deploylab-sandbox"]
         options += [bwrap, *_namespace_options()]
         options += ["--ro-bind", "/usr", "/usr", *_merged_usr_links()]
+        # Made first and traversable: privileged bwrap would create it 0700 for the first
+        # file bound into it, leaving the files below unreadable for the sandbox's uid.
+        options += ["--perms", "0755", "--dir", "/etc"]
         for etc_file in ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types"):
             if os.path.exists(etc_file):
                 options += ["--ro-bind", os.path.realpath(etc_file), etc_file]
-        options += ["--proc", "/proc", "--dev", "/dev"]
+        for source, destination in self.read_only_files:
+            options += ["--ro-bind", source, destination]
+        if self.mount_proc:
+            options += ["--proc", "/proc"]
+        options += ["--dev", "/dev"]
         options += ["--perms", "1777", "--size", str(self.limits.tmp_bytes), "--tmpfs", "/tmp"]
         options += ["--perms", "1777", "--size", str(min(self.limits.tmp_bytes, 16 * 1024 * 1024))]
         options += ["--tmpfs", "/dev/shm"]
@@ -457,6 +479,7 @@ class SandboxHandle:
             self.scratch_dir,
             *(Path(d) for _, d in self.extra_binds),
             *(Path(d) for d in self.read_only_binds),
+            *(Path(d) for _, d in self.read_only_files),
         ]
         for path in bound:
             parents.update(p for p in path.parents if p != Path("/"))
