@@ -215,9 +215,17 @@ def _config_dict(config: SimulationConfig) -> dict:
 
 
 def simulate(
-    trace: Sequence[float], config: SimulationConfig | None = None, **changes
+    trace: Sequence[float],
+    config: SimulationConfig | None = None,
+    *,
+    policies: Sequence[Policy] | None = None,
+    **changes,
 ) -> SimulationResult:
     """Run the group and its policies over ``trace`` (requests/s per step).
+
+    ``policies`` (fresh objects: they keep alarm history) replaces the set
+    ``config.policy`` names, for set-ups the names do not cover (see
+    :mod:`deploylab.autoscale.tuning`).
 
     >>> from deploylab.autoscale.traces import generate_trace
     >>> result = simulate(generate_trace("diurnal", days=1), policy="target", target=50)
@@ -254,7 +262,7 @@ def simulate(
     )
     group.step(-config.warmup - dt)
     group.step(-dt)
-    policies = build_policies(config, demand)
+    policies = build_policies(config, demand) if policies is None else list(policies)
     schedule = config.scheduled
     if schedule is None:
         schedule = default_schedule(config, demand) if config.policy == "scheduled" else ()

@@ -7,7 +7,7 @@ network is reachable here, so traces are generated from those features instead o
 
 - ``diurnal``: daily cycle peaking at 14:00 UTC, trough at 02:00, weekends at 60%, noise.
 - ``flash-crowd``: ``diurnal`` plus a flash crowd on day 3 at 11:00 (×3 in 5 minutes, decaying
-  with a 45-minute time constant).
+  with a 45-minute time constant); ``flash_hour`` moves it (hours from the start).
 - ``ramp``: load rising linearly from ``base`` to ``peak`` over the trace.
 - ``spike``: flat ``base`` with a square spike to ``peak`` in the middle third.
 - ``sawtooth``: alternating 20-minute high and low plateaus: what makes autoscalers flap.
@@ -30,6 +30,7 @@ def generate_trace(
     peak: float = 1000.0,
     noise: float = 0.05,
     seed: int = 0,
+    flash_hour: float | None = None,
 ) -> np.ndarray:
     """Requests/s at each step of ``days`` days.
 
@@ -57,7 +58,7 @@ def generate_trace(
         weekly = np.where(weekday >= 5, 0.6, 1.0)
         load = (base + (peak - base) * daily) * weekly
         if kind == "flash-crowd":
-            start = 2 * 24 + 11.0  # Wednesday 11:00
+            start = 2 * 24 + 11.0 if flash_hour is None else float(flash_hour)  # Wed 11:00
             since = hours - start
             rise = np.clip(since / (5 / 60), 0, 1)
             decay = np.exp(-np.clip(since - 5 / 60, 0, None) / 0.75)

@@ -193,6 +193,12 @@ class Vpc:
                 f"subnet {name!r} has az {az!r}: a subnet lives in exactly one Availability "
                 "Zone; expected one zone name such as 'ap-northeast-2a'"
             )
+        if any(separator in az.strip() for separator in ", ;/"):
+            # "2a,2c" or "2a 2c" is an attempt to span zones, not a zone name
+            raise DesignError(
+                f"subnet {name!r} has az {az!r}: a subnet cannot span Availability Zones; "
+                "expected one zone name such as 'ap-northeast-2a' (make one subnet per zone)"
+            )
         subnet = Subnet(name, parse_block(cidr), az.strip())
         self.subnets[name] = subnet
         if route_table is not None:
