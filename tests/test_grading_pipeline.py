@@ -187,6 +187,13 @@ def every_lab_graded(tmp_path_factory):
         write_submission(submissions, "unmodified", released_notebook(lab))
         (submissions / "corrupt").mkdir()
         (submissions / "corrupt" / f"{lab}.ipynb").write_text('{"cells": [', encoding="utf-8")
+        if lab == "deployment":  # the answer key itself, imported as the answer
+            key = "from deploylab.deploy import serving_after_each_step as serving_after\n"
+            write_submission(
+                submissions,
+                "uses-reference",
+                with_answer(source_notebook(lab), "serving-after", key),
+            )
         tables[lab] = (submissions, course)
     return tables
 
@@ -214,6 +221,9 @@ def test_instructor_full_marks_and_release_zero(lab, every_lab_graded, capsys):
     assert table["instructor"] == (expected_max, expected_max, "graded"), table["instructor"]
     assert table["unmodified"] == ("0", expected_max, "graded"), table["unmodified"]
     assert table["corrupt"][0] == "-" and table["corrupt"][2].startswith("not a notebook")
+    if lab == "deployment":
+        assert table["uses-reference"][0] == "-"
+        assert table["uses-reference"][2].startswith("needs review (imports the course's reference")
 
 
 # ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "load_results",
     "merge_submission",
     "reference_imports",
+    "reference_names",
     "score_tests",
     "setup_imports",
 ]
@@ -271,7 +272,7 @@ class _Submission:
 def setup_imports(instructor) -> dict[str, set[str]]:
     """What the lab's locked setup cells import from deploylab: {module: names} (an empty set
     for ``import module``). Grading kernels can import these modules and nothing else of the
-    package, and a student's own import of anything else is flagged for review.
+    package.
 
     >>> import nbformat.v4 as v4
     >>> setup = v4.new_code_cell("from deploylab.deploy import Step\\nimport math")
@@ -279,10 +280,39 @@ def setup_imports(instructor) -> dict[str, set[str]]:
     >>> setup_imports(v4.new_notebook(cells=[setup]))
     {'deploylab.deploy': {'Step'}}
     """
-    imports: dict[str, set[str]] = {}
+    return _imports_of(instructor, lambda meta: meta.get("locked") and not meta.get("grade"))
+
+
+def reference_names(instructor) -> dict[str, set[str]]:
+    """What the lab's hidden tests import from deploylab and nothing visible does: the
+    reference implementation the answers are compared with. {module: names}, as
+    :func:`setup_imports`."""
+    hidden: dict[str, set[str]] = {}
+    public: dict[str, set[str]] = {}
     for cell in instructor.cells:
         meta = _nbgrader_meta(cell)
-        if cell.get("cell_type") != "code" or not meta.get("locked") or meta.get("grade"):
+        if cell.get("cell_type") != "code" or meta.get("solution"):
+            continue
+        inside, shown, secret = False, [], []
+        for line in str(cell.source).splitlines():
+            if line.strip() in ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"):
+                inside = line.strip().startswith("### BEGIN")
+            else:
+                (secret if inside else shown).append(line)
+        for text, into in (("\n".join(secret), hidden), ("\n".join(shown), public)):
+            for module, names in _deploylab_imports(text):
+                into.setdefault(module, set()).update(names)
+    return {
+        module: names - public.get(module, set())
+        for module, names in hidden.items()
+        if module not in public or names - public[module]
+    }
+
+
+def _imports_of(notebook, wanted) -> dict[str, set[str]]:
+    imports: dict[str, set[str]] = {}
+    for cell in notebook.cells:
+        if cell.get("cell_type") != "code" or not wanted(_nbgrader_meta(cell)):
             continue
         for module, names in _deploylab_imports(str(cell.source)):
             imports.setdefault(module, set()).update(names)
@@ -316,13 +346,18 @@ def _deploylab_imports(source: str) -> list[tuple[str, set[str]]]:
     ]
 
 
-def reference_imports(notebook, allowed: dict[str, set[str]]) -> list[str]:
-    """The deploylab modules or names the student's own cells import beyond what the setup
-    cells do: the course's reference implementation used as an answer.
+def reference_imports(
+    notebook, references: dict[str, set[str]], allowed: dict[str, set[str]]
+) -> list[str]:
+    """The parts of the reference implementation (``references``, see
+    :func:`reference_names`) that the student's own cells import, beyond what the setup cells
+    import (``allowed``): the answer key used as an answer. Other deploylab imports (helpers
+    a lab suggests for checking work) are not reported.
 
     >>> import nbformat.v4 as v4
-    >>> answer = v4.new_code_cell("from deploylab.autoscale import step_adjustment")
-    >>> reference_imports(v4.new_notebook(cells=[answer]), {})
+    >>> answer = v4.new_code_cell("from deploylab.autoscale import step_adjustment, Alarm")
+    >>> reference_imports(v4.new_notebook(cells=[answer]),
+    ...                   {"deploylab.autoscale": {"step_adjustment"}}, {})
     ['deploylab.autoscale.step_adjustment']
     """
     found: list[str] = []
@@ -331,10 +366,12 @@ def reference_imports(notebook, allowed: dict[str, set[str]]) -> list[str]:
         if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
             continue
         for module, names in _deploylab_imports(str(cell.get("source", ""))):
-            if module not in allowed:
-                found += [f"{module}.{name}" for name in sorted(names)] or [module]
-            else:
-                found += [f"{module}.{name}" for name in sorted(names - allowed[module])]
+            if module not in references:
+                continue
+            secret = references[module] - allowed.get(module, set())
+            if not names and (module not in allowed or secret):
+                found.append(module)
+            found += [f"{module}.{name}" for name in sorted(names & secret)]
     return sorted(set(found))
 
 
@@ -536,7 +573,9 @@ def _prepare(
         submission.notebook = merge_submission(instructor, released, notebook)
     except Exception as error:
         return decided(NOT_A_NOTEBOOK, f"{path.name} could not be read as a notebook ({error})")
-    imported = reference_imports(submission.notebook, setup_imports(instructor))
+    imported = reference_imports(
+        submission.notebook, reference_names(instructor), setup_imports(instructor)
+    )
     if imported:
         submission.review = (
             f"imports the course's reference implementation ({', '.join(imported)[:200]})"
