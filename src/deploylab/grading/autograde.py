@@ -857,6 +857,9 @@ def autograde(
         else:
             to_run.append(submission)
 
+    # nbformat compiles its schema validators on first use; do it here, before the worker
+    # threads run, because Python's compiler is not thread-safe (CPython gh-106905).
+    nbformat.validate(released)
     # The deploylab modules a grading kernel may import: those the setup cells need.
     package_modules = tuple(sorted(setup_imports(instructor)))
     if sandbox and to_run:

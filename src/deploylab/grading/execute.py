@@ -645,7 +645,7 @@ class _Runner:
         ):
             # The reply says the cell failed even if the kernel displayed nothing.
             cell.outputs.append(
-                nbformat.v4.new_output(
+                _output(
                     "error", ename=str(reply.get("ename", "Error"))[:200], evalue="", traceback=[]
                 )
             )
@@ -866,8 +866,20 @@ def _finite(value: Any, limit: float | None) -> float | None:
     return float(value) if limit is None else min(max(float(value), 0.0), limit)
 
 
+def _output(output_type: str, **fields: Any) -> NotebookNode:
+    """A notebook output, built without nbformat's validation: validating compiles a schema
+    (Python's compiler is not safe to run in several threads at once, CPython gh-106905), and
+    every field here is made by the grader itself."""
+    node = {"output_type": output_type, **fields}
+    if output_type in ("execute_result", "display_data"):
+        node.setdefault("metadata", {})
+    if output_type == "execute_result":
+        node.setdefault("execution_count", None)
+    return nbformat.from_dict(node)
+
+
 def _note(text: str) -> NotebookNode:
-    return nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
+    return _output("stream", name="stdout", text=text + "\n")
 
 
 def _test_outputs(outcome: TestOutcome) -> list[NotebookNode]:
@@ -876,9 +888,7 @@ def _test_outputs(outcome: TestOutcome) -> list[NotebookNode]:
     outputs = [_note(f"{outcome.outcome}: {points} / {outcome.max_points:g} points")]
     if outcome.outcome in ("failed", "timed out") and outcome.message:
         outputs.append(
-            nbformat.v4.new_output(
-                "error", ename="AssertionError", evalue=outcome.message, traceback=[]
-            )
+            _output("error", ename="AssertionError", evalue=outcome.message, traceback=[])
         )
     return outputs
 
@@ -904,7 +914,7 @@ class _BoundedOutputs:
         if kind == "error":
             self.errors += 1
             if self.errors <= _MAX_ERRORS_PER_CELL:
-                error = nbformat.v4.new_output(
+                error = _output(
                     "error",
                     ename=str(content.get("ename", "Error"))[:200],
                     evalue=str(content.get("evalue", ""))[:2000],
@@ -926,9 +936,7 @@ class _BoundedOutputs:
             if text:
                 self.used += len(text)
                 self.outputs.append(
-                    nbformat.v4.new_output(
-                        "stream", name=str(content.get("name", "stdout"))[:10], text=text
-                    )
+                    _output("stream", name=str(content.get("name", "stdout"))[:10], text=text)
                 )
             return
         if kind in ("execute_result", "display_data"):
@@ -947,7 +955,7 @@ class _BoundedOutputs:
             self.used += size
             if kind == "execute_result":
                 self.outputs.append(
-                    nbformat.v4.new_output(
+                    _output(
                         "execute_result",
                         data=kept,
                         execution_count=content.get("execution_count")
@@ -956,7 +964,7 @@ class _BoundedOutputs:
                     )
                 )
             else:
-                self.outputs.append(nbformat.v4.new_output("display_data", data=kept))
+                self.outputs.append(_output("display_data", data=kept))
 
     def _truncate(self) -> None:
         if not self.truncated:
