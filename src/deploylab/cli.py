@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "deploylab.balancer.cli",
     "deploylab.autoscale.cli",
     "deploylab.deploy.cli",
+    "deploylab.i18n.cli",
 )
 
 #: Groups of subcommands shared by several topics: ``deploylab serve origin``,
