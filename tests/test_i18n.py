@@ -185,3 +185,31 @@ def test_glossary_page_and_notebook_list_every_term():
         assert row in page and row in notebook
     assert "](../lessons-ko/03-autoscaling.ipynb)" in page
     assert "](./03-autoscaling.ipynb)" in notebook
+
+
+# ---------------------------------------------------------------------------------------
+# deploylab lab --lang ko
+# ---------------------------------------------------------------------------------------
+def test_korean_language_pack_is_installed_for_the_locale_lab_asks_for():
+    from jupyterlab_server.translation_utils import get_language_packs
+
+    packs, _message = get_language_packs()
+    assert KOREAN.jupyterlab_locale in packs, sorted(packs)
+
+
+def test_lab_opens_the_korean_start_here_with_korean_as_default_interface(tmp_path):
+    import json
+
+    from deploylab.workbook import jupyter_lab_command, write_language_overrides
+
+    command = jupyter_lab_command(ROOT, 8899, open_browser=False, lessons_dir=KOREAN.lessons_dir)
+    assert "--LabApp.default_url=/lab/tree/lessons-ko/00-start-here.ipynb" in command
+    assert (ROOT / KOREAN.lessons_dir / "00-start-here.ipynb").is_file()
+    overrides = json.loads(write_language_overrides(tmp_path, "ko_KR").read_text())
+    assert overrides["@jupyterlab/translation-extension:plugin"]["locale"] == "ko_KR"
+
+
+def test_lab_refuses_an_unknown_language(capsys):
+    with pytest.raises(SystemExit):
+        main(["lab", "--lang", "fr", "--no-browser"])
+    assert "invalid choice: 'fr'" in capsys.readouterr().err

@@ -15,7 +15,15 @@ from pathlib import Path
 from deploylab.i18n.catalog import TITLE_ID, read_catalog
 from deploylab.i18n.languages import Language
 
-__all__ = ["GlossaryError", "GlossaryTerm", "glossary_markdown", "read_glossary", "write_glossary"]
+__all__ = [
+    "Glossary",
+    "GlossaryError",
+    "GlossaryTerm",
+    "glossary_markdown",
+    "glossary_path",
+    "read_glossary",
+    "write_glossary",
+]
 
 GLOSSARY_NOTEBOOK = "glossary.ipynb"
 
@@ -47,6 +55,7 @@ class Glossary:
 
 
 def glossary_path(root: Path, lang: Language) -> Path:
+    """Where ``lang``'s glossary data lives: ``i18n/<lang>/glossary.toml``."""
     return Path(root) / "i18n" / lang.code / "glossary.toml"
 
 
