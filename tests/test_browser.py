@@ -255,7 +255,7 @@ def screenshot_light_and_dark(page, path_stem: Path, focus=None) -> None:
         page.wait_for_selector(
             f"body[data-jp-theme-light='{'true' if scheme == 'light' else 'false'}']",
             state="attached",
-            timeout=10_000,
+            timeout=30_000,  # the dark theme's CSS loads on first use
         )
         page.wait_for_timeout(300)
         if focus is not None:
