@@ -20,8 +20,8 @@ import nbformat
 import pytest
 
 from deploylab.cli import main
-from deploylab.grading import integrity
 from deploylab.grading.course import Course
+from deploylab.grading.export import spreadsheet_safe
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "ip-basics"
@@ -150,7 +150,35 @@ def graded_class(tmp_path_factory):
             nbformat.read(RELEASED, as_version=4), corpus.INPUT_TRANSFORMER_CHEAT
         ),
         "builtins-patch": _with_extra(nbformat.read(RELEASED, as_version=4), corpus.BUILTINS_PATCH),
+        "token-transformer": _with_extra(
+            nbformat.read(RELEASED, as_version=4), corpus.TOKEN_TRANSFORMER_CHEAT
+        ),
+        "shadowed-builtins": _with_extra(
+            nbformat.read(RELEASED, as_version=4), corpus.SHADOWED_BUILTINS
+        ),
+        # Every answer returns an object equal to anything; the partial-credit cell's int
+        # results are displayed as full marks.
+        "always-equal": _with_extra(
+            nbformat.read(RELEASED, as_version=4),
+            ALWAYS_EQUAL_EVERYWHERE,
+            "get_ipython().display_formatter.formatters['text/plain'].for_type("
+            "int, lambda value, printer, cycle: printer.text('4'))\n",
+        ),
+        "caller-peek": _with_extra(
+            nbformat.read(RELEASED, as_version=4),
+            corpus.CALLER_LINE_PEEK.replace("def double(x)", "def to_binary(x)")
+            + corpus.GLOBALS_PEEK.replace("def double(x)", "def addresses_in_prefix(x)"),
+        ),
+        "leaks-caller-source": _with_extra(
+            complete, corpus.LEAK_CALLER_SOURCE.replace("def double(x)", "def _unused(x)")
+        ),
+        "script-output": _with_extra(complete, corpus.SCRIPT_OUTPUT),
+        "killed-before-tests": _with_extra(complete, corpus.KILLED_BEFORE_TESTS),
+        "imports-reference": _with_extra(
+            complete, "from deploylab.vpc.addressing import classful_class  # the answer key"
+        ),
         "edited-tests-and-metadata": edited,
+        "=HYPERLINK(0)": complete,
     }
     for student, notebook in notebooks.items():
         (submissions / student).mkdir(parents=True)
@@ -158,6 +186,17 @@ def graded_class(tmp_path_factory):
     for student, content in (("corrupt-json", '{"cells": [{"cell_type": '), ("empty-file", "")):
         (submissions / student).mkdir()
         (submissions / student / f"{LAB}.ipynb").write_text(content)
+    # Paths: a symlink to the instructor master, one to /etc/shadow, a linked directory, a
+    # FIFO and an oversize file are read as nothing, never copied into the course.
+    for student, target in (("link-to-master", SOURCE), ("link-to-shadow", Path("/etc/shadow"))):
+        (submissions / student).mkdir()
+        (submissions / student / f"{LAB}.ipynb").symlink_to(target)
+    (submissions / "linked-directory").symlink_to(submissions / "honest-complete")
+    (submissions / "fifo").mkdir()
+    os.mkfifo(submissions / "fifo" / f"{LAB}.ipynb")
+    (submissions / "oversize").mkdir()
+    with open(submissions / "oversize" / f"{LAB}.ipynb", "wb") as handle:
+        handle.truncate(21 * 1024 * 1024)
     other_lab = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     other_lab.cells[0].metadata["nbgrader"] = {
         "grade": False,
@@ -197,14 +236,33 @@ def graded_class(tmp_path_factory):
         "exit": status,
         "escape": escape,
         "accepted": accepted,
-        "students": sorted([*notebooks, "corrupt-json", "empty-file", "other-lab"]),
+        "students": sorted([*notebooks, "corrupt-json", "empty-file", "other-lab", *PATH_TRICKS]),
     }
+
+
+PATH_TRICKS = ["link-to-master", "link-to-shadow", "linked-directory", "fifo", "oversize"]
+ALWAYS_EQUAL_EVERYWHERE = (
+    "class _Anything(str):\n"
+    "    def __eq__(self, other):\n"
+    "        return True\n"
+    "    __hash__ = str.__hash__\n"
+    "def to_binary(address):\n"
+    "    return _Anything()\n"
+    "address_class = is_host_usable = addresses_in_prefix = to_binary\n"
+)
 
 
 def _hidden() -> list[str]:
     """Hidden-test lines that the released notebook does not show anyway."""
     public = "\n".join(c.source for c in nbformat.read(RELEASED, as_version=4).cells)
-    lines = integrity.hidden_lines([c.source for c in nbformat.read(SOURCE, as_version=4).cells])
+    lines = set()
+    for cell in nbformat.read(SOURCE, as_version=4).cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if line.strip() in ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"):
+                inside = line.strip().startswith("### BEGIN")
+            elif inside:
+                lines.add(line.strip())
     return [line for line in lines if line not in public and len(line) >= 16]
 
 
@@ -232,14 +290,25 @@ def test_every_submission_gets_its_status(graded_class):
         "edited-tests-and-metadata": ({maximum}, {"graded"}),
         "infinite-loop": ({"-"}, {"timed out"}),
         "os-exit": ({"-"}, {"kernel died"}),
-        "sys-exit": ({"-"}, {"needs review"}),
-        "input-transformer": ({"-"}, {"needs review"}),
-        "builtins-patch": ({"-"}, {"needs review"}),
+        "sys-exit": ({maximum}, {"graded"}),
+        "leaks-caller-source": ({maximum}, {"graded"}),
+        "script-output": ({maximum}, {"graded"}),
+        "=HYPERLINK(0)": ({maximum}, {"graded"}),
+        # Cheats on an unanswered notebook: graded, and worth nothing.
+        "input-transformer": ({"0"}, {"graded"}),
+        "builtins-patch": ({"0"}, {"graded"}),
+        "token-transformer": ({"0"}, {"graded"}),
+        "shadowed-builtins": ({"0"}, {"graded"}),
+        "always-equal": ({"0"}, {"graded"}),
+        "caller-peek": ({"0"}, {"graded"}),
+        "killed-before-tests": ({"-"}, {"kernel died"}),
+        "imports-reference": ({"-"}, {"needs review"}),
         "fork-bomb": ({"-"}, {"needs review", "kernel died", "timed out"}),
-        "memory-bomb": ({maximum, "-"}, {"graded", "kernel died"}),
+        "memory-bomb": ({maximum, "-"}, {"graded", "kernel died", "timed out"}),
         "corrupt-json": ({"-"}, {"not a notebook"}),
         "empty-file": ({"-"}, {"not a notebook"}),
         "other-lab": ({"-"}, {"wrong lab"}),
+        **{student: ({"-"}, {"not a notebook"}) for student in PATH_TRICKS},
     }
     problems = []
     for student, (scores, statuses) in expected.items():
@@ -266,6 +335,19 @@ def test_sandbox_kept_the_course_and_network_out_of_reach(graded_class):
     assert graded_class["accepted"] == []
     assert not graded_class["escape"].exists()
     assert not (course.root / "pwned.txt").exists()
+    # Nothing was copied in through a symlink or from a special file.
+    for student in PATH_TRICKS:
+        assert not course.submitted_dir(student, LAB).exists() or not any(
+            course.submitted_dir(student, LAB).iterdir()
+        ), student
+    assert "root:" not in "".join(
+        path.read_text(errors="replace")
+        for path in course.root.rglob("*")
+        if path.is_file() and path.suffix in (".ipynb", ".html", ".json", ".csv")
+    )
+    # HTML/JavaScript a submission displayed is not in the notebook formgrader renders.
+    shown = _outputs_text(_autograded(course, "script-output"))
+    assert "<b>bold</b>" not in shown and "text/html" not in shown
 
 
 @pytest.mark.slow
@@ -275,14 +357,15 @@ def test_export_and_feedback_are_honest_and_leak_free(graded_class):
     assert status == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     by_student = {row.get("student") or row.get("student_id"): row for row in rows}
-    assert sorted(by_student) == graded_class["students"]  # one row each, none lost
+    students = sorted(spreadsheet_safe(student) for student in graded_class["students"])
+    assert sorted(by_student) == students  # one row each, none lost
     status, out = _run_cli("grade", "export", "--format", "nbgrader", *args)
     nbgrader_rows = list(csv.DictReader(io.StringIO(out)))
-    assert sorted(row["student_id"] for row in nbgrader_rows) == graded_class["students"]
+    assert sorted(row["student_id"] for row in nbgrader_rows) == students
     for row in nbgrader_rows:
         # A failure is never a silent 0: anything not graded says so in its status.
         if row["status"] != "graded":
-            assert row["status"] == table[row["student_id"]][2].split(" (")[0], row
+            assert row["status"] == table[row["student_id"].lstrip("'")][2].split(" (")[0], row
     for student in ("os-exit", "infinite-loop", "input-transformer"):
         row_text = " ".join(str(v) for v in by_student[student].values())
         assert table[student][2].split(" (")[0] in row_text, by_student[student]
@@ -296,3 +379,12 @@ def test_export_and_feedback_are_honest_and_leak_free(graded_class):
         for line in hidden:
             assert line not in text, (page.name, line)
     assert os.environ.get("DEPLOYLAB_NEVER_SET") is None
+    # A student id that a spreadsheet would run as a formula is exported as text.
+    assert "'=HYPERLINK(0)" in by_student
+    assert not any(row["student_id"].startswith("=") for row in nbgrader_rows)
+    # A kernel killed before the tests: every test "not run" in the feedback, no score.
+    killed = (course.feedback_dir("killed-before-tests", LAB) / f"{LAB}.html").read_text()
+    assert "Passed" not in killed and "Not run" in killed and "SIGKILL" in killed
+    # What the student's code printed never reaches its feedback page.
+    leaky = (course.feedback_dir("leaks-caller-source", LAB) / f"{LAB}.html").read_text()
+    assert "LEAK" not in leaky

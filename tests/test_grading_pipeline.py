@@ -23,7 +23,6 @@ import pytest
 from deploylab.grading.autograde import autograde, sandbox_problem
 from deploylab.grading.cli import main  # only the grading commands: other topics may be mid-edit
 from deploylab.grading.course import Course
-from deploylab.grading.feedback import hidden_test_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "autograder" / "source"
@@ -428,7 +427,12 @@ def test_feedback_never_shows_hidden_tests(ip_basics_batch, ip_basics_table):
 
     course, _ = ip_basics_batch
     assert main(["grade", "feedback", "ip-basics", *course_args(course)]) == 0
-    hidden = hidden_test_lines(source_notebook("ip-basics"))
+    source = source_notebook("ip-basics")
+    hidden = [
+        line
+        for line in marked_lines(source, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+        if line not in public_text(source)
+    ]
     assert hidden
     pages = {}
     for student in ip_basics_table:
@@ -437,9 +441,12 @@ def test_feedback_never_shows_hidden_tests(ip_basics_batch, ip_basics_table):
         for line in hidden:
             assert line not in pages[student], f"{student}'s feedback shows {line!r}"
         assert "BEGIN HIDDEN TESTS" not in pages[student]
-    # The instructor's messages do reach the student.
-    assert "address_class('224.0.0.0') should be 'D'" in pages["partial-7"]
-    assert "Partly passed" in pages["partial-8"]
+    # The instructor's messages do reach the student, as written in the master.
+    assert "192.168.1.10 should give 11000000.10101000.00000001.00001010" in pages["deleted-tests"]
+    assert "Partly passed" in pages["partial-7"] and "Partly passed" in pages["partial-8"]
+    # What the snooper's code printed (its callers' source) is nowhere on its page.
+    assert "linecache" not in pages["snooper"].split("Your answer")[0]
+    assert "Score: <b>5 / 9</b>" in pages["snooper"]  # to_binary and prefix size only
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from adversarial import (
     CORRECT,
+    HIDDEN_CANARY,
     SHOW_ENVIRONMENT,
     connect,
     mini_lab,
@@ -19,7 +20,7 @@ from adversarial import (
     write_files,
 )
 
-from deploylab.grading import integrity, sandbox
+from deploylab.grading import sandbox
 from deploylab.grading.execute import Limits, SandboxUnavailableError, run_notebook
 
 
@@ -28,11 +29,7 @@ def _text(cell) -> str:
 
 
 def _passed(outcome) -> dict[str, bool]:
-    return {
-        cell.metadata["nbgrader"]["grade_id"]: integrity.cell_passed(cell)
-        for cell in outcome.notebook.cells
-        if integrity.is_test_cell(cell)
-    }
+    return {grade_id: test.outcome == "passed" for grade_id, test in outcome.tests.items()}
 
 
 def test_missing_bwrap_is_a_clear_error(monkeypatch, tmp_path):
@@ -201,12 +198,10 @@ def test_sandboxed_and_plain_runs_agree_and_long_scratch_paths_work(tmp_path):
     sandboxed = run_notebook(mini_lab(), deep)
     plain = run_notebook(mini_lab(), tmp_path / "plain", sandbox=False)
     assert sandboxed.status == plain.status == "graded"
-    assert not sandboxed.tamper and not plain.tamper
     assert _passed(sandboxed) == _passed(plain) == {"double-tests": True, "negative-tests": True}
     assert [c.get("outputs") for c in sandboxed.notebook.cells] == [
         c.get("outputs") for c in plain.notebook.cells
     ]
-    # integrity cells are not in the result
     assert len(sandboxed.notebook.cells) == len(mini_lab().cells)
 
 
@@ -223,29 +218,25 @@ def test_user_namespace_mode_runs_as_nobody(monkeypatch, tmp_path):
     assert "UID 65534" in _text(outcome.notebook.cells[3])
 
 
-def test_the_integrity_key_is_not_left_in_the_kernel_history(tmp_path):
+def test_no_test_code_ever_enters_the_kernel(tmp_path):
+    """The kernel's history, line cache and namespace hold the student's cells and the
+    grader's one-line call loop, never a line of the tests (visible or hidden)."""
     snoop = (
-        "import linecache\n"
-        "print('HISTORY', In, _ih)\n"
-        "print('LINECACHE', [''.join(e[2]) for e in linecache.cache.values() if len(e) > 2])\n"
+        "import linecache, sys\n"
+        "def double(x):\n"
+        "    names = sorted(sys._getframe(1).f_globals)\n"
+        "    with open('snoop.txt', 'a') as out:\n"
+        "        print('HISTORY', In, _ih, file=out)\n"
+        "        lines = [''.join(e[2]) for e in linecache.cache.values() if len(e) > 2]\n"
+        "        print('LINECACHE', lines, file=out)\n"
+        "        print('FRAMES', names, file=out)\n"
+        "    return 2 * x\n"
     )
-    plan_keys = []
-    original = integrity.instrument
-
-    def spy(notebook, nonce=None):
-        plan = original(notebook, nonce)
-        plan_keys.append(plan.key.hex())
-        return plan
-
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(integrity, "instrument", spy)
-    try:
-        outcome = run_notebook(mini_lab(CORRECT, extra=[snoop]), tmp_path, sandbox=False)
-    finally:
-        monkeypatch.undo()
-    text = _text(outcome.notebook.cells[3])
-    assert "HISTORY" in text and "LINECACHE" in text
-    assert plan_keys and plan_keys[0] not in text
+    outcome = run_notebook(mini_lab(snoop), tmp_path, sandbox=False)
+    text = (tmp_path / "snoop.txt").read_text()
+    assert "HISTORY" in text and "LINECACHE" in text and "FRAMES" in text
+    assert HIDDEN_CANARY not in text and "should be" not in text
+    assert _passed(outcome) == {"double-tests": True, "negative-tests": True}
     assert outcome.status == "graded"
 
 
@@ -278,7 +269,7 @@ def test_memory_limit_covers_all_processes_together(tmp_path):
         pytest.skip("no writable memory cgroup here: only per-process limits apply")
     notebook = mini_lab(CORRECT, extra=[MEMORY_SPREAD_OVER_PROCESSES])
     outcome = run_notebook(notebook, tmp_path / "s", limits=limits, cell_timeout=20)
-    assert outcome.status in ("needs review", "kernel died"), outcome.detail
+    assert outcome.status in ("graded", "needs review", "kernel died"), outcome.detail
     allocated = list((tmp_path / "s").glob("child-*-allocated"))
     assert len(allocated) < 4
 
@@ -306,4 +297,27 @@ def test_seccomp_blocks_namespace_and_kernel_interfaces_but_not_ordinary_work(tm
     for name in ("unshare", "keyctl", "bpf"):
         assert f"CALL {name} -1 1" in text, text  # EPERM
     assert "SUBPROCESS fine" in text and "THREAD fine" in text
+    assert _passed(outcome) == {"double-tests": True, "negative-tests": True}
+
+
+@pytest.mark.slow
+def test_the_reference_implementation_is_out_of_the_kernels_reach(tmp_path):
+    """Only the deploylab modules the setup cells import exist in a grading kernel: an
+    obfuscated import of the reference the hidden tests compare with finds nothing."""
+    require_sandbox()
+    probe = (
+        "import importlib\n"
+        "for name in ['deploylab.auto' + 'scale', 'deploylab.vpc', 'deploylab.deploy']:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "        print('IMPORTED', name)\n"
+        "    except ImportError:\n"
+        "        print('BLOCKED', name)\n"
+    )
+    outcome = run_notebook(
+        mini_lab(CORRECT, extra=[probe]), tmp_path / "s", package_modules=("deploylab.deploy",)
+    )
+    text = _text(outcome.notebook.cells[3])
+    assert "BLOCKED deploylab.autoscale" in text and "BLOCKED deploylab.vpc" in text
+    assert "IMPORTED deploylab.deploy" in text  # what the setup needs stays importable
     assert _passed(outcome) == {"double-tests": True, "negative-tests": True}

@@ -1,4 +1,4 @@
-"""Hostile and broken submissions for the grading sandbox and integrity checks.
+"""Hostile and broken submissions for the grading sandbox and the trusted-test boundary.
 
 Each generator returns the source of a student cell (or a whole notebook) that does one bad
 thing. :func:`mini_lab` wraps an answer in a small nbgrader lab (setup cell with helpers,
@@ -91,27 +91,126 @@ SYS_EXIT = "import sys\nsys.exit(0)\n"
 SYNTAX_ERROR = "def double(x)\n    return 2 * x\n"
 SEGFAULT = "import ctypes\nctypes.string_at(0)\n"
 
-# --- cheating ------------------------------------------------------------------------
+# --- cheating: each one tries to make a wrong answer pass ------------------------------
 INPUT_TRANSFORMER_CHEAT = (
     "def _no_asserts(lines):\n"
     "    return [line.replace('assert ', 'pass  # ') for line in lines]\n"
     "get_ipython().input_transformers_cleanup.append(_no_asserts)\n"
 )
-HIDDEN_INPUT_TRANSFORMER_CHEAT = (
-    "shell = get_ipython()\n"
-    "hook = getattr(shell, 'input_' + 'transformers_' + 'cleanup')\n"
-    "hook.append(lambda lines: [l.replace('assert ', 'pass  # ') for l in lines])\n"
+TOKEN_TRANSFORMER_CHEAT = (
+    "from IPython.core.inputtransformer2 import TransformerManager\n"
+    "TransformerManager.do_one_token_transform = lambda self, lines: (False, ['pass\\n'])\n"
 )
 BUILTINS_PATCH = (
     "import builtins\nclass _Quiet(Exception):\n    pass\nbuiltins.AssertionError = _Quiet\n"
 )
-HIDDEN_BUILTINS_PATCH = "__import__('built' + 'ins').print = lambda *a, **k: None\n"
+SHADOWED_BUILTINS = "range = lambda *args: []\nzip = lambda *args: []\nset = lambda *a: {1}\n"
 EVENT_HOOK = "get_ipython().events.register('pre_run_cell', lambda info: None)\n"
 HELPER_REDEFINED = "def expected_double(x):\n    return x + 2\nCASES = []\n"
+CODE_SWAPPED = "expected_double.__code__ = (lambda x: x + 2).__code__\n"
 TRACEBACK_SUPPRESSED = "get_ipython().showtraceback = lambda *args, **kwargs: None\n"
 REFERENCE_PATCH = "import ipaddress\nipaddress.ip_address = lambda text: text\n"
-FORGED_REPORT = (
-    'import sys\nprint(\'DEPLOYLAB-INTEGRITY {"findings": [], "label": "x", "nonce": "x"} 00\')\n'
+SYS_EXIT = "import sys\nsys.exit(0)\n"
+#: An answer whose result equals anything.
+ALWAYS_EQUAL = (
+    "class _Anything:\n"
+    "    def __eq__(self, other):\n"
+    "        return True\n"
+    "    __hash__ = object.__hash__\n"
+    "def double(x):\n"
+    "    return _Anything()\n"
+)
+#: An answer that looks for the test's expected value among the caller's variables.
+GLOBALS_PEEK = (
+    "import sys\n"
+    "def double(x):\n"
+    "    frame = sys._getframe(1)\n"
+    "    while frame is not None:\n"
+    "        for name in ('want', '_expected', 'expected'):\n"
+    "            if name in frame.f_globals or name in frame.f_locals:\n"
+    "                return frame.f_locals.get(name, frame.f_globals.get(name))\n"
+    "        frame = frame.f_back\n"
+    "    return globals().get('want', x + 2)\n"
+)
+#: An answer that reads the calling test line and evaluates its right-hand side.
+CALLER_LINE_PEEK = (
+    "import sys, linecache\n"
+    "def double(x):\n"
+    "    frame = sys._getframe(1)\n"
+    "    while frame is not None:\n"
+    "        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)\n"
+    "        if '==' in line:\n"
+    "            try:\n"
+    "                return eval(line.split('==')[1].split(',')[0], frame.f_globals, frame.f_locals)\n"
+    "            except Exception:\n"
+    "                pass\n"
+    "        frame = frame.f_back\n"
+    "    return x + 2\n"
+)
+#: A correct answer that prints every frame's source, compressed and base64-encoded.
+LEAK_CALLER_SOURCE = (
+    "import sys, inspect, zlib, base64\n"
+    "def double(x):\n"
+    "    frame, texts = sys._getframe(1), []\n"
+    "    while frame is not None:\n"
+    "        try:\n"
+    "            texts.append(inspect.getsource(frame))\n"
+    "        except Exception:\n"
+    "            pass\n"
+    "        texts.append(repr(sorted(frame.f_globals)))\n"
+    "        frame = frame.f_back\n"
+    "    print('LEAK', base64.b64encode(zlib.compress('\\n'.join(texts).encode())).decode())\n"
+    "    return 2 * x\n"
+)
+#: A wrong answer whose exception carries markup and look-alike characters.
+RAISES_MARKUP = (
+    "def double(x):\n    raise ValueError('<script>alert(1)</script>\\u00a0STUDENT-TEXT-z9')\n"
+)
+SCRIPT_OUTPUT = (
+    "from IPython.display import HTML, Javascript, display\n"
+    "display(HTML('<script>alert(1)</script><b>bold</b>'))\n"
+    "display(Javascript('alert(2)'))\n"
+)
+KILLED_BEFORE_TESTS = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"
+#: A correct-looking answer whose reply is larger than any message the grader accepts.
+HUGE_REPLY = "def double(x):\n    return 'x' * 20_000_000\n"
+HUGE_PRINT = "print('y' * 20_000_000)\n"
+FILL_DISK = (
+    "import os\n"
+    "made = 0\n"
+    "try:\n"
+    "    for i in range(20_000):\n"
+    "        open(f'f{i}', 'w').close()\n"
+    "        made += 1\n"
+    "except OSError:\n"
+    "    pass\n"
+    "try:\n"
+    "    with open('big', 'wb') as handle:\n"
+    "        for _ in range(200):\n"
+    "            handle.write(b'0' * (1 << 20))\n"
+    "except OSError:\n"
+    "    pass\n"
+    "path = 'deep'\n"
+    "for _ in range(1500):\n"
+    "    try:\n"
+    "        os.mkdir(path)\n"
+    "        os.chdir(path)\n"
+    "    except OSError:\n"
+    "        break\n"
+    "os.chdir(os.environ['HOME'])\n"
+    "print('MADE', made)\n"
+)
+STEAL_TRUSTED_SOCKET = (
+    "import glob, os, socket, threading\n"
+    "def _squat():\n"
+    "    for _ in range(2000):\n"
+    "        for path in glob.glob('/tmp/dl-calls-*/calls-*.sock'):\n"
+    "            try:\n"
+    "                s = socket.socket(socket.AF_UNIX); s.connect(path)\n"
+    "                s.sendall(b'\\x00\\x00\\x00\\x10{\"returned\": 4}  ')\n"
+    "            except OSError:\n"
+    "                pass\n"
+    "threading.Thread(target=_squat, daemon=True).start()\n"
 )
 
 
@@ -201,7 +300,7 @@ def require_sandbox() -> None:
 
 
 def resource_entries() -> list[Entry]:
-    """Submissions that abuse time, memory, processes or output."""
+    """Submissions that abuse time, memory, processes, output or disk."""
     return [
         Entry(
             "infinite loop",
@@ -231,55 +330,58 @@ def resource_entries() -> list[Entry]:
             statuses=("graded",),
             passing=("double-tests", "negative-tests"),
         ),
-        Entry("os._exit", extra=[OS_EXIT], statuses=("kernel died",)),
+        Entry(
+            "huge print",
+            extra=[HUGE_PRINT],
+            statuses=("graded", "timed out"),
+            cell_timeout=5,
+        ),
+        Entry("os._exit", extra=[OS_EXIT], statuses=("kernel died",), passing=()),
+        Entry(
+            "killed before the tests",
+            extra=[KILLED_BEFORE_TESTS],
+            statuses=("kernel died",),
+            passing=(),
+        ),
         Entry(
             "traceback flood",
             extra=[TRACEBACK_FLOOD],
-            statuses=("needs review",),  # it reaches for IPython's traceback display
+            statuses=("graded",),
             passing=("double-tests", "negative-tests"),
         ),
-        Entry("segfault", extra=[SEGFAULT], statuses=("kernel died",)),
+        Entry("segfault", extra=[SEGFAULT], statuses=("kernel died",), passing=()),
+        Entry(
+            "fills the disk",
+            extra=[FILL_DISK],
+            statuses=("graded", "kernel died"),
+        ),
     ]
 
 
 def cheat_entries() -> list[Entry]:
-    """Submissions that try to change how the tests run."""
+    """Submissions that try to change how the tests run or what they see: none may earn
+    a point with a wrong answer, and none needs a person to notice."""
+    wrong = {"answer": WRONG, "statuses": ("graded",), "passing": ()}
+    right = {"statuses": ("graded",), "passing": ("double-tests", "negative-tests")}
     return [
-        Entry(
-            "input transformer",
-            answer=WRONG,
-            extra=[INPUT_TRANSFORMER_CHEAT],
-            statuses=("needs review",),
-        ),
-        Entry(
-            "obfuscated input transformer",
-            answer=WRONG,
-            extra=[HIDDEN_INPUT_TRANSFORMER_CHEAT],
-            statuses=("needs review",),
-        ),
-        Entry("builtins patch", answer=WRONG, extra=[BUILTINS_PATCH], statuses=("needs review",)),
-        Entry(
-            "obfuscated builtins patch", extra=[HIDDEN_BUILTINS_PATCH], statuses=("needs review",)
-        ),
-        Entry("event hook", extra=[EVENT_HOOK], statuses=("needs review",)),
-        Entry(
-            "helper redefined", answer=WRONG, extra=[HELPER_REDEFINED], statuses=("needs review",)
-        ),
-        Entry(
-            "traceback suppressed",
-            answer=WRONG,
-            extra=[TRACEBACK_SUPPRESSED],
-            statuses=("needs review",),
-            passing=(),
-        ),
-        Entry("reference module patched", extra=[REFERENCE_PATCH], statuses=("needs review",)),
-        Entry("sys.exit", extra=[SYS_EXIT], statuses=("needs review",)),
-        Entry(
-            "forged integrity report",
-            extra=[FORGED_REPORT],
-            statuses=("graded",),
-            passing=("double-tests", "negative-tests"),
-        ),
+        Entry("input transformer", extra=[INPUT_TRANSFORMER_CHEAT], **wrong),
+        Entry("token transformer class patch", extra=[TOKEN_TRANSFORMER_CHEAT], **wrong),
+        Entry("builtins patch", extra=[BUILTINS_PATCH], **wrong),
+        Entry("builtins shadowed", extra=[SHADOWED_BUILTINS], **wrong),
+        Entry("event hook", extra=[EVENT_HOOK], **wrong),
+        Entry("helper redefined", extra=[HELPER_REDEFINED], **wrong),
+        Entry("reference code swapped", extra=[CODE_SWAPPED], **wrong),
+        Entry("traceback suppressed", extra=[TRACEBACK_SUPPRESSED], **wrong),
+        Entry("reference module patched", extra=[REFERENCE_PATCH], **wrong),
+        Entry("trusted socket squatted", extra=[STEAL_TRUSTED_SOCKET], **wrong),
+        Entry("always equal", **{**wrong, "answer": ALWAYS_EQUAL}),
+        Entry("globals peek", **{**wrong, "answer": GLOBALS_PEEK}),
+        Entry("caller line peek", **{**wrong, "answer": CALLER_LINE_PEEK}),
+        Entry("raises markup", **{**wrong, "answer": RAISES_MARKUP}),
+        Entry("huge reply", **{**wrong, "answer": HUGE_REPLY}),
+        Entry("sys.exit", extra=[SYS_EXIT], **right),
+        Entry("leaks caller source", answer=LEAK_CALLER_SOURCE, **right),
+        Entry("script output", extra=[SCRIPT_OUTPUT], **right),
     ]
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
+import os
 import shutil
+import stat
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -33,7 +34,9 @@ __all__ = [
     "format_table",
     "load_results",
     "merge_submission",
-    "score_cell",
+    "reference_imports",
+    "score_tests",
+    "setup_imports",
 ]
 
 GRADED = "graded"
@@ -46,7 +49,7 @@ NEEDS_REVIEW = "needs review"
 STATUSES = (GRADED, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, WRONG_LAB, NEEDS_REVIEW)
 
 #: Bump when grading changes in a way that should invalidate stored results.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 STATUS_FILE = "status.json"
 #: nbgrader's submission time file (written by ``nbgrader submit``/``collect``), optional.
 TIMESTAMP_FILE = "timestamp.txt"
@@ -58,7 +61,8 @@ class SubmissionResult:
 
     ``score`` is ``None`` unless ``status`` is ``graded``: the points the tests would have
     given otherwise are kept in ``provisional_score`` for the instructor, never exported as a
-    grade. ``cells`` maps each test cell's grade_id to ``[points earned or None, max points]``.
+    grade. ``cells`` maps each test cell's grade_id to ``[points earned or None, max points]``;
+    ``tests`` to the trusted verdict (outcome, points, instructor message) feedback is made of.
     """
 
     student: str
@@ -70,6 +74,7 @@ class SubmissionResult:
     detail: str = ""
     digest: str = ""
     cells: dict[str, list] = field(default_factory=dict)
+    tests: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
     timestamp: str = ""
     reused: bool = False
@@ -182,56 +187,27 @@ def merge_submission(instructor, released, submitted):
 # ---------------------------------------------------------------------------------------
 # Scoring
 # ---------------------------------------------------------------------------------------
-def score_cell(cell) -> tuple[float | None, float]:
-    """Points earned by one executed grade cell, with nbgrader's rules but stderr ignored.
+def score_tests(tests: dict, notebook) -> tuple[dict[str, list], float, float]:
+    """Points per graded cell, earned and possible, from the trusted tests' outcomes.
 
-    An error output scores 0; a numeric result is partial credit (clamped to the maximum);
-    anything else scores full points. Answer cells graded by hand score ``None``.
+    ``tests`` maps a test cell's grade_id to its :class:`~deploylab.grading.execute.TestOutcome`
+    (or its JSON form). A cell that did not run scores ``None``, as does an answer cell that a
+    person grades. Nothing is read from what the notebook printed.
 
+    >>> from deploylab.grading.execute import TestOutcome
     >>> import nbformat.v4 as v4
-    >>> c = v4.new_code_cell("assert True")
-    >>> c.metadata["nbgrader"] = {"grade": True, "solution": False, "points": 2, "grade_id": "t"}
-    >>> c.outputs = [v4.new_output("stream", name="stderr", text="debug\\n")]
-    >>> score_cell(c)
-    (2.0, 2.0)
-    >>> c.outputs.append(v4.new_output("execute_result", data={"text/plain": "1.5"}))
-    >>> score_cell(c)
-    (1.5, 2.0)
-    >>> c.outputs.append(v4.new_output("error", ename="AssertionError", evalue="", traceback=[]))
-    >>> score_cell(c)
-    (0.0, 2.0)
+    >>> nb = v4.new_notebook()
+    >>> score_tests({"a": TestOutcome("passed", 2.0, 2.0), "b": TestOutcome("not run", None, 3.0)}, nb)
+    ({'a': [2.0, 2.0], 'b': [None, 3.0]}, 2.0, 5.0)
     """
-    from nbgrader import utils
-
-    max_points = float(_nbgrader_meta(cell).get("points", 0) or 0)
-    if _nbgrader_meta(cell).get("solution") or cell.cell_type != "code":
-        if "checksum" in _nbgrader_meta(cell) and _nbgrader_meta(cell)[
-            "checksum"
-        ] == utils.compute_checksum(cell):
-            return 0.0, max_points  # unchanged answer cell: nbgrader's "No response."
-        return None, max_points
-    if any(output.output_type == "error" for output in cell.outputs):
-        return 0.0, max_points
-    if cell.get("metadata", {}).get("deploylab", {}).get("hidden_error"):
-        return 0.0, max_points  # the runner saw an error the student's code kept off screen
-    for output in cell.outputs:
-        if output.output_type == "execute_result":
-            text = output.get("data", {}).get("text/plain", "")
-            text = "".join(text) if isinstance(text, list) else str(text)
-            try:
-                earned = float(text)
-            except ValueError:
-                return max_points, max_points
-            return min(max(earned, 0.0), max_points), max_points
-    return max_points, max_points
-
-
-def _score_notebook(executed) -> tuple[dict[str, list], float, float]:
     cells: dict[str, list] = {}
-    for cell in executed.cells:
-        if _nbgrader_meta(cell).get("grade"):
-            earned, max_points = score_cell(cell)
-            cells[_grade_id(cell)] = [earned, max_points]
+    for grade_id, outcome in tests.items():
+        data = outcome if isinstance(outcome, dict) else outcome.to_json()
+        cells[grade_id] = [data.get("points"), float(data.get("max_points") or 0)]
+    for cell in notebook.cells:
+        meta = _nbgrader_meta(cell)
+        if meta.get("grade") and meta.get("solution") and _grade_id(cell) not in cells:
+            cells[_grade_id(cell)] = [None, float(meta.get("points", 0) or 0)]
     earned_total = sum(earned for earned, _ in cells.values() if earned is not None)
     max_total = sum(max_points for _, max_points in cells.values())
     return cells, earned_total, max_total
@@ -241,54 +217,26 @@ def _score_notebook(executed) -> tuple[dict[str, list], float, float]:
 # Executing
 # ---------------------------------------------------------------------------------------
 def _run(
-    notebook, scratch_dir: Path, *, sandbox: bool, cell_timeout: float, notebook_timeout: float
+    notebook,
+    scratch_dir: Path,
+    *,
+    sandbox: bool,
+    cell_timeout: float,
+    notebook_timeout: float,
+    trusted_dir: Path,
+    package_modules: tuple[str, ...] | None,
 ):
-    """Execute via the sandbox engineer's ``run_notebook``; plain nbclient if it is absent."""
-    try:
-        from deploylab.grading.execute import run_notebook
-    except ImportError:
-        if sandbox:
-            raise
-        return _run_with_nbclient(notebook, scratch_dir, cell_timeout)
+    from deploylab.grading.execute import run_notebook
+
     return run_notebook(
         notebook,
         scratch_dir,
         sandbox=sandbox,
         cell_timeout=cell_timeout,
         notebook_timeout=notebook_timeout,
+        trusted_dir=trusted_dir,
+        package_modules=package_modules,
     )
-
-
-@dataclass
-class _PlainOutcome:
-    notebook: object
-    status: str
-    detail: str = ""
-    tamper: list[str] = field(default_factory=list)
-
-
-def _run_with_nbclient(notebook, scratch_dir: Path, cell_timeout: float) -> _PlainOutcome:
-    """Unsandboxed fallback used only when ``deploylab.grading.execute`` is missing."""
-    import copy
-
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    executed = copy.deepcopy(notebook)
-    client = NotebookClient(
-        executed,
-        timeout=cell_timeout,
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        resources={"metadata": {"path": str(scratch_dir)}},
-    )
-    try:
-        client.execute()
-    except DeadKernelError:
-        return _PlainOutcome(executed, KERNEL_DIED, "the kernel died")
-    except CellTimeoutError:
-        return _PlainOutcome(executed, TIMED_OUT, f"a cell ran longer than {cell_timeout:g} s")
-    return _PlainOutcome(executed, GRADED)
 
 
 def sandbox_problem() -> str | None:
@@ -316,19 +264,136 @@ class _Submission:
     notebook: object = None  # merged notebook to execute
     max_score: float = 0.0
     timestamp: str = ""
+    review: str = ""  # a reason a person must look at it, whatever it scores
+
+
+def setup_imports(instructor) -> dict[str, set[str]]:
+    """What the lab's locked setup cells import from deploylab: {module: names} (an empty set
+    for ``import module``). Grading kernels can import these modules and nothing else of the
+    package, and a student's own import of anything else is flagged for review.
+
+    >>> import nbformat.v4 as v4
+    >>> setup = v4.new_code_cell("from deploylab.deploy import Step\\nimport math")
+    >>> setup.metadata["nbgrader"] = {"locked": True, "grade": False, "solution": False}
+    >>> setup_imports(v4.new_notebook(cells=[setup]))
+    {'deploylab.deploy': {'Step'}}
+    """
+    imports: dict[str, set[str]] = {}
+    for cell in instructor.cells:
+        meta = _nbgrader_meta(cell)
+        if cell.get("cell_type") != "code" or not meta.get("locked") or meta.get("grade"):
+            continue
+        for module, names in _deploylab_imports(str(cell.source)):
+            imports.setdefault(module, set()).update(names)
+    return imports
+
+
+def _deploylab_imports(source: str) -> list[tuple[str, set[str]]]:
+    """``(module, names)`` for each import of deploylab in ``source`` (strings given to
+    ``__import__``/``import_module`` count as imports of that module)."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found: list[tuple[str, set[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, set()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append((node.module, {alias.name for alias in node.names}))
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            function = node.func
+            name = getattr(function, "id", None) or getattr(function, "attr", None)
+            if name in ("__import__", "import_module") and isinstance(node.args[0].value, str):
+                found.append((node.args[0].value, set()))
+    return [
+        (module, names)
+        for module, names in found
+        if module == "deploylab" or module.startswith("deploylab.")
+    ]
+
+
+def reference_imports(notebook, allowed: dict[str, set[str]]) -> list[str]:
+    """The deploylab modules or names the student's own cells import beyond what the setup
+    cells do: the course's reference implementation used as an answer.
+
+    >>> import nbformat.v4 as v4
+    >>> answer = v4.new_code_cell("from deploylab.autoscale import step_adjustment")
+    >>> reference_imports(v4.new_notebook(cells=[answer]), {})
+    ['deploylab.autoscale.step_adjustment']
+    """
+    found: list[str] = []
+    for cell in notebook.cells:
+        meta = _nbgrader_meta(cell)
+        if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
+            continue
+        for module, names in _deploylab_imports(str(cell.get("source", ""))):
+            if module not in allowed:
+                found += [f"{module}.{name}" for name in sorted(names)] or [module]
+            else:
+                found += [f"{module}.{name}" for name in sorted(names - allowed[module])]
+    return sorted(set(found))
+
+
+#: Largest submission file read (bigger files get status "not a notebook").
+MAX_SUBMISSION_BYTES = 20 * 1024 * 1024
+
+
+class _Unreadable(ValueError):
+    """A submission file that must not be read: a symlink, not a regular file, too large."""
 
 
 def _find_notebook(directory: Path, lab: str) -> Path | None:
-    preferred = directory / f"{lab}.ipynb"
-    if preferred.is_file():
-        return preferred
-    notebooks = sorted(path for path in directory.glob("*.ipynb") if path.is_file())
+    """The file to grade in a student's directory (named like the lab if there is one).
+
+    Candidates are listed without following symlinks; the file itself is opened by
+    :func:`_read_submission`, which refuses symlinks and special files.
+    """
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError:
+        return None
+    names = [entry.name for entry in entries if entry.name != TIMESTAMP_FILE]
+    if f"{lab}.ipynb" in names:
+        return directory / f"{lab}.ipynb"
+    notebooks = [name for name in names if name.endswith(".ipynb")]
     if notebooks:
-        return notebooks[0]
-    files = sorted(
-        path for path in directory.iterdir() if path.is_file() and path.name != TIMESTAMP_FILE
-    )
-    return files[0] if files else None
+        return directory / notebooks[0]
+    return directory / names[0] if names else None
+
+
+def _read_submission(path: Path) -> bytes:
+    """The bytes of ``path``, never through a symlink, only from a regular file of at most
+    :data:`MAX_SUBMISSION_BYTES`; :class:`_Unreadable` (naming the reason) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if os.path.islink(path):
+            raise _Unreadable(f"{path.name} is a symbolic link, not a file") from None
+        raise _Unreadable(f"{path.name} cannot be opened ({error.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _Unreadable(f"{path.name} is not a regular file")
+        if info.st_size > MAX_SUBMISSION_BYTES:
+            raise _Unreadable(
+                f"{path.name} is {info.st_size / 2**20:.1f} MiB, more than the "
+                f"{MAX_SUBMISSION_BYTES >> 20} MiB a submission may be"
+            )
+        data = handle.read(MAX_SUBMISSION_BYTES + 1)
+    if len(data) > MAX_SUBMISSION_BYTES:
+        raise _Unreadable(f"{path.name} is more than {MAX_SUBMISSION_BYTES >> 20} MiB")
+    return data
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file readable by the course's owner only (never a copy of
+    another file's permissions)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
 
 
 def _lab_grade_ids(course: Course) -> dict[str, set[str]]:
@@ -391,14 +456,33 @@ def _prepare(
     import nbformat
 
     student = student_dir.name
-    path = _find_notebook(student_dir, lab)
-    raw = path.read_bytes() if path is not None else b""
+    problem = ""
+    raw = b""
+    path = None
+    if student_dir.is_symlink() or not student_dir.is_dir():
+        problem = f"{student}/ is a symbolic link or not a directory"
+    else:
+        path = _find_notebook(student_dir, lab)
+        if path is not None:
+            try:
+                raw = _read_submission(path)
+            except _Unreadable as error:
+                problem = str(error)
     timestamp_path = student_dir / TIMESTAMP_FILE
     timestamp = ""
-    if timestamp_path.is_file():
-        timestamp = timestamp_path.read_text(encoding="utf-8", errors="replace").strip()[:64]
+    if not problem:
+        with contextlib.suppress(_Unreadable):
+            timestamp = _read_submission(timestamp_path).decode("utf-8", "replace").strip()[:64]
     digest = hashlib.sha256(
-        b"\0".join([PIPELINE_VERSION.encode(), source_digest.encode(), raw, timestamp.encode()])
+        b"\0".join(
+            [
+                PIPELINE_VERSION.encode(),
+                source_digest.encode(),
+                raw,
+                timestamp.encode(),
+                problem.encode(),
+            ]
+        )
     ).hexdigest()
     max_score = sum(
         float(_nbgrader_meta(cell).get("points", 0) or 0)
@@ -413,16 +497,20 @@ def _prepare(
         )
         return submission
 
+    if problem:
+        return decided(NOT_A_NOTEBOOK, problem)
     if path is None:
         return decided(NOT_A_NOTEBOOK, f"{student_dir.name}/ holds no file")
     # nbgrader's layout: submitted/<student>/<lab>/<notebook>.ipynb, named as in the source.
     submitted_dir = course.submitted_dir(student, lab)
-    if submitted_dir.exists():
-        shutil.rmtree(submitted_dir)
+    if submitted_dir.exists() or submitted_dir.is_symlink():
+        from deploylab.grading.sandbox import remove_tree
+
+        remove_tree(submitted_dir)
     submitted_dir.mkdir(parents=True)
-    (submitted_dir / f"{lab}.ipynb").write_bytes(raw)
+    _write_private(submitted_dir / f"{lab}.ipynb", raw)
     if timestamp:
-        (submitted_dir / TIMESTAMP_FILE).write_text(timestamp + "\n", encoding="utf-8")
+        _write_private(submitted_dir / TIMESTAMP_FILE, (timestamp + "\n").encode())
     try:
         notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
         if not isinstance(notebook.get("cells"), list):
@@ -443,6 +531,11 @@ def _prepare(
         submission.notebook = merge_submission(instructor, released, notebook)
     except Exception as error:
         return decided(NOT_A_NOTEBOOK, f"{path.name} could not be read as a notebook ({error})")
+    imported = reference_imports(submission.notebook, setup_imports(instructor))
+    if imported:
+        submission.review = (
+            f"imports the course's reference implementation ({', '.join(imported)[:200]})"
+        )
     return submission
 
 
@@ -454,14 +547,18 @@ def _grade(
     sandbox: bool,
     cell_timeout: float,
     notebook_timeout: float,
+    package_modules: tuple[str, ...] | None = None,
 ) -> tuple[SubmissionResult, object]:
     """Execute and score one submission (runs in a worker thread; touches no shared state)."""
+    from deploylab.grading.execute import Limits
+    from deploylab.grading.sandbox import scratch_directory
+
     started = time.monotonic()
-    scratch = Path(tempfile.mkdtemp(prefix=f"dl-{lab[:12]}-"))
-    try:
+    lab_dir = course.source_dir / lab
+    with scratch_directory(Limits(), prefix=f"dl-{lab[:12]}-") as scratch:
         # Data files shipped with the lab go next to the notebook, as nbgrader does.
-        for extra in sorted((course.source_dir / lab).iterdir()):
-            if extra.is_file() and extra.suffix != ".ipynb":
+        for extra in sorted(lab_dir.iterdir()):
+            if extra.is_file() and not extra.is_symlink() and extra.suffix != ".ipynb":
                 shutil.copyfile(extra, scratch / extra.name)
         try:
             outcome = _run(
@@ -470,6 +567,8 @@ def _grade(
                 sandbox=sandbox,
                 cell_timeout=cell_timeout,
                 notebook_timeout=notebook_timeout,
+                trusted_dir=lab_dir,
+                package_modules=package_modules,
             )
         except Exception as error:
             # Not the student's fault (the kernel did not start, the sandbox broke): flag it
@@ -483,18 +582,17 @@ def _grade(
                 digest="",
             )
             return result, None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     executed = outcome.notebook
-    cells, earned, max_total = _score_notebook(executed)
+    cells, earned, max_total = score_tests(outcome.tests, executed)
     status = outcome.status if outcome.status in STATUSES else NEEDS_REVIEW
     detail = outcome.detail or ""
-    for grade_id, (_earned, max_points) in cells.items():
-        raw = _partial_result(executed, grade_id)
-        if raw is not None and raw > max_points and status == GRADED:
+    if submission.review and status == GRADED:
+        status, detail = NEEDS_REVIEW, submission.review
+    for grade_id, test in outcome.tests.items():
+        if test.raw_points is not None and test.raw_points > test.max_points and status == GRADED:
             status, detail = (
                 NEEDS_REVIEW,
-                f"test cell {grade_id} reported {raw:g} of {max_points:g} points",
+                f"test cell {grade_id} reported {test.raw_points:g} of {test.max_points:g} points",
             )
     result = SubmissionResult(
         submission.student,
@@ -506,22 +604,11 @@ def _grade(
         detail=detail,
         digest=submission.digest,
         cells=cells,
+        tests={grade_id: test.to_json() for grade_id, test in outcome.tests.items()},
         seconds=round(time.monotonic() - started, 3),
         timestamp=submission.timestamp,
     )
     return result, executed
-
-
-def _partial_result(executed, grade_id: str) -> float | None:
-    for cell in executed.cells:
-        if _grade_id(cell) == grade_id and cell.cell_type == "code":
-            for output in cell.outputs:
-                if output.output_type == "execute_result":
-                    try:
-                        return float(str(output.get("data", {}).get("text/plain", "")))
-                    except ValueError:
-                        return None
-    return None
 
 
 def _save(course: Course, gradebook, lab: str, result: SubmissionResult, executed) -> None:
@@ -691,7 +778,7 @@ def autograde(
     student_dirs = sorted(
         path
         for path in submissions_dir.iterdir()
-        if path.is_dir() and not path.name.startswith(".")
+        if (path.is_dir() or path.is_symlink()) and not path.name.startswith(".")
     )
     results: dict[str, SubmissionResult] = {}
     bar = _Progress(len(student_dirs), progress)
@@ -712,6 +799,12 @@ def autograde(
         else:
             to_run.append(submission)
 
+    # The deploylab modules a grading kernel may import: those the setup cells need.
+    package_modules = tuple(sorted(setup_imports(instructor)))
+    if sandbox and to_run:
+        from deploylab.grading.sandbox import package_files
+
+        package_files(package_modules)  # once, before the workers need it
     # Kernels start first; nbgrader's import and the gradebook are set up while they run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
@@ -723,6 +816,7 @@ def autograde(
                 sandbox=sandbox,
                 cell_timeout=cell_timeout,
                 notebook_timeout=notebook_timeout,
+                package_modules=package_modules,
             ): submission
             for submission in to_run
         }

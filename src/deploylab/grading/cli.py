@@ -10,6 +10,10 @@ import argparse
 import os
 import sys
 
+#: Submissions graded at once: two per core, because a notebook under test is two processes
+#: (sandboxed kernel, trusted tests) that mostly wait for each other.
+DEFAULT_JOBS = min(2 * (os.cpu_count() or 1), 16)
+
 
 def register(commands) -> None:
     add = commands.add_group(
@@ -30,9 +34,9 @@ def register(commands) -> None:
     p.add_argument(
         "--jobs",
         type=_positive_int,
-        default=os.cpu_count() or 1,
+        default=DEFAULT_JOBS,
         metavar="N",
-        help="submissions graded at once (default: number of cores)",
+        help=f"submissions graded at once (default: {DEFAULT_JOBS}, two per core)",
     )
     p.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     p.add_argument(
@@ -64,7 +68,7 @@ def register(commands) -> None:
     )
     p.add_argument("--submissions", type=_positive_int, default=8, metavar="N")
     p.add_argument("--lab", default="ip-basics")
-    p.add_argument("--jobs", type=_positive_int, default=os.cpu_count() or 1, metavar="N")
+    p.add_argument("--jobs", type=_positive_int, default=DEFAULT_JOBS, metavar="N")
     p.add_argument(
         "--repeat",
         type=_positive_int,

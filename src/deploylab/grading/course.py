@@ -150,10 +150,13 @@ class Course:
             return {}
 
     def write_state(self, name: str, data: dict) -> None:
+        """Replace ``state_dir/name`` with ``data`` as strict JSON (no NaN or infinity: a
+        ``ValueError`` instead of a file other programs cannot read), atomically."""
+        text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / name
         temporary = path.with_suffix(path.suffix + ".tmp")
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
 
 

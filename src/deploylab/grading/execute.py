@@ -1,10 +1,19 @@
 """Run one student notebook to the end and say honestly how it went.
 
-:func:`run_notebook` executes every cell (errors do not stop the run: grading needs every test
-cell to run), inside a bubblewrap sandbox by default (:mod:`deploylab.grading.sandbox`), with a
-per-cell and a per-notebook time limit and bounded output. It never raises because of what the
-student's code does: it returns an :class:`ExecutionOutcome` whose ``status`` is one of
-``graded``, ``timed out``, ``kernel died`` or ``needs review``.
+:func:`run_notebook` executes the student's cells (their answers, their own cells and the
+instructor's setup cells) in a kernel inside a bubblewrap sandbox by default
+(:mod:`deploylab.grading.sandbox`), and the instructor's test cells in a separate trusted
+process (:mod:`deploylab.grading.trusted_tests`) that reaches the student's functions only
+through plain-data calls (:mod:`deploylab.grading.call_loop`, :mod:`deploylab.grading.plain_data`).
+Nothing the student's code does inside its kernel can change how a test runs or what it
+scores: the test code, the expected values and the points never enter that kernel.
+
+Every cell has a time limit that holds however it runs long (a busy loop, a huge reply, a
+kernel that stops answering): the cell is interrupted, and the kernel killed if it will not
+stop. The notebook has a limit in all. Outputs kept are bounded and are text or PNG only.
+It never raises because of what the student's code does: it returns an
+:class:`ExecutionOutcome` whose ``status`` is one of ``graded``, ``timed out``,
+``kernel died`` or ``needs review`` and whose ``tests`` say what each test cell earned.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
+import math
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -32,8 +42,6 @@ import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
-from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
 from nbformat import NotebookNode
 
 __all__ = [
@@ -42,6 +50,8 @@ __all__ = [
     "KernelStartError",
     "Limits",
     "SandboxUnavailableError",
+    "TestOutcome",
+    "cell_role",
     "run_notebook",
 ]
 
@@ -73,7 +83,9 @@ class Limits:
     of each process (SIGXCPU, then SIGKILL a second later); ``max_processes`` the processes and
     threads of the sandbox user; ``max_output_bytes`` the output kept per cell (errors are
     always kept); ``max_file_bytes`` the largest file the notebook may write; ``tmp_bytes`` the
-    size of its private ``/tmp``. Only ``max_output_bytes`` applies without the sandbox.
+    size of its private ``/tmp`` and of its scratch directory, which holds at most
+    ``max_scratch_files`` files where the grader may mount a tmpfs (as root). Only
+    ``max_output_bytes`` applies without the sandbox.
     """
 
     memory_bytes: int = 1536 * 1024 * 1024
@@ -83,6 +95,7 @@ class Limits:
     max_file_bytes: int = 64 * 1024 * 1024
     max_open_files: int = 256
     tmp_bytes: int = 64 * 1024 * 1024
+    max_scratch_files: int = 4096
 
     def __post_init__(self) -> None:
         for name in (
@@ -93,6 +106,7 @@ class Limits:
             "max_file_bytes",
             "max_open_files",
             "tmp_bytes",
+            "max_scratch_files",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -103,18 +117,19 @@ class Limits:
 class ExecutionOutcome:
     """What happened when a notebook ran.
 
-    ``notebook`` is the executed notebook (outputs filled in, injected integrity cells removed);
-    ``status`` one of :data:`STATUSES`; ``detail`` a sentence for people; ``tamper`` the
-    integrity findings (non-empty means ``needs review`` unless the kernel died or timed out).
+    ``notebook`` is the executed notebook (student cells with their bounded text outputs,
+    test cells with the trusted verdict only); ``status`` one of :data:`STATUSES`;
+    ``detail`` a sentence for people (which cell, which signal, which limit); ``tests`` maps
+    each test cell's grade_id to its :class:`TestOutcome`, in notebook order.
     """
 
     notebook: NotebookNode
     status: str
     detail: str = ""
-    tamper: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timed_out_cells: list[int] = field(default_factory=list)
     sandboxed: bool = False
+    tests: dict[str, TestOutcome] = field(default_factory=dict)
 
 
 def run_notebook(
@@ -125,15 +140,21 @@ def run_notebook(
     cell_timeout: float = 30,
     notebook_timeout: float = 300,
     limits: Limits | None = None,
+    trusted_dir: Path | None = None,
+    package_modules: tuple[str, ...] | None = None,
 ) -> ExecutionOutcome:
     """Execute ``notebook`` with its kernel's working directory in ``scratch_dir``.
 
     ``notebook`` is not modified; the outcome holds an executed copy. With ``sandbox=True`` the
     kernel runs under bubblewrap (no network, unprivileged user, only ``scratch_dir``
-    writable); :class:`SandboxUnavailableError` is raised when bwrap is missing. The kernel gets
-    ``cell_timeout`` seconds per cell (then it is interrupted and the next cell runs) and
-    ``notebook_timeout`` seconds in all (then it is killed). :class:`KernelStartError` means the
-    kernel never started (no student code ran): a problem of the grading machine.
+    writable); :class:`SandboxUnavailableError` is raised when bwrap is missing. Test cells run
+    in the trusted process, whose working directory is ``trusted_dir`` (the lab's own folder
+    of data files; an empty one by default). Every cell gets ``cell_timeout`` seconds (then it
+    is interrupted and the next cell runs) and the notebook ``notebook_timeout`` seconds in
+    all. With ``package_modules`` the sandboxed kernel can import only those deploylab modules
+    (and what they import): what the lab's setup cells need, not the reference implementation
+    the hidden tests compare with. :class:`KernelStartError` means the kernel never started
+    (no student code ran): a problem of the grading machine.
     """
     limits = limits or Limits()
     if cell_timeout <= 0 or notebook_timeout <= 0:
@@ -147,10 +168,18 @@ def run_notebook(
         sandbox_module.check_available()
     scratch_dir = Path(scratch_dir).resolve()
     scratch_dir.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(
-        copy.deepcopy(notebook), scratch_dir, sandbox, cell_timeout, notebook_timeout, limits
-    )
-    return _run_coroutine(runner.run())
+    with tempfile.TemporaryDirectory(prefix="deploylab-trusted-") as empty:
+        runner = _Runner(
+            copy.deepcopy(notebook),
+            scratch_dir,
+            sandbox,
+            cell_timeout,
+            notebook_timeout,
+            limits,
+            Path(trusted_dir) if trusted_dir is not None else Path(empty),
+            package_modules,
+        )
+        return _run_coroutine(runner.run())
 
 
 def _run_coroutine(coroutine: Any) -> Any:
@@ -257,100 +286,630 @@ class _GradingKernelManager(AsyncKernelManager):
 
 
 _MAX_ERRORS_PER_CELL = 3
-_MAX_COMMS = 100
+#: Output types kept from a student's cell (HTML and JavaScript never reach formgrader).
+_KEPT_MIME_TYPES = ("text/plain", "image/png")
+#: Seconds an interrupted cell gets to stop before the kernel is killed.
+_INTERRUPT_GRACE = 3.0
+#: Seconds the trusted tests get beyond a cell's limit to report before they are killed.
+_TRUSTED_GRACE = 5.0
+_CALL_LOOP = (
+    '__import__("deploylab.grading.call_loop", fromlist=["serve"]).serve({path!r}, globals())'
+)
 
 
-class _GradingClient(NotebookClient):
-    """nbclient with bounded output and a record of which cells timed out."""
+class _Deadline(Exception):
+    """A cell ran past its time limit."""
 
-    def __init__(self, nb: NotebookNode, *, max_output_bytes: int, **kwargs: Any) -> None:
-        super().__init__(nb, **kwargs)
-        self.max_output_bytes = max_output_bytes
-        self.timed_out_cells: list[int] = []
-        self.current_cell_index: int | None = None
-        self._cell_output_bytes: dict[int, int] = {}
-        self._truncated_cells: set[int] = set()
-        self._cell_errors: dict[int, int] = {}
 
-    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None) -> Any:
-        if self.current_cell_index is not None and (
-            self.current_cell_index not in self.timed_out_cells
-        ):
-            self.timed_out_cells.append(self.current_cell_index)
-        return await super()._async_handle_timeout(timeout, cell)
+class _KernelGone(Exception):
+    """The kernel process is no longer running."""
 
-    def handle_comm_msg(self, outs: list, msg: dict, cell_index: int) -> None:
-        # Widget traffic is not graded; only a bounded number of Output widgets are mimicked.
-        if (
-            len(self.comm_objects) < _MAX_COMMS
-            or msg["content"].get("comm_id") in self.comm_objects
-        ):
-            super().handle_comm_msg(outs, msg, cell_index)
 
-    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
-        output_type = msg["msg_type"]
-        if output_type == "error":
-            # One error fails the cell; a loop that displays tracebacks cannot fill memory.
-            errors = self._cell_errors.get(cell_index, 0)
-            self._cell_errors[cell_index] = errors + 1
-            if errors >= _MAX_ERRORS_PER_CELL:
-                return None
-            content = msg["content"]
-            content["traceback"] = _bounded_traceback(
-                content.get("traceback", []), self.max_output_bytes
+def cell_role(cell: NotebookNode) -> str:
+    """Where a cell of the merged notebook runs: ``"test"`` (trusted process only),
+    ``"setup"`` (instructor code: kernel and trusted process), ``"student"`` (kernel only)
+    or ``"skip"`` (markdown, raw, empty).
+
+    >>> import nbformat.v4 as v4
+    >>> test = v4.new_code_cell("assert f(1) == 1")
+    >>> test.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True}
+    >>> cell_role(test), cell_role(v4.new_code_cell("x = 1")), cell_role(v4.new_markdown_cell("hi"))
+    ('test', 'student', 'skip')
+    """
+    if cell.get("cell_type") != "code" or not str(cell.get("source", "")).strip():
+        return "skip"
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    if not isinstance(meta, dict) or meta.get("solution"):
+        return "student"
+    if meta.get("grade"):
+        return "test"
+    if meta.get("locked"):
+        return "setup"
+    return "student"
+
+
+@dataclass
+class TestOutcome:
+    """What one test cell earned, in the trusted process's words.
+
+    ``outcome`` is ``passed``, ``partly passed``, ``failed``, ``timed out`` or ``not run``;
+    ``points`` is ``None`` when the cell did not run; ``message`` is instructor text only.
+    """
+
+    outcome: str
+    points: float | None
+    max_points: float
+    message: str = ""
+    raw_points: float | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "outcome": self.outcome,
+            "points": self.points,
+            "max_points": self.max_points,
+            "message": self.message,
+        }
+
+
+class _TrustedProcess:
+    """The grader's handle on :mod:`deploylab.grading.trusted_tests` for one notebook."""
+
+    def __init__(self, control_dir: Path, working_dir: Path) -> None:
+        self.control_dir = control_dir
+        self.working_dir = working_dir
+        self.process: asyncio.subprocess.Process | None = None
+        self.sockets = 0
+        #: setup cells sent so far, replayed if the process has to be restarted
+        self.setup_sources: list[str] = []
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-m",
+            "deploylab.grading.trusted_tests",
+            cwd=str(self.working_dir),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**_trusted_environment()},
+            start_new_session=True,
+        )
+        await self.reply(60)
+        for source in self.setup_sources:
+            await self.request({"op": "setup", "source": source}, 30, remember=False)
+
+    async def request(self, message: dict, timeout: float, *, remember: bool = True) -> dict:
+        assert self.process is not None and self.process.stdin is not None
+        if remember and message.get("op") == "setup":
+            self.setup_sources.append(message["source"])
+        self.process.stdin.write((json.dumps(message) + "\n").encode())
+        await self.process.stdin.drain()
+        return await self.reply(timeout)
+
+    async def reply(self, timeout: float) -> dict:
+        assert self.process is not None and self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError("the trusted test process stopped")
+        return json.loads(line)
+
+    def next_socket(self) -> str:
+        self.sockets += 1
+        return str(self.control_dir / f"calls-{self.sockets}.sock")
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.process.wait(), 5)
+
+
+def _trusted_environment() -> dict[str, str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key in ("PATH", "LANG", "LC_ALL", "HOME", "TZ", "SYSTEMROOT")
+    }
+    environment.update(_QUIET_KERNEL_ENV)
+    return environment
+
+
+@dataclass
+class _Runner:
+    notebook: NotebookNode
+    scratch_dir: Path
+    sandbox: bool
+    cell_timeout: float
+    notebook_timeout: float
+    limits: Limits
+    trusted_dir: Path
+    package_modules: tuple[str, ...] | None = None
+
+    async def run(self) -> ExecutionOutcome:
+        started = time.monotonic()
+        self.deadline = started + self.notebook_timeout
+        socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
+        # The trusted tests listen in a directory of the grader's: the kernel sees it
+        # read-only (it can connect, but cannot fill it or squat on its names in advance).
+        self.call_dir = Path(tempfile.mkdtemp(prefix="dl-calls-"))
+        os.chmod(self.call_dir, 0o711)
+        sandbox_handle = None
+        manager = _GradingKernelManager(
+            transport="ipc",
+            ip=socket_prefix,
+            connection_file=str(self.scratch_dir / ".kernel.json"),
+        )
+        manager.max_message_bytes = max(16 * 1024 * 1024, 4 * self.limits.max_output_bytes)
+        if self.sandbox:
+            from deploylab.grading import sandbox as sandbox_module
+
+            sandbox_handle = sandbox_module.prepare(
+                self.scratch_dir,
+                self.limits,
+                socket_link=None if link_dir is None else link_dir / "s",
             )
-            return super().output(outs, msg, display_id, cell_index)
-        size = _message_size(msg["content"])
-        used = self._cell_output_bytes.get(cell_index, 0)
-        if used + size <= self.max_output_bytes:
-            self._cell_output_bytes[cell_index] = used + size
-            return super().output(outs, msg, display_id, cell_index)
-        if output_type == "stream" and used < self.max_output_bytes:
-            # Keep what still fits of this stream message, then stop.
-            room = self.max_output_bytes - used
-            msg["content"]["text"] = msg["content"].get("text", "")[:room]
-            self._cell_output_bytes[cell_index] = self.max_output_bytes
-            super().output(outs, msg, display_id, cell_index)
-        if cell_index not in self._truncated_cells:
-            self._truncated_cells.add(cell_index)
-            note = {
-                "msg_type": "stream",
-                "header": msg["header"],
-                "parent_header": msg.get("parent_header", {}),
-                "content": {
-                    "name": "stdout",
-                    "text": f"\n[output truncated: more than {self.max_output_bytes} bytes]\n",
-                },
-            }
-            return super().output(outs, note, None, cell_index)
-        return None
+            sandbox_handle.read_only_binds.append(str(self.call_dir))
+            if self.package_modules is not None:
+                sandbox_handle.package_files = sandbox_module.package_files(
+                    tuple(sorted(self.package_modules))
+                )
+            handle = sandbox_handle
 
-    async def _check_raise_for_error(
-        self, cell: NotebookNode, cell_index: int, exec_reply: dict | None
-    ) -> None:
-        # The reply says whether the cell failed, whatever the kernel chose to display: an
-        # error that produced no error output (a patched traceback display) still fails.
-        content = (exec_reply or {}).get("content", {})
-        if content.get("status") in ("error", "aborted") and not any(
-            output.get("output_type") == "error" for output in cell.get("outputs", [])
+            def wrapper(command: list[str]) -> list[str]:
+                return handle.command(command, connection_file=manager.connection_file)
+
+            manager._command_wrapper = wrapper
+        self.manager = manager
+        self.client: Any = None
+        self.trusted = _TrustedProcess(self.call_dir, self.trusted_dir)
+        self.tests: dict[str, TestOutcome] = {}
+        self.timed_out_cells: list[int] = []
+        self.status, self.detail = GRADED, ""
+        self.running: str | None = None  # msg_id of the execution in progress
+        kernel_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+        try:
+            await asyncio.gather(
+                self._start_kernel(sandbox_handle, kernel_log), self.trusted.start()
+            )
+            await self._run_cells()
+            leftover = _sandbox_process_count(manager, sandboxed=self.sandbox)
+            if leftover >= _LEFTOVER_PROCESS_LIMIT and self.status == GRADED:
+                self.status = NEEDS_REVIEW
+                self.detail = f"{leftover} processes were still running at the end (a fork bomb?)"
+            if (
+                self.status == KERNEL_DIED
+                and sandbox_handle is not None
+                and sandbox_handle.memory_limit_hit()
+            ):
+                megabytes = self.limits.memory_bytes >> 20
+                self.detail += f"; the sandbox reached its {megabytes} MiB memory limit"
+        finally:
+            await self.trusted.stop()
+            await _shutdown(self.client, manager)
+            kernel_log.close()
+            if link_dir is not None:
+                shutil.rmtree(link_dir, ignore_errors=True)
+            shutil.rmtree(self.call_dir, ignore_errors=True)
+            if sandbox_handle is not None:
+                sandbox_handle.close()
+        return ExecutionOutcome(
+            notebook=self.notebook,
+            status=self.status,
+            detail=self.detail,
+            seconds=time.monotonic() - started,
+            timed_out_cells=self.timed_out_cells,
+            sandboxed=self.sandbox,
+            tests=self.tests,
+        )
+
+    async def _start_kernel(self, sandbox_handle: Any, kernel_log: Any) -> None:
+        manager = self.manager
+        try:
+            await manager.start_kernel(
+                cwd=str(self.scratch_dir),
+                env=self._kernel_env(sandbox_handle),
+                stdout=kernel_log,
+                stderr=subprocess.STDOUT,
+                pass_fds=() if sandbox_handle is None else sandbox_handle.pass_fds(),
+                extra_arguments=[
+                    "--HistoryManager.enabled=False",
+                    "--IPKernelApp.capture_fd_output=False",
+                ],
+            )
+            self.client = manager.client()
+            self.client.start_channels()
+            await self.client.wait_for_ready(timeout=60)
+        except Exception as error:
+            kernel_log.seek(0)
+            said = kernel_log.read()[-2000:].decode(errors="replace").strip()
+            raise KernelStartError(
+                f"the grading kernel did not start: {error}" + (f"\n{said}" if said else "")
+            ) from error
+
+    async def _run_cells(self) -> None:
+        count = 0
+        for index, cell in enumerate(self.notebook.cells):
+            role = cell_role(cell)
+            if role == "skip":
+                continue
+            if cell.get("cell_type") == "code":
+                cell.outputs = []
+            if role == "test":
+                await self._test_cell(index, cell)
+                continue
+            count += 1
+            cell.execution_count = count
+            if self.status in (KERNEL_DIED, TIMED_OUT) and not self._kernel_alive():
+                continue
+            if role == "setup":
+                source = str(cell.source)
+                reply = await self._trusted_request({"op": "setup", "source": source}, 30)
+                if reply is not None and not reply.get("ok"):
+                    cell.outputs.append(
+                        _note(
+                            f"[this setup cell failed in the trusted tests: {reply.get('error')}]"
+                        )
+                    )
+            await self._kernel_cell(index, cell)
+
+    def _kernel_alive(self) -> bool:
+        process = getattr(getattr(self.manager, "provisioner", None), "process", None)
+        return process is not None and process.poll() is None
+
+    def _cell_deadline(self) -> float:
+        return min(time.monotonic() + self.cell_timeout, self.deadline)
+
+    def _stop_reason(self, index: int, what: str) -> None:
+        """Record that the run stopped (kernel died or notebook limit) at cell ``index``."""
+        if self.status not in (KERNEL_DIED, TIMED_OUT):
+            if not self._kernel_alive():
+                self.status, self.detail = KERNEL_DIED, self._death_detail(index, what)
+            else:
+                self.status = TIMED_OUT
+                self.detail = (
+                    f"the notebook ran longer than {self.notebook_timeout:g} s and was stopped"
+                )
+
+    async def _kernel_cell(self, index: int, cell: NotebookNode) -> None:
+        if time.monotonic() >= self.deadline:
+            self._stop_reason(index, "")
+            return
+        outputs = _BoundedOutputs(self.limits.max_output_bytes)
+        try:
+            reply = await self._execute(str(cell.source), self._cell_deadline(), outputs)
+        except _Deadline:
+            outputs.note(f"[stopped: this cell ran longer than {self.cell_timeout:g} s]")
+            cell.outputs = outputs.outputs
+            await self._after_deadline(index)
+            return
+        except _KernelGone:
+            cell.outputs = outputs.outputs
+            self._stop_reason(index, f" while running cell {index}")
+            return
+        cell.outputs = outputs.outputs
+        if reply.get("status") != "ok" and not any(
+            output.get("output_type") == "error" for output in cell.outputs
         ):
-            cell.setdefault("outputs", []).append(
+            # The reply says the cell failed even if the kernel displayed nothing.
+            cell.outputs.append(
                 nbformat.v4.new_output(
-                    "error",
-                    ename=str(content.get("ename", "Error")),
-                    evalue=str(content.get("evalue", content.get("status"))),
-                    traceback=[],
+                    "error", ename=str(reply.get("ename", "Error"))[:200], evalue="", traceback=[]
                 )
             )
-            cell.setdefault("metadata", {}).setdefault("deploylab", {})["hidden_error"] = True
-        return await super()._check_raise_for_error(cell, cell_index, exec_reply)
+
+    async def _after_deadline(self, index: int) -> None:
+        """A cell ran too long: interrupt it; kill the kernel if it will not stop."""
+        if time.monotonic() >= self.deadline:
+            self._stop_reason(index, "")
+        else:
+            self.timed_out_cells.append(index)
+            if self.status == GRADED:
+                self.status = TIMED_OUT
+                self.detail = (
+                    f"cell {index} ran longer than {self.cell_timeout:g} s and was interrupted"
+                )
+        with contextlib.suppress(Exception):
+            await self.manager.interrupt_kernel()
+        try:
+            await self._drain(time.monotonic() + _INTERRUPT_GRACE, msg_id=self.running)
+        except (_Deadline, _KernelGone):
+            await _shutdown(self.client, self.manager)
+            self.client = None
+
+    async def _test_cell(self, index: int, cell: NotebookNode) -> None:
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = str(meta.get("grade_id", f"cell-{index}"))
+        max_points = _max_points(meta)
+        outcome = TestOutcome("not run", None, max_points)
+        self.tests[grade_id] = outcome
+        if self.client is None or not self._kernel_alive() or time.monotonic() >= self.deadline:
+            self._stop_reason(index, "")
+            cell.outputs = [_note("[not run: the submission's kernel had stopped]")]
+            return
+        socket_path = self.trusted.next_socket()
+        timeout = max(0.1, self._cell_deadline() - time.monotonic())
+        request = {
+            "op": "test",
+            "source": str(cell.source),
+            "points": max_points,
+            "timeout": timeout,
+            "socket": socket_path,
+        }
+        listening = await self._trusted_request(request, 30)
+        if listening is None or not listening.get("listening"):
+            cell.outputs = [_note("[not run: the trusted test process failed]")]
+            self.status, self.detail = NEEDS_REVIEW, "grader problem: trusted tests did not start"
+            return
+        loop_id = self.running = self.client.execute(
+            _CALL_LOOP.format(path=socket_path),
+            silent=True,
+            store_history=False,
+            allow_stdin=False,
+            stop_on_error=False,
+        )
+        result_task = asyncio.ensure_future(self._trusted_request(None, timeout + _TRUSTED_GRACE))
+        loop_task = asyncio.ensure_future(
+            self._drain(time.monotonic() + timeout + _TRUSTED_GRACE, msg_id=loop_id)
+        )
+        await asyncio.wait({result_task, loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not result_task.done():
+            # The kernel finished (or broke) its side without answering: let the tests
+            # know now instead of when their time runs out.
+            _hang_up(socket_path)
+        result = await result_task
+        if not loop_task.done():
+            await asyncio.wait({loop_task}, timeout=_INTERRUPT_GRACE)
+        if not loop_task.done():
+            loop_task.cancel()
+            with contextlib.suppress(BaseException):
+                await loop_task
+            await self._after_deadline(index)
+        elif isinstance(loop_task.exception(), _KernelGone):
+            self._stop_reason(index, f" while test cell {grade_id} called it")
+        elif isinstance(loop_task.exception(), _Deadline):
+            await self._after_deadline(index)
+        if result is None:
+            outcome.outcome, outcome.points = "timed out", None
+            outcome.message = f"the test cell did not finish within {self.cell_timeout:g} s"
+        else:
+            outcome.outcome = str(result.get("outcome"))
+            outcome.points = _finite(result.get("points"), max_points)
+            outcome.message = str(result.get("message", ""))[:1000]
+            outcome.raw_points = _finite(result.get("raw_points"), None)
+        if outcome.outcome == "timed out":
+            outcome.points = None
+            if self.status == GRADED:
+                self.status = TIMED_OUT
+                self.detail = f"test cell {grade_id}: the submitted code did not answer within {self.cell_timeout:g} s"
+        if self.status == KERNEL_DIED and outcome.outcome != "passed":
+            outcome.outcome, outcome.points = "not run", None
+        cell.outputs = _test_outputs(outcome)
+
+    async def _trusted_request(self, message: dict | None, timeout: float) -> dict | None:
+        """One request to the trusted process (``None``: only read its next answer)."""
+        try:
+            if message is None:
+                return await self.trusted.reply(timeout)
+            return await self.trusted.request(message, timeout)
+        except Exception:
+            await self.trusted.stop()
+            with contextlib.suppress(Exception):
+                await self.trusted.start()
+            return None
+
+    async def _execute(self, code: str, deadline: float, outputs: _BoundedOutputs | None) -> dict:
+        msg_id = self.client.execute(
+            code, silent=False, store_history=True, allow_stdin=False, stop_on_error=False
+        )
+        self.running = msg_id
+        return await self._drain(deadline, msg_id=msg_id, outputs=outputs)
+
+    async def _drain(
+        self,
+        deadline: float,
+        *,
+        msg_id: str | None = None,
+        outputs: _BoundedOutputs | None = None,
+    ) -> dict:
+        """Read the kernel's messages until ``msg_id`` (or, without one, the cell that is
+        running) has replied and gone idle; :class:`_Deadline` past ``deadline``."""
+        if self.client is None:
+            raise _KernelGone
+        shell, iopub = self.client.shell_channel, self.client.iopub_channel
+        poller = zmq.asyncio.Poller()
+        poller.register(shell.socket, zmq.POLLIN)
+        poller.register(iopub.socket, zmq.POLLIN)
+        reply: dict | None = None
+        idle = False
+        while reply is None or not idle:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Deadline
+            events = dict(await poller.poll(min(remaining, 0.5) * 1000))
+            if not events:
+                if not self._kernel_alive():
+                    raise _KernelGone
+                continue
+            if shell.socket in events:
+                message = await _receive(shell)
+                parent = (message or {}).get("parent_header", {}).get("msg_id")
+                if (
+                    message is not None
+                    and (parent == msg_id or msg_id is None)
+                    and message.get("msg_type") == "execute_reply"
+                ):
+                    reply = message.get("content", {})
+                    msg_id = msg_id or parent
+            if iopub.socket in events:
+                message = await _receive(iopub)
+                if message is None:
+                    continue
+                parent = message.get("parent_header", {}).get("msg_id")
+                if msg_id is not None and parent != msg_id:
+                    continue
+                kind = message.get("msg_type")
+                content = message.get("content", {})
+                if kind == "status" and content.get("execution_state") == "idle":
+                    if msg_id is None:
+                        msg_id = parent
+                    idle = parent == msg_id
+                elif outputs is not None:
+                    outputs.add(kind, content)
+        return reply
+
+    def _kernel_env(self, sandbox_handle: Any) -> dict[str, str]:
+        if sandbox_handle is not None:
+            return sandbox_handle.environment()
+        environment = dict(os.environ)
+        environment.update(_QUIET_KERNEL_ENV)
+        return environment
+
+    def _death_detail(self, index: int, where: str) -> str:
+        code = _exit_code(self.manager)
+        if code is None:
+            return f"the kernel died{where}"
+        if code < 0 or code > 128:
+            number = -code if code < 0 else code - 128
+            try:
+                name = signal.Signals(number).name
+            except ValueError:
+                name = f"signal {number}"
+            reason = _SIGNAL_REASONS.get(name, "a crash or a kill")
+            return f"the kernel was killed by {name}{where} ({reason})"
+        return f"the kernel exited with status {code}{where} (os._exit, exit() or a crash)"
 
 
-def _message_size(content: dict) -> int:
-    if "text" in content:
-        return len(content["text"])
-    data = content.get("data") or {}
-    return sum(len(value) if isinstance(value, str) else len(str(value)) for value in data.values())
+def _hang_up(socket_path: str) -> None:
+    """Connect to the trusted tests' socket and close at once: a kernel that never connected
+    then reads as one that stopped answering."""
+    import socket
+
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as connection:
+        connection.settimeout(0.5)
+        connection.connect(socket_path)
+
+
+async def _receive(channel: Any) -> dict | None:
+    """The next message of ``channel``; ``None`` for one that does not deserialize."""
+    try:
+        return await channel.get_msg(timeout=0)
+    except Empty:
+        return None
+    except Exception:
+        return None
+
+
+def _max_points(meta: dict) -> float:
+    try:
+        points = float(meta.get("points", 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return points if math.isfinite(points) and points >= 0 else 0.0
+
+
+def _finite(value: Any, limit: float | None) -> float | None:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        return None
+    return float(value) if limit is None else min(max(float(value), 0.0), limit)
+
+
+def _note(text: str) -> NotebookNode:
+    return nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
+
+
+def _test_outputs(outcome: TestOutcome) -> list[NotebookNode]:
+    """What formgrader shows for a test cell: the trusted verdict, never student output."""
+    points = "-" if outcome.points is None else f"{outcome.points:g}"
+    outputs = [_note(f"{outcome.outcome}: {points} / {outcome.max_points:g} points")]
+    if outcome.outcome in ("failed", "timed out") and outcome.message:
+        outputs.append(
+            nbformat.v4.new_output(
+                "error", ename="AssertionError", evalue=outcome.message, traceback=[]
+            )
+        )
+    return outputs
+
+
+class _BoundedOutputs:
+    """A cell's outputs, bounded in bytes and errors, text and PNG only."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.errors = 0
+        self.truncated = False
+        self.outputs: list[NotebookNode] = []
+
+    def note(self, text: str) -> None:
+        self.outputs.append(_note(text))
+
+    def add(self, kind: str | None, content: dict) -> None:
+        if kind == "clear_output":
+            self.outputs = []
+            return
+        if kind == "error":
+            self.errors += 1
+            if self.errors <= _MAX_ERRORS_PER_CELL:
+                self.outputs.append(
+                    nbformat.v4.new_output(
+                        "error",
+                        ename=str(content.get("ename", "Error"))[:200],
+                        evalue=str(content.get("evalue", ""))[:2000],
+                        traceback=_bounded_traceback(
+                            [str(line) for line in content.get("traceback", [])][:200],
+                            self.max_bytes,
+                        ),
+                    )
+                )
+            return
+        if kind == "stream":
+            text = str(content.get("text", ""))
+            room = self.max_bytes - self.used
+            if len(text) > room:
+                text = text[: max(0, room)]
+                self._truncate()
+            if text:
+                self.used += len(text)
+                self.outputs.append(
+                    nbformat.v4.new_output(
+                        "stream", name=str(content.get("name", "stdout"))[:10], text=text
+                    )
+                )
+            return
+        if kind in ("execute_result", "display_data"):
+            data = content.get("data") or {}
+            kept = {
+                mime: value
+                for mime, value in data.items()
+                if mime in _KEPT_MIME_TYPES and isinstance(value, str)
+            }
+            size = sum(len(value) for value in kept.values())
+            if not kept:
+                return
+            if self.used + size > self.max_bytes:
+                self._truncate()
+                return
+            self.used += size
+            if kind == "execute_result":
+                self.outputs.append(
+                    nbformat.v4.new_output(
+                        "execute_result",
+                        data=kept,
+                        execution_count=content.get("execution_count")
+                        if type(content.get("execution_count")) is int
+                        else None,
+                    )
+                )
+            else:
+                self.outputs.append(nbformat.v4.new_output("display_data", data=kept))
+
+    def _truncate(self) -> None:
+        if not self.truncated:
+            self.truncated = True
+            self.note(f"[output truncated: more than {self.max_bytes} bytes]")
 
 
 def _bounded_traceback(traceback: list[str], limit: int) -> list[str]:
@@ -375,182 +934,6 @@ def _socket_prefix(scratch_dir: Path) -> tuple[str, Path | None]:
     link = link_dir / "s"
     link.symlink_to(scratch_dir)
     return str(link / "kernel"), link_dir
-
-
-@dataclass
-class _Runner:
-    notebook: NotebookNode
-    scratch_dir: Path
-    sandbox: bool
-    cell_timeout: float
-    notebook_timeout: float
-    limits: Limits
-
-    async def run(self) -> ExecutionOutcome:
-        started = time.monotonic()
-        from deploylab.grading import integrity
-
-        plan = integrity.instrument(self.notebook, nonce=secrets.token_hex(16))
-        client_notebook = plan.notebook
-        socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
-        sandbox_handle = None
-        manager = _GradingKernelManager(
-            transport="ipc",
-            ip=socket_prefix,
-            connection_file=str(self.scratch_dir / ".kernel.json"),
-        )
-        manager.max_message_bytes = max(16 * 1024 * 1024, 4 * self.limits.max_output_bytes)
-        if self.sandbox:
-            from deploylab.grading import sandbox as sandbox_module
-
-            sandbox_handle = sandbox_module.prepare(
-                self.scratch_dir,
-                self.limits,
-                socket_link=None if link_dir is None else link_dir / "s",
-            )
-            handle = sandbox_handle
-
-            def wrapper(command: list[str]) -> list[str]:
-                return handle.command(command, connection_file=manager.connection_file)
-
-            manager._command_wrapper = wrapper
-        client = _GradingClient(
-            client_notebook,
-            km=manager,
-            max_output_bytes=self.limits.max_output_bytes,
-            timeout=self.cell_timeout,
-            startup_timeout=60,
-            allow_errors=True,
-            interrupt_on_timeout=True,
-            record_timing=False,
-            iopub_timeout=4,
-            shutdown_kernel="immediate",
-            store_widget_state=False,
-            extra_arguments=[
-                "--HistoryManager.enabled=False",
-                "--IPKernelApp.capture_fd_output=False",
-            ],
-        )
-        status, detail = GRADED, ""
-        kernel_events: list[str] = []
-        # The kernel's own stdout/stderr (not the notebook's outputs): start-up errors, and
-        # anything a student writes straight to file descriptors 1 and 2.
-        kernel_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
-        try:
-            try:
-                await client.async_start_new_kernel(
-                    cwd=str(self.scratch_dir),
-                    env=self._kernel_env(sandbox_handle),
-                    stdout=kernel_log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=() if sandbox_handle is None else sandbox_handle.pass_fds(),
-                )
-                await client.async_start_new_kernel_client()
-            except Exception as error:
-                await _shutdown(client)
-                kernel_log.seek(0)
-                said = kernel_log.read()[-2000:].decode(errors="replace").strip()
-                raise KernelStartError(
-                    f"the grading kernel did not start: {error}" + (f"\n{said}" if said else "")
-                ) from error
-            # Not asyncio.wait_for: nbclient turns the cancellation into DeadKernelError.
-            running = asyncio.ensure_future(self._execute_cells(client, plan))
-            done, _ = await asyncio.wait({running}, timeout=self.notebook_timeout)
-            if running not in done:
-                status = TIMED_OUT
-                detail = f"the notebook ran longer than {self.notebook_timeout:g} s and was stopped"
-                running.cancel()
-                with contextlib.suppress(BaseException):
-                    await running
-            else:
-                try:
-                    running.result()
-                except DeadKernelError:
-                    status = KERNEL_DIED
-                    detail = self._death_detail(manager, client, plan)
-                    if sandbox_handle is not None and sandbox_handle.memory_limit_hit():
-                        detail += f"; the sandbox reached its {self.limits.memory_bytes >> 20} MiB memory limit"
-            leftover = _sandbox_process_count(manager, sandboxed=self.sandbox)
-            if leftover >= _LEFTOVER_PROCESS_LIMIT:
-                kernel_events.append(
-                    f"{leftover} processes were still running at the end (a fork bomb?)"
-                )
-        finally:
-            await _shutdown(client)
-            kernel_log.close()
-            if link_dir is not None:
-                shutil.rmtree(link_dir, ignore_errors=True)
-            if sandbox_handle is not None:
-                sandbox_handle.close()
-        tamper = (
-            plan.findings(client.nb) if status == GRADED else plan.findings(client.nb, partial=True)
-        )
-        tamper = [*kernel_events, *tamper]
-        if status == GRADED and client.timed_out_cells:
-            status = TIMED_OUT
-            cells = ", ".join(str(index) for index in plan.original_indices(client.timed_out_cells))
-            if cells:
-                detail = (
-                    f"cell(s) {cells} ran longer than {self.cell_timeout:g} s and were interrupted"
-                )
-            else:
-                detail = f"an integrity check ran longer than {self.cell_timeout:g} s"
-            if any(plan.is_injected(index) for index in client.timed_out_cells):
-                tamper.append("an integrity check did not finish (the kernel was changed?)")
-        if status == GRADED and tamper:
-            status = NEEDS_REVIEW
-            detail = "integrity check: " + "; ".join(tamper)
-        return ExecutionOutcome(
-            notebook=plan.restore(client.nb),
-            status=status,
-            detail=detail,
-            tamper=tamper,
-            seconds=time.monotonic() - started,
-            timed_out_cells=plan.original_indices(client.timed_out_cells),
-            sandboxed=self.sandbox,
-        )
-
-    async def _execute_cells(self, client: _GradingClient, plan: Any) -> None:
-        count = 0
-        for index, cell in enumerate(client.nb.cells):
-            client.current_cell_index = index
-            if plan.is_injected(index):
-                await client.async_execute_cell(cell, index, store_history=False)
-                continue
-            if cell.get("cell_type") == "code" and cell.source.strip():
-                count += 1
-            await client.async_execute_cell(cell, index, execution_count=count)
-        client.current_cell_index = None
-
-    def _kernel_env(self, sandbox_handle: Any) -> dict[str, str]:
-        if sandbox_handle is not None:
-            return sandbox_handle.environment()
-        environment = dict(os.environ)
-        environment.update(_QUIET_KERNEL_ENV)
-        return environment
-
-    def _death_detail(
-        self, manager: _GradingKernelManager, client: _GradingClient, plan: Any
-    ) -> str:
-        index = client.current_cell_index
-        where = ""
-        if index is not None:
-            if plan.is_injected(index):
-                where = " during an integrity check"
-            else:
-                where = f" while running cell {plan.original_indices([index])[0]}"
-        code = _exit_code(manager)
-        if code is None:
-            return f"the kernel died{where}"
-        if code < 0 or code > 128:
-            number = -code if code < 0 else code - 128
-            try:
-                name = signal.Signals(number).name
-            except ValueError:
-                name = f"signal {number}"
-            reason = _SIGNAL_REASONS.get(name, "a crash or a kill")
-            return f"the kernel was killed by {name}{where} ({reason})"
-        return f"the kernel exited with status {code}{where} (os._exit, exit() or a crash)"
 
 
 #: Why a sandboxed kernel usually gets each signal.
@@ -604,16 +987,13 @@ def _exit_code(manager: _GradingKernelManager) -> int | None:
     return process.poll()
 
 
-async def _shutdown(client: _GradingClient) -> None:
+async def _shutdown(client: Any, manager: _GradingKernelManager) -> None:
     """Stop the kernel and its channels; never raises (the kernel may already be gone)."""
-    manager = client.km
     try:
-        if client.kc is not None:
-            client.kc.stop_channels()
+        if client is not None:
+            client.stop_channels()
     except Exception:
         pass
-    if manager is None:
-        return
     # Grading never needs a polite shutdown: kill the process group (bwrap's, whose death
     # takes the whole pid namespace along) and reap it, faster than jupyter_client's polling.
     provisioner = getattr(manager, "provisioner", None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from deploylab.grading.autograde import GRADED, load_results
 from deploylab.grading.course import Course
 
-__all__ = ["NBGRADER_COLUMNS", "LabGrade", "collect_grades", "export_csv"]
+__all__ = ["NBGRADER_COLUMNS", "LabGrade", "collect_grades", "export_csv", "spreadsheet_safe"]
 
 #: nbgrader 0.9.6 ``CsvExportPlugin`` columns, in its order.
 NBGRADER_COLUMNS = [
@@ -110,6 +110,16 @@ def collect_grades(course: Course) -> list[LabGrade]:
     return grades
 
 
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows as text, never runs as a formula (OWASP's
+    CSV injection advice: a leading ``=``, ``+``, ``-``, ``@``, tab or CR gets a quote).
+
+    >>> spreadsheet_safe("=HYPERLINK(1)"), spreadsheet_safe("ann")
+    ("'=HYPERLINK(1)", 'ann')
+    """
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
@@ -127,15 +137,15 @@ def export_csv(course: Course, shape: str = "wide") -> str:
                     grade.lab,
                     grade.duedate,
                     grade.timestamp,
-                    grade.student,
-                    grade.last_name,
-                    grade.first_name,
-                    grade.email,
+                    spreadsheet_safe(grade.student),
+                    spreadsheet_safe(grade.last_name),
+                    spreadsheet_safe(grade.first_name),
+                    spreadsheet_safe(grade.email),
                     _number(grade.raw_score),
                     _number(grade.penalty),
                     _number(grade.score),
                     _number(grade.max_score),
-                    grade.status,
+                    spreadsheet_safe(grade.status),
                 ]
             )
         return out.getvalue()
@@ -156,11 +166,11 @@ def export_csv(course: Course, shape: str = "wide") -> str:
         ]
         writer.writerow(
             [
-                student,
+                spreadsheet_safe(student),
                 *(_number(score) for score in scores),
                 _number(total) if any(score is not None for score in scores) else "",
                 _number(max_total),
-                "; ".join(problems) or GRADED,
+                spreadsheet_safe("; ".join(problems) or GRADED),
             ]
         )
     return out.getvalue()

@@ -35,6 +35,8 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +44,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from deploylab.grading.execute import Limits
 
-__all__ = ["SandboxHandle", "check_available", "prepare", "sandbox_environment"]
+__all__ = [
+    "SandboxHandle",
+    "check_available",
+    "prepare",
+    "remove_tree",
+    "sandbox_environment",
+    "scratch_directory",
+]
 
 INSTALL_HINT = "apt-get install bubblewrap, or pass --unsafe-no-sandbox"
 
@@ -170,6 +179,65 @@ def sandbox_environment(home: str) -> dict[str, str]:
     return environment
 
 
+def _package_directory() -> Path:
+    import deploylab
+
+    return Path(deploylab.__file__).resolve().parent
+
+
+#: Modules every grading kernel needs from deploylab: the kernel side of the trusted tests.
+KERNEL_MODULES = ("deploylab.grading.call_loop",)
+
+
+@functools.cache
+def package_files(modules: tuple[str, ...]) -> list[Path]:
+    """The deploylab source files that importing ``modules`` (and :data:`KERNEL_MODULES`)
+    loads, found by importing them in a fresh interpreter; what a grading kernel may see.
+
+    >>> sorted(path.name for path in package_files(()) if path.suffix == ".py")
+    ['__init__.py', '__init__.py', 'call_loop.py', 'plain_data.py']
+    """
+    wanted = sorted({*KERNEL_MODULES, *modules})
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {wanted!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m.__file__ for n, m in list(sys.modules.items())\n"
+        "    if (n == 'deploylab' or n.startswith('deploylab.')) and getattr(m, '__file__', None))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise ValueError(
+            f"the lab's setup imports {', '.join(modules)}, which do not import here: "
+            f"{done.stderr.strip().splitlines()[-1:] or done.returncode}"
+        )
+    import importlib.util
+    import json
+
+    root = _package_directory()
+    files = [Path(os.path.realpath(name)) for name in json.loads(done.stdout)]
+    sources = [path for path in files if root in path.parents]
+    # Their bytecode too, where it exists: the kernel need not compile them again.
+    cached = [Path(importlib.util.cache_from_source(str(path))) for path in sources]
+    return sorted([*sources, *(path for path in cached if path.is_file())])
+
+
+def _package_view(files: list[Path]) -> list[str]:
+    """bwrap options that replace the deploylab package by just ``files`` (read-only)."""
+    root = _package_directory()
+    options = ["--perms", "0755", "--tmpfs", str(root)]
+    directories = sorted(
+        {parent for path in files for parent in path.parents if root in parent.parents}
+    )
+    for directory in directories:
+        options += ["--perms", "0755", "--dir", str(directory)]
+    for path in files:
+        options += ["--ro-bind", str(path), str(path)]
+    return options
+
+
 def _python_paths() -> list[Path]:
     """Read-only directories the kernel's Python needs: installation, venv, package sources."""
     import sysconfig
@@ -287,6 +355,11 @@ class SandboxHandle:
     scratch_dir: Path
     limits: Limits
     extra_binds: list[tuple[str, str]] = field(default_factory=list)
+    #: host directories the kernel sees at the same path, read-only (the trusted tests' sockets)
+    read_only_binds: list[str] = field(default_factory=list)
+    #: the only files of the deploylab package the kernel can import (None: all of it); the
+    #: course's reference implementation stays out of reach unless a setup cell needs it
+    package_files: list[Path] | None = None
     uid: int | None = None
     _owner: tuple[int, int] | None = None
     _mode: int | None = None
@@ -356,7 +429,13 @@ class SandboxHandle:
         # bwrap creates missing parents of mount points as 0700 when privileged; make them
         # traversable for the unprivileged kernel.
         parents: set[Path] = set()
-        for path in [*python_paths, self.scratch_dir, *(Path(d) for _, d in self.extra_binds)]:
+        bound = [
+            *python_paths,
+            self.scratch_dir,
+            *(Path(d) for _, d in self.extra_binds),
+            *(Path(d) for d in self.read_only_binds),
+        ]
+        for path in bound:
             parents.update(p for p in path.parents if p != Path("/"))
         for parent in sorted(parents, key=lambda p: len(p.parts)):
             if str(parent) in ("/usr", "/tmp", "/dev", "/proc") or parent.parts[1:2] == ("usr",):
@@ -369,9 +448,13 @@ class SandboxHandle:
         debugpy = _debugpy_directory()
         if debugpy is not None and any(p in debugpy.parents for p in python_paths):
             options += ["--tmpfs", str(debugpy)]
+        if self.package_files is not None:
+            options += _package_view(self.package_files)
         options += ["--bind", scratch, scratch]
         for source, destination in self.extra_binds:
             options += ["--bind", source, destination]
+        for directory in self.read_only_binds:
+            options += ["--ro-bind", directory, directory]
         for fd in self.pass_fds():
             options += ["--seccomp", str(fd)]
         options += ["--chdir", scratch, "--clearenv"]
@@ -550,3 +633,93 @@ def _remove_cgroup(directory: Path, attempts: int = 50) -> None:
                 pass
             time.sleep(0.05)
     _STALE_CGROUPS.add(directory)
+
+
+@contextlib.contextmanager
+def scratch_directory(limits: Limits, prefix: str = "dl-") -> Iterator[Path]:
+    """A fresh scratch directory for one submission, always removed afterwards.
+
+    As root it is a tmpfs of ``limits.tmp_bytes`` bytes and ``limits.max_scratch_files``
+    files (a student cannot fill the host's disk or its inode table), and removal is one
+    unmount, however deep the tree the student left. Without root it is a plain directory,
+    removed by :func:`remove_tree`; the file-size rlimit still caps each file.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    mounted = False
+    if _running_as_root():
+        options = (
+            f"size={limits.tmp_bytes},nr_inodes={limits.max_scratch_files},mode=0700,nosuid,nodev"
+        )
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "deploylab-scratch", str(path)],
+            capture_output=True,
+            check=False,
+        )
+        mounted = done.returncode == 0
+    try:
+        yield path
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(path)], capture_output=True, check=False)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        remove_tree(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` and everything under it without recursion and without following
+    symlinks: nested directories are first moved up to ``path`` itself, so a tree thousands
+    of levels deep is removed with two open directories at a time. Never raises.
+    """
+    try:
+        root = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    try:
+        os.fchmod(root, 0o700)
+        for _ in range(1_000_000):  # bounded: each pass removes or flattens something
+            with os.scandir(root) as entries:
+                names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+            if not names:
+                break
+            for name, is_directory in names:
+                if not is_directory:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=root)
+                    continue
+                _flatten_one(root, name)
+    finally:
+        os.close(root)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _flatten_one(root: int, name: str) -> None:
+    """Empty directory ``name`` of ``root`` one level: files go, subdirectories move to
+    ``root``; then remove it if empty."""
+    try:
+        directory = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.chmod(name, 0o700, dir_fd=root, follow_symlinks=False)
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fchmod(directory, 0o700)
+        with os.scandir(directory) as entries:
+            children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for child, is_directory in children:
+            if is_directory:
+                with contextlib.suppress(OSError):
+                    os.rename(
+                        child, f".up-{secrets.token_hex(8)}", src_dir_fd=directory, dst_dir_fd=root
+                    )
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(child, dir_fd=directory)
+    finally:
+        os.close(directory)
+    with contextlib.suppress(OSError):
+        os.rmdir(name, dir_fd=root)
