@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -61,7 +63,7 @@ def test_forwarded_headers_and_methods():
                 ).json()
                 posted = await client.post(lb.url + "/", content=b"x" * 10000)
                 head = await client.head(lb.url + "/")
-                status = (await client.get(lb.url + "/_deploylab/status")).json()
+                status = lb.status()
             return echoed, posted, head, status
 
     echoed, posted, head, status = run(main())
@@ -250,10 +252,11 @@ def test_toml_config(tmp_path):
     assert [p.name for p in lb.upstream.backups] == ["127.0.0.1:10"]
 
 
-def test_cli_serve_backend_and_balancer(processes):
+def test_cli_serve_backend_and_balancer_and_control_it(processes, tmp_path):
     b1, b2, lb = free_port(), free_port(), free_port()
     processes.deploylab("serve", "backend", "--port", str(b1), "--name", "one")
     processes.deploylab("serve", "backend", "--port", str(b2), "--name", "two", "--work-ms", "1")
+    control, token_file = free_port(), tmp_path / "token"
     processes.deploylab(
         "serve",
         "balancer",
@@ -261,15 +264,34 @@ def test_cli_serve_backend_and_balancer(processes):
         str(lb),
         "--backend",
         f"http://127.0.0.1:{b1}",
-        "--backend",
-        f"http://127.0.0.1:{b2}",
+        "--control",
+        str(control),
+        "--control-token-file",
+        str(token_file),
     )
-    for port in (b1, b2, lb):
+    for port in (b1, b2, lb, control):
         wait_for_port(port)
+
+    def balancer(*arguments: str) -> dict:
+        command = [sys.executable, "-m", "deploylab.cli", "balancer", *arguments]
+        command += ["--control", str(control), "--token-file", str(token_file)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(done.stdout)
+
+    assert balancer("add", f"http://127.0.0.1:{b2}") == {"added": f"127.0.0.1:{b2}"}
     names = [httpx.get(f"http://127.0.0.1:{lb}/").text.strip() for _ in range(4)]
     assert names == ["one", "two", "one", "two"]
-    status = json.loads(httpx.get(f"http://127.0.0.1:{lb}/_deploylab/status").text)
+    status = balancer("status")
     assert [b["requests"] for b in status["backends"]] == [2, 2]
+    # the data port no longer tells anyone the backends' addresses
+    assert b"127.0.0.1" not in httpx.get(f"http://127.0.0.1:{lb}/_deploylab/status").content
+    # the control port wants the token
+    refused = httpx.get(f"http://127.0.0.1:{control}/status", headers={"Authorization": "Bearer x"})
+    assert refused.status_code == 401 and oct(token_file.stat().st_mode & 0o777) == "0o600"
+    assert balancer("drain", f"http://127.0.0.1:{b1}") == {"drained": f"http://127.0.0.1:{b1}"}
+    assert balancer("remove", f"http://127.0.0.1:{b1}") == {"removed": f"127.0.0.1:{b1}"}
+    names = {httpx.get(f"http://127.0.0.1:{lb}/").text.strip() for _ in range(4)}
+    assert names == {"two"}
 
 
 def test_active_health_checks_take_a_dead_backend_out_and_back():

@@ -2,11 +2,14 @@
 
 Each lesson is opened in JupyterLab, all its cells are run from the Run menu, and the test
 waits for the widget the lesson names in ``metadata.deploylab.browser_selector``. The browser
-console must log no errors. A screenshot of each lesson lands in ``test-artifacts/``.
-The Korean edition is served by ``deploylab lab --lang ko``: its menus must be Korean (the
-language pack), each Korean lesson runs the same way and each Korean lab opens, with light
-and dark screenshots (``browser-ko-*-light.png``, ``-dark.png``).
-Run alone with ``pytest -m browser``.
+console must log no errors. JupyterLab follows the browser's colour scheme (its "adaptive
+theme"), so each lesson is checked in the light theme, then in the dark theme, then 1024 px
+wide: every widget text must contrast with its background, every control must have an
+accessible name, everything clickable must be reachable with Tab, and nothing may overflow.
+Screenshots of each state land in ``test-artifacts/``. The Korean edition is served by
+``deploylab lab --lang ko``: its menus must be Korean (the language pack), each Korean lesson
+runs the same way and each Korean lab opens, with light and dark screenshots
+(``browser-ko-*-light.png``, ``-dark.png``). Run alone with ``pytest -m browser``.
 """
 
 from __future__ import annotations
@@ -67,10 +70,15 @@ def serve_workbook(tmp_path_factory, lang: str):
     docmanager = settings / "@jupyterlab" / "docmanager-extension"
     docmanager.mkdir(parents=True)
     (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
-    # The theme follows the page's prefers-color-scheme, so a test can switch a running
-    # lesson to the dark theme (page.emulate_media) without rerunning it.
+    # The theme follows the browser's prefers-color-scheme, which the test switches.
     (settings / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings").write_text(
-        json.dumps({"adaptive-theme": True})
+        json.dumps(
+            {
+                "adaptive-theme": True,
+                "preferred-light-theme": "JupyterLab Light",
+                "preferred-dark-theme": "JupyterLab Dark",
+            }
+        )
     )
     # JupyterLab serves a copy of the workbook, so nothing it does can touch the checkout.
     workbook = state / "workbook"
@@ -162,15 +170,12 @@ def browser_context(tmp_path_factory):
             headless=True,
             args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1000},
+            color_scheme="light",
         )
         try:
             yield context
         finally:
             context.close()
-
-
-#: The Run menu's name in each interface language (the Korean language pack says 실행).
-RUN_MENU = re.compile(r"^(Run|실행)$")
 
 
 def run_all_cells_until(page, widget, timeout_s: int, attempts: int = 3) -> None:
@@ -179,7 +184,7 @@ def run_all_cells_until(page, widget, timeout_s: int, attempts: int = 3) -> None
     enough for that) before giving up."""
     for attempt in range(attempts):
         page.locator(".jp-Notebook").first.click()
-        page.get_by_role("menuitem", name=RUN_MENU).click()
+        page.get_by_role("menuitem", name="Run", exact=True).click()
         page.locator("[data-command='runmenu:run-all']").click()
         try:
             widget.wait_for(state="attached", timeout=timeout_s * 1000 // attempts)
@@ -188,6 +193,182 @@ def run_all_cells_until(page, widget, timeout_s: int, attempts: int = 3) -> None
             if attempt == attempts - 1:
                 raise
             page.keyboard.press("Escape")
+
+
+# Minimum contrast between a widget's text and what is painted behind it. WCAG asks 4.5:1 for
+# body text and 3:1 for large text; below 3:1 text is unreadable for many people.
+MINIMUM_CONTRAST = 3.0
+
+# Runs in the page: every visible text of every widget output, its colour (CSS `color` for
+# HTML, `fill` for SVG) and its effective background: for SVG text the last filled shape
+# drawn before it that covers its centre, else the first opaque background of its ancestors.
+WIDGET_TEXT_CONTRAST_JS = r"""
+(roots) => {
+  const parse = (text) => {
+    const m = /rgba?\(([^)]+)\)/.exec(text || "");
+    if (!m) return null;
+    const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
+    return { r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1 };
+  };
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const luminance = (c) => 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b);
+  const ratio = (a, b) => {
+    const [x, y] = [luminance(a), luminance(b)];
+    return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+  };
+  const visible = (node) => {
+    const r = node.getBoundingClientRect();
+    if (r.width < 1 || r.height < 1) return false;
+    for (let n = node; n && n.nodeType === 1; n = n.parentElement) {
+      const s = getComputedStyle(n);
+      if (s.display === "none" || s.visibility === "hidden" || Number(s.opacity) < 0.1) return false;
+    }
+    return true;
+  };
+  const htmlBackground = (node) => {
+    for (let n = node; n; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor);
+      if (c && c.a >= 0.5) return c;
+    }
+    return { r: 255, g: 255, b: 255, a: 1 };
+  };
+  const SHAPES = "rect, circle, ellipse, path, polygon";
+  const svgBackground = (text) => {
+    const svg = text.ownerSVGElement;
+    const box = text.getBoundingClientRect();
+    const x = box.left + box.width / 2, y = box.top + box.height / 2;
+    let found = null;
+    for (const shape of svg.querySelectorAll(SHAPES)) {
+      if (shape.compareDocumentPosition(text) & Node.DOCUMENT_POSITION_PRECEDING) break;
+      const s = getComputedStyle(shape);
+      const fill = parse(s.fill);
+      if (!fill || fill.a < 0.5 || Number(s.fillOpacity) < 0.5 || !visible(shape)) continue;
+      const r = shape.getBoundingClientRect();
+      if (x >= r.left && x <= r.right && y >= r.top && y <= r.bottom) found = fill;
+    }
+    return found || htmlBackground(svg);
+  };
+  const results = [];
+  for (const root of roots) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const seen = new Set();
+    while (walker.nextNode()) {
+      const node = walker.currentNode.parentElement;
+      if (!node || seen.has(node) || !walker.currentNode.textContent.trim()) continue;
+      seen.add(node);
+      if (!visible(node) || node.closest("option, style, script")) continue;
+      const isSvg = node instanceof SVGElement;
+      const colour = parse(isSvg ? getComputedStyle(node).fill : getComputedStyle(node).color);
+      if (!colour) continue;
+      const background = isSvg ? svgBackground(node) : htmlBackground(node);
+      results.push({
+        text: walker.currentNode.textContent.trim().slice(0, 40),
+        ratio: ratio(colour, background),
+        colour: getComputedStyle(node)[isSvg ? "fill" : "color"],
+        background: `rgb(${background.r}, ${background.g}, ${background.b})`,
+        where: (node.closest("[class*='dl-']") || root).className.baseVal ?? (node.closest("[class*='dl-']") || root).className,
+      });
+    }
+  }
+  return results;
+}
+"""
+
+# Runs in the page: things that look clickable (pointer cursor) but cannot be reached with Tab,
+# and widgets wider than the space they were given.
+KEYBOARD_AND_OVERFLOW_JS = r"""
+(roots) => {
+  const unreachable = [], overflowing = [];
+  for (const root of roots) {
+    for (const node of root.querySelectorAll("*")) {
+      const r = node.getBoundingClientRect();
+      if (r.width < 1 || r.height < 1) continue;
+      if (getComputedStyle(node).cursor !== "pointer") continue;
+      if (node.closest("button, a[href], input, select, textarea, [tabindex]")) continue;
+      if (node.parentElement && getComputedStyle(node.parentElement).cursor === "pointer") continue;
+      unreachable.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: ${node.textContent.trim().slice(0, 30)}`);
+    }
+    // What the learner sees: any visible part reaching past the notebook's right edge. (A
+    // widget's scrollWidth also counts hidden parts, such as a plot's unused tooltip.)
+    const edge = root.closest(".jp-WindowedPanel-outer, .jp-Notebook").getBoundingClientRect().right;
+    for (const node of [root, ...root.querySelectorAll("*")]) {
+      const r = node.getBoundingClientRect();
+      const s = getComputedStyle(node);
+      if (r.width < 1 || r.height < 1 || s.visibility === "hidden" || Number(s.opacity) === 0) continue;
+      if (r.right > edge + 8) {
+        overflowing.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: right edge at ${Math.round(r.right)}px, notebook ends at ${Math.round(edge)}px`);
+        break;
+      }
+    }
+  }
+  // Squeezed: a flex item holding a sentence or a set of controls, crushed narrower than
+  // 100 px by its neighbours (the event log and the autoscaling controls once were).
+  const squeezed = [];
+  for (const root of roots) {
+    for (const node of root.querySelectorAll("*")) {
+      const parent = node.parentElement;
+      if (!parent || !getComputedStyle(parent).display.includes("flex")) continue;
+      if (getComputedStyle(parent).flexDirection.startsWith("column")) continue;
+      const r = node.getBoundingClientRect();
+      if (r.height < 1 || node.textContent.trim().length < 25) continue;
+      if (r.width < 100) squeezed.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: ${Math.round(r.width)}px wide`);
+    }
+  }
+  return { unreachable, overflowing, squeezed };
+}
+"""
+
+CONTROL_ROLES = (
+    "button",
+    "slider",
+    "combobox",
+    "checkbox",
+    "textbox",
+    "spinbutton",
+    "link",
+    "listbox",
+    "radio",
+    "switch",
+    "tab",
+    "option",
+    "menuitem",
+)
+
+
+def widget_roots(page):
+    """Every widget output of the notebook (ipywidgets and anywidgets alike)."""
+    return page.locator(".jp-OutputArea-output > .lm-Widget")
+
+
+def unreadable_texts(page) -> list[str]:
+    roots = widget_roots(page).element_handles()
+    found = page.evaluate(WIDGET_TEXT_CONTRAST_JS, roots)
+    assert len(found) >= 3, f"the contrast check found only {len(found)} widget texts to measure"
+    return [
+        f"{item['text']!r} ({item['colour']} on {item['background']}, {item['ratio']:.2f}:1) in {item['where']}"
+        for item in found
+        if item["ratio"] < MINIMUM_CONTRAST
+    ]
+
+
+def controls_without_names(page) -> list[str]:
+    """Controls in the widgets' accessibility tree (Playwright's aria snapshot) with no name."""
+    nameless = []
+    for index in range(widget_roots(page).count()):
+        snapshot = widget_roots(page).nth(index).aria_snapshot()
+        for line in snapshot.splitlines():
+            entry = line.strip().removeprefix("- ")
+            role = entry.split(" ")[0].rstrip(":")
+            if role in CONTROL_ROLES and '"' not in entry.split(":")[0]:
+                nameless.append(entry)
+    return nameless
+
+
+def set_colour_scheme(page, scheme: str) -> None:
+    page.emulate_media(color_scheme=scheme)
+    light = "true" if scheme == "light" else "false"
+    page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=30_000)
+    page.wait_for_timeout(800)  # let widgets repaint with the new variables
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda path: path.stem)
@@ -219,6 +400,32 @@ def test_lesson_runs_in_jupyterlab_and_its_widget_renders(
         page.wait_for_timeout(500)
         widget.evaluate("node => node.scrollIntoView({block: 'center'})")
         page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}.png"))
+        problems = {"light": unreadable_texts(page)}
+        set_colour_scheme(page, "dark")
+        widget.evaluate("node => node.scrollIntoView({block: 'center'})")
+        page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}-dark.png"))
+        problems["dark"] = unreadable_texts(page)
+        page.set_viewport_size({"width": 1024, "height": 900})
+        # plots (bqplot) re-measure on the window's resize event, which a real resize sends
+        page.evaluate("window.dispatchEvent(new Event('resize'))")
+        page.wait_for_timeout(2000)
+        widget.evaluate("node => node.scrollIntoView({block: 'center'})")
+        page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}-dark-1024.png"))
+        keyboard = page.evaluate(KEYBOARD_AND_OVERFLOW_JS, widget_roots(page).element_handles())
+        nameless = controls_without_names(page)
+        assert not problems["light"] and not problems["dark"], (
+            f"{lesson.name}: unreadable widget text: {problems}"
+        )
+        assert not nameless, f"{lesson.name}: controls without an accessible name: {nameless}"
+        assert not keyboard["unreachable"], (
+            f"{lesson.name}: clickable but not reachable with Tab: {keyboard['unreachable']}"
+        )
+        assert not keyboard["squeezed"], (
+            f"{lesson.name}: widget parts squeezed at 1024 px: {keyboard['squeezed']}"
+        )
+        assert not keyboard["overflowing"], (
+            f"{lesson.name}: widgets wider than the page at 1024 px: {keyboard['overflowing']}"
+        )
         error_outputs = page.locator(
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
         )
@@ -227,11 +434,16 @@ def test_lesson_runs_in_jupyterlab_and_its_widget_renders(
         page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}-FAILED.png"))
         raise
     finally:
+        page.emulate_media(color_scheme="light")
         page.close()
     real_errors = [
         text for text in console_errors if not any(b in text for b in BENIGN_CONSOLE_ERRORS)
     ]
     assert not real_errors, f"{lesson.name}: browser console errors: {real_errors}"
+
+
+#: The Run menu's name in each interface language (the Korean language pack says 실행).
+RUN_MENU = re.compile(r"^(Run|실행)$")
 
 
 # ---------------------------------------------------------------------------------------
@@ -251,13 +463,7 @@ def screenshot_light_and_dark(page, path_stem: Path, focus=None) -> None:
     """``<stem>-light.png`` and ``<stem>-dark.png`` of the same page state: the theme follows
     the emulated colour scheme (adaptive theme), so nothing reruns in between."""
     for scheme in ("light", "dark"):
-        page.emulate_media(color_scheme=scheme)
-        page.wait_for_selector(
-            f"body[data-jp-theme-light='{'true' if scheme == 'light' else 'false'}']",
-            state="attached",
-            timeout=30_000,  # the dark theme's CSS loads on first use
-        )
-        page.wait_for_timeout(300)
+        set_colour_scheme(page, scheme)
         if focus is not None:
             focus.evaluate("node => node.scrollIntoView({block: 'center'})")
         page.screenshot(path=str(path_stem.with_name(f"{path_stem.name}-{scheme}.png")))

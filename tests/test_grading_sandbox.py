@@ -59,7 +59,9 @@ def test_timeouts_must_be_positive(tmp_path):
         run_notebook(mini_lab(), tmp_path, sandbox=False, cell_timeout=0)
 
 
-def test_sandbox_command_binds_only_the_scratch_directory_writable(tmp_path):
+def test_sandbox_command_binds_nothing_of_the_host_writable(tmp_path):
+    """The kernel writes only to its own size-limited tmpfs (/tmp/work); its scratch
+    directory (connection file, the lab's data) is read-only inside."""
     require_sandbox()
     course = tmp_path / "course"
     scratch = course / "scratch" / "alice"
@@ -78,7 +80,11 @@ def test_sandbox_command_binds_only_the_scratch_directory_writable(tmp_path):
     ):
         assert option in command
     writable = [command[i + 1] for i, part in enumerate(command) if part == "--bind"]
-    assert writable == [str(scratch.resolve())]
+    assert writable == []
+    assert str(scratch.resolve()) in [
+        command[i + 1] for i, part in enumerate(command) if part == "--ro-bind"
+    ]
+    assert command[command.index("--chdir") + 1] == sandbox.WORK_DIR
     read_only = [command[i + 1] for i, part in enumerate(command) if part == "--ro-bind"]
     for source in read_only:
         assert not str(course).startswith(source.rstrip("/") + "/"), source
@@ -93,9 +99,23 @@ def test_scratch_ownership_is_given_back(tmp_path):
     scratch.mkdir()
     (scratch / "data.csv").write_text("1,2\n")
     before = scratch.stat().st_uid
-    outcome = run_notebook(mini_lab(CORRECT, extra=["open('made.txt', 'w').write('x')"]), scratch)
+    student = (
+        "print('DATA', open('data.csv').read().strip())\n"
+        "open('made.txt', 'w').write('x')\n"
+        "try:\n"
+        "    open('data.csv', 'w')\n"
+        "except OSError:\n"
+        "    print('DATA READ-ONLY')\n"
+    )
+    outcome = run_notebook(mini_lab(CORRECT, extra=[student]), scratch)
     assert outcome.status == "graded", outcome.detail
-    for path in (scratch, scratch / "data.csv", scratch / "made.txt"):
+    assert "DATA 1,2" in _text(outcome.notebook.cells[3])
+    assert "DATA READ-ONLY" in _text(outcome.notebook.cells[3])
+    # What the kernel wrote stayed in its sandbox: nothing new on the host.
+    assert sorted(path.name for path in scratch.iterdir() if not path.name.startswith(".")) == [
+        "data.csv"
+    ]
+    for path in (scratch, scratch / "data.csv"):
         assert path.stat().st_uid == before, path
 
 
@@ -150,7 +170,7 @@ def test_sandbox_confines_a_submission(tmp_path, monkeypatch):
     server.start()
     cells = [
         read_files([*forbidden_reads, str(scratch / "lab-data.txt")]),
-        write_files([*outside_writes, str(scratch / "result.txt")]),
+        write_files([*outside_writes, str(scratch / "result.txt"), "result.txt"]),
         connect(port),
         SHOW_ENVIRONMENT,
         "import os\nprint('PROCS', sorted(p for p in os.listdir('/proc') if p.isdigit()))\n"
@@ -179,7 +199,9 @@ def test_sandbox_confines_a_submission(tmp_path, monkeypatch):
     for path in outside_writes:
         assert f"BLOCKED {path}" in wrote or not Path(path).exists()
         assert not Path(path).exists(), path
-    assert (scratch / "result.txt").read_text() == "owned"
+    # The kernel's own working directory is writable; the host's scratch directory is not.
+    assert "WROTE result.txt" in wrote and f"BLOCKED {scratch / 'result.txt'}" in wrote
+    assert not (scratch / "result.txt").exists()
     assert "BLOCKED" in connected and "CONNECTED" not in connected
     assert accepted == []
     assert secret not in json.dumps(outcome.notebook)
@@ -270,8 +292,10 @@ def test_memory_limit_covers_all_processes_together(tmp_path):
     notebook = mini_lab(CORRECT, extra=[MEMORY_SPREAD_OVER_PROCESSES])
     outcome = run_notebook(notebook, tmp_path / "s", limits=limits, cell_timeout=20)
     assert outcome.status in ("graded", "needs review", "kernel died"), outcome.detail
-    allocated = list((tmp_path / "s").glob("child-*-allocated"))
-    assert len(allocated) < 4
+    # The children mark their allocation in the kernel's own working directory.
+    printed = _text(outcome.notebook.cells[3])
+    assert "CHILDREN" in printed or outcome.status == "kernel died", printed
+    assert printed.count("-allocated") < 4
 
 
 SYSTEM_CALLS = """

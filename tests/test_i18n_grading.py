@@ -89,6 +89,12 @@ def test_korean_submission_grades_exactly_as_the_english_one(lab, tmp_path, caps
             "--quiet",
             "--jobs",
             "1",  # one grading thread: CPython 3.11's ast is not thread-safe (gh-106905)
+            # Generous limits: on a shared, busy machine a 30 s cell limit times out at random,
+            # and a Korean and English pair must not differ for that reason.
+            "--cell-timeout",
+            "120",
+            "--notebook-timeout",
+            "900",
             *SANDBOX_ARGS,
             "--course",
             str(course),

@@ -29,7 +29,14 @@ def test_region_restricted_origin_through_the_cli_proxy(processes):
         "serve", "origin", "--port", str(origin_port), "--allow-from", "127.0.0.3/32"
     )
     processes.deploylab(
-        "serve", "forward-proxy", "--port", str(proxy_port), "--source-address", "127.0.0.3"
+        "serve",
+        "forward-proxy",
+        "--port",
+        str(proxy_port),
+        "--source-address",
+        "127.0.0.3",
+        "--allow-destination",
+        "127.0.0.0/8",
     )
     wait_for_port(origin_port)
     wait_for_port(proxy_port)

@@ -13,6 +13,8 @@ import pytest
 from deploylab.http import Limits
 from deploylab.proxy import ForwardProxy, OriginServer, ReverseProxy
 
+#: The origins here are on loopback, which a forward proxy refuses unless allowed.
+LOCAL = ["127.0.0.0/8", "::1/128"]
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 CURL = shutil.which("curl")
 needs_curl = pytest.mark.skipif(CURL is None, reason="curl not installed (apt-get install curl)")
@@ -54,7 +56,10 @@ def proxied_client(proxy: ForwardProxy, **kwargs) -> httpx.AsyncClient:
 
 @needs_curl
 async def test_origin_sees_the_proxy_address_not_the_client():
-    async with OriginServer() as origin, ForwardProxy(source_address="127.0.0.3") as proxy:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL, source_address="127.0.0.3") as proxy,
+    ):
         status, _, body = await curl(
             "--interface", "127.0.0.2", "-x", proxy.url, origin.url + "/who"
         )
@@ -67,7 +72,11 @@ async def test_origin_sees_the_proxy_address_not_the_client():
 
 
 async def test_second_request_is_a_hit_with_age_and_spares_the_origin():
-    async with OriginServer() as origin, ForwardProxy() as proxy, proxied_client(proxy) as client:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL) as proxy,
+        proxied_client(proxy) as client,
+    ):
         first = await client.get(origin.url + "/cache/max-age/60")
         await asyncio.sleep(1.1)
         second = await client.get(origin.url + "/cache/max-age/60")
@@ -82,7 +91,7 @@ async def test_second_request_is_a_hit_with_age_and_spares_the_origin():
 
 @needs_curl
 async def test_a_second_client_gets_the_first_clients_cached_answer():
-    async with OriginServer() as origin, ForwardProxy() as proxy:
+    async with OriginServer() as origin, ForwardProxy(allow_destinations=LOCAL) as proxy:
         target = origin.url + "/cache/s-maxage/60"
         _, first, _ = await curl("--interface", "127.0.0.2", "-x", proxy.url, target)
         _, second, _ = await curl("--interface", "127.0.0.4", "-x", proxy.url, target)
@@ -100,7 +109,11 @@ async def test_a_second_client_gets_the_first_clients_cached_answer():
     ],
 )
 async def test_responses_a_shared_cache_must_not_store_are_never_hits(path, headers):
-    async with OriginServer() as origin, ForwardProxy() as proxy, proxied_client(proxy) as client:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL) as proxy,
+        proxied_client(proxy) as client,
+    ):
         for _ in range(3):
             reply = await client.get(origin.url + path, headers=headers)
             assert reply.status_code == 200
@@ -109,7 +122,11 @@ async def test_responses_a_shared_cache_must_not_store_are_never_hits(path, head
 
 
 async def test_expired_response_is_fetched_again():
-    async with OriginServer() as origin, ForwardProxy() as proxy, proxied_client(proxy) as client:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL) as proxy,
+        proxied_client(proxy) as client,
+    ):
         await client.get(origin.url + "/cache/max-age/1")
         await asyncio.sleep(1.2)
         again = await client.get(origin.url + "/cache/max-age/1")
@@ -117,7 +134,11 @@ async def test_expired_response_is_fetched_again():
 
 
 async def test_vary_keeps_one_variant_per_language():
-    async with OriginServer() as origin, ForwardProxy() as proxy, proxied_client(proxy) as client:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL) as proxy,
+        proxied_client(proxy) as client,
+    ):
         url = origin.url + "/cache/vary"
         ko = await client.get(url, headers={"Accept-Language": "ko"})
         fr = await client.get(url, headers={"Accept-Language": "fr"})
@@ -128,7 +149,11 @@ async def test_vary_keeps_one_variant_per_language():
 
 
 async def test_stale_response_is_revalidated_with_a_304():
-    async with OriginServer() as origin, ForwardProxy() as proxy, proxied_client(proxy) as client:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL) as proxy,
+        proxied_client(proxy) as client,
+    ):
         url = origin.url + "/cache/etag"
         first = await client.get(url)
         second = await client.get(url)
@@ -142,7 +167,11 @@ async def test_stale_response_is_revalidated_with_a_304():
 
 
 async def test_client_conditional_request_reaches_origin_304():
-    async with OriginServer() as origin, ForwardProxy() as proxy, proxied_client(proxy) as client:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL) as proxy,
+        proxied_client(proxy) as client,
+    ):
         reply = await client.get(origin.url + "/cache/etag", headers={"If-None-Match": '"v1"'})
         assert reply.status_code == 304 and reply.content == b""
 
@@ -151,8 +180,8 @@ async def test_client_conditional_request_reaches_origin_304():
 async def test_region_restricted_origin_is_reached_only_through_the_proxy_bound_to_the_allowed_address():
     async with (
         OriginServer(allow_from=["127.0.0.3/32"]) as origin,
-        ForwardProxy(source_address="127.0.0.3") as allowed_proxy,
-        ForwardProxy(source_address="127.0.0.4") as other_proxy,
+        ForwardProxy(allow_destinations=LOCAL, source_address="127.0.0.3") as allowed_proxy,
+        ForwardProxy(allow_destinations=LOCAL, source_address="127.0.0.4") as other_proxy,
     ):
         direct, _, _ = await curl("--interface", "127.0.0.2", origin.url + "/")
         through, _, body = await curl(
@@ -167,7 +196,10 @@ async def test_region_restricted_origin_is_reached_only_through_the_proxy_bound_
 
 @needs_curl
 async def test_client_outside_the_allow_list_is_refused():
-    async with OriginServer() as origin, ForwardProxy(allow_clients=["127.0.0.2/32"]) as proxy:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL, allow_clients=["127.0.0.2/32"]) as proxy,
+    ):
         refused, _, body = await curl("--interface", "127.0.0.5", "-x", proxy.url, origin.url + "/")
         allowed, _, _ = await curl("--interface", "127.0.0.2", "-x", proxy.url, origin.url + "/")
         assert (refused, allowed) == (403, 200)
@@ -175,13 +207,16 @@ async def test_client_outside_the_allow_list_is_refused():
 
 
 async def test_default_allow_list_is_loopback_only():
-    proxy = ForwardProxy()
+    proxy = ForwardProxy(allow_destinations=LOCAL)
     assert [str(n) for n in proxy.allow_clients] == ["127.0.0.0/8", "::1/128"]
     assert proxy.host == "127.0.0.1"
 
 
 async def test_forward_proxy_rejects_origin_form_and_is_not_a_web_server():
-    async with ForwardProxy() as proxy, httpx.AsyncClient(trust_env=False) as client:
+    async with (
+        ForwardProxy(allow_destinations=LOCAL) as proxy,
+        httpx.AsyncClient(trust_env=False) as client,
+    ):
         reply = await client.get(proxy.url + "/")
         assert reply.status_code == 400
 
@@ -202,7 +237,7 @@ async def test_connect_tunnel_to_an_allowed_port_carries_raw_bytes():
 
     echo = await asyncio.start_server(tcp_echo, "127.0.0.1", 0)
     port = echo.sockets[0].getsockname()[1]
-    async with ForwardProxy(connect_ports=[port]) as proxy:
+    async with ForwardProxy(allow_destinations=LOCAL, connect_ports=[port]) as proxy:
         head, reader, writer = await raw_connect(proxy, f"127.0.0.1:{port}")
         assert head.startswith(b"HTTP/1.1 200 Connection Established")
         writer.write(b"\x16\x03\x01 not-http bytes")
@@ -213,7 +248,7 @@ async def test_connect_tunnel_to_an_allowed_port_carries_raw_bytes():
 
 @needs_curl
 async def test_connect_to_a_disallowed_port_is_refused():
-    async with OriginServer() as origin, ForwardProxy() as proxy:
+    async with OriginServer() as origin, ForwardProxy(allow_destinations=LOCAL) as proxy:
         head, _, writer = await raw_connect(proxy, f"127.0.0.1:{origin.port}")
         writer.close()
         assert head.startswith(b"HTTP/1.1 403")
@@ -241,7 +276,7 @@ async def test_forward_proxy_502_and_504():
     closed.close()
     async with (
         OriginServer() as origin,
-        ForwardProxy(upstream_timeout=0.3) as proxy,
+        ForwardProxy(allow_destinations=LOCAL, upstream_timeout=0.3) as proxy,
         proxied_client(proxy) as client,
     ):
         unreachable = await client.get(f"http://127.0.0.1:{dead_port}/")
@@ -337,7 +372,7 @@ async def test_reverse_proxy_502_504_and_keeps_serving():
 async def test_both_proxies_answer_malformed_requests_and_keep_serving(data, status):
     async with (
         OriginServer() as origin,
-        ForwardProxy() as forward,
+        ForwardProxy(allow_destinations=LOCAL) as forward,
         ReverseProxy([origin.url]) as reverse,
     ):
         for proxy in (forward, reverse):
@@ -375,7 +410,10 @@ async def test_reverse_proxy_can_send_the_standard_forwarded_header():
 
 @needs_curl
 async def test_curl_tunnels_through_connect_to_an_allowed_port():
-    async with OriginServer() as origin, ForwardProxy(connect_ports=[origin.port]) as proxy:
+    async with (
+        OriginServer() as origin,
+        ForwardProxy(allow_destinations=LOCAL, connect_ports=[origin.port]) as proxy,
+    ):
         status, _, body = await curl(
             "-p", "-x", proxy.url, "--interface", "127.0.0.2", origin.url + "/tunnelled"
         )

@@ -14,6 +14,8 @@ from deploylab.widgets.request_flow import (
     sequence_figure,
 )
 
+#: The origins here are on loopback, which a forward proxy refuses unless allowed.
+LOCAL = ["127.0.0.0/8", "::1/128"]
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 
@@ -21,7 +23,7 @@ async def test_live_forward_flow_shows_client_then_proxy_address_and_a_hit():
     flow = RequestFlow(forward_topology(origins=["origin"]))
     async with (
         OriginServer(name="origin") as origin,
-        ForwardProxy(source_address="127.0.0.3") as proxy,
+        ForwardProxy(allow_destinations=LOCAL, source_address="127.0.0.3") as proxy,
     ):
         flow.watch(proxy, origin)
         transport = httpx.AsyncHTTPTransport(proxy=proxy.url)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 
-__all__ = ["parse_wrk", "run_wrk"]
+__all__ = ["parse_wrk", "run_wrk", "spread"]
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -97,3 +97,20 @@ def run_wrk(
         if script is not None:
             os.unlink(script.name)
     return parse_wrk(output)
+
+
+def spread(values) -> str:
+    """``median [min–max]`` of repeated measurements: one short round on a shared machine
+    can swing 2–4×, so a benchmark reports every round's range, not one number.
+
+    >>> spread([0.61, 0.7, 0.58, 0.66, 0.72])
+    '0.66 [0.58-0.72]'
+    >>> spread([11800.4, 12050.9, 9000.0])
+    '11800 [9000-12051]'
+    """
+    import statistics
+
+    values = sorted(values)
+    digits = 2 if values[-1] < 100 else 0
+    median = statistics.median(values)
+    return f"{median:.{digits}f} [{values[0]:.{digits}f}-{values[-1]:.{digits}f}]"

@@ -1,8 +1,12 @@
-"""``deploylab serve backend|balancer``, ``deploylab nginx-conf balancer``, ``deploylab bench lb``."""
+"""``deploylab serve backend|balancer``, ``deploylab balancer add|drain|remove|status``,
+``deploylab nginx-conf balancer``, ``deploylab bench lb``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
 
 
 def register(commands) -> None:
@@ -30,6 +34,47 @@ def register(commands) -> None:
         action="store_true",
         help="publish one event per request (costs speed; metrics are always published)",
     )
+    p.add_argument(
+        "--control",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the control API (status, add, drain, remove) on 127.0.0.1:PORT",
+    )
+    p.add_argument(
+        "--control-token-file",
+        default=None,
+        metavar="FILE",
+        help="where to write the control token, mode 0600 "
+        "(default $XDG_RUNTIME_DIR or ~/.deploylab/balancer-control-PORT.token)",
+    )
+
+    control = commands.add_group(
+        "balancer", "control a running balancer (deploylab serve balancer --control PORT)"
+    )
+    for action, text in (
+        ("status", "per-backend state, requests, failures and latency"),
+        ("add", "add a backend (new requests may go to it at once)"),
+        ("drain", "send a backend no new requests and wait until it is idle"),
+        ("remove", "remove a backend (requests on it finish)"),
+    ):
+        c = control(action, text, _control)
+        if action != "status":
+            c.add_argument("backend", metavar="URL", help="backend such as http://127.0.0.1:8081")
+        if action == "add":
+            c.add_argument("--weight", type=int, default=1)
+            c.add_argument("--backup", action="store_true")
+        if action == "drain":
+            c.add_argument("--timeout", type=float, default=30.0, help="seconds to wait")
+        c.add_argument("--control", type=int, required=True, metavar="PORT")
+        c.add_argument(
+            "--token-file",
+            default=None,
+            metavar="FILE",
+            help="the token file (default: the one serve wrote for PORT; "
+            "or set DEPLOYLAB_CONTROL_TOKEN)",
+        )
+        c.set_defaults(control_action=action)
 
     p = commands.add(
         "balancer",
@@ -47,8 +92,10 @@ def register(commands) -> None:
         group="bench",
     )
     p.add_argument("--backends", type=int, default=2)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
-    p.add_argument("--rounds", type=int, default=2, help="alternations nginx/deploylab")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
+    p.add_argument(
+        "--rounds", type=int, default=5, help="alternations nginx/deploylab (the spread is printed)"
+    )
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--layer", type=int, choices=(4, 7), default=7)
@@ -101,6 +148,7 @@ def _runner():
 
 
 def _serve_balancer(args: argparse.Namespace) -> int:
+    from deploylab.balancer.control import default_token_file, write_token_file
     from deploylab.balancer.runtime import Balancer, run_until_signal
 
     async def main() -> None:
@@ -120,12 +168,19 @@ def _serve_balancer(args: argparse.Namespace) -> int:
                 key=args.key,
                 request_events=args.request_events,
             )
+        if args.control is not None:
+            balancer.control_port = args.control
         async with balancer:
             print(
                 f"balancer (L{balancer.layer}, {balancer.upstream.algorithm}) listening on "
                 f"{balancer.url} -> {', '.join(balancer.backends)}",
                 flush=True,
             )
+            if balancer.control is not None:
+                port = balancer.control.port
+                token_file = Path(args.control_token_file or default_token_file(port))
+                write_token_file(token_file, balancer.control_token)
+                print(f"control API on {balancer.control.url} (token in {token_file})", flush=True)
             await run_until_signal()
 
     _runner()(main())
@@ -163,3 +218,33 @@ def _bench_lb(args: argparse.Namespace) -> int:
         layer=args.layer,
     )
     return 0
+
+
+def _control(args: argparse.Namespace) -> int:
+    from deploylab.balancer.control import control_request, default_token_file
+
+    token = os.environ.get("DEPLOYLAB_CONTROL_TOKEN")
+    if args.token_file or not token:
+        path = Path(args.token_file or default_token_file(args.control))
+        try:
+            token = path.read_text().strip()
+        except FileNotFoundError:
+            raise ValueError(
+                f"no control token: {path} does not exist (start the balancer with "
+                f"--control {args.control}, or set DEPLOYLAB_CONTROL_TOKEN)"
+            ) from None
+    action = args.control_action
+    if action == "status":
+        status, answer = control_request(args.control, token)
+    else:
+        body: dict = {"backend": args.backend}
+        if action == "add":
+            body.update(weight=args.weight, backup=args.backup)
+        if action == "drain":
+            body["timeout"] = args.timeout
+        path = "/backends" if action == "add" else f"/backends/{action}"
+        status, answer = control_request(
+            args.control, token, "POST", path, body, timeout=getattr(args, "timeout", 30) + 5
+        )
+    print(json.dumps(answer, indent=2))
+    return 0 if status < 400 else 1

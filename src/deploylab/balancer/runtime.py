@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import re
+import select
 import signal
 import time
 from collections import deque
@@ -52,39 +53,12 @@ from deploylab.balancer.core import (
     Upstream,
 )
 from deploylab.events import EventBus
+from deploylab.http.headers import HOP_BY_HOP
+from deploylab.http.messages import Limits
+from deploylab.http.parser import VALID_HOST_BYTES
+from deploylab.http.server import default_max_connections
 
 __all__ = ["BackendStats", "Balancer", "parse_backend", "run_until_signal"]
-
-STATUS_PATH = b"/_deploylab/status"
-#: Limits on what a client may send (llhttp itself bounds nothing): answered 414/431/413.
-MAX_URL_BYTES = 8192
-MAX_HEADER_BYTES = 32768
-MAX_HEADERS = 100
-MAX_BODY_BYTES = 16 * 1024 * 1024
-
-
-class _TooLarge(Exception):
-    def __init__(self, status: int, reason: bytes) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-#: Request headers not forwarded (hop-by-hop, or rewritten by the balancer).
-_DROP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"x-forwarded-for",
-        b"x-real-ip",
-    }
-)
 
 
 def parse_backend(spec: str | dict | Peer) -> Peer:
@@ -172,6 +146,93 @@ def _stats(peer: Peer) -> BackendStats:
 
 
 # --------------------------------------------------------------------------------- L7 ----
+class _Refused(Exception):
+    """A request answered with an error ``status`` (400, 413, 414, 431…), then closed."""
+
+    def __init__(self, status: int, reason: bytes) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+#: Request headers not forwarded (hop-by-hop, rewritten by the balancer, or answered here:
+#: ``Expect`` gets its ``100 Continue`` from the balancer, which then sends the whole body).
+_DROP = frozenset(
+    {name.encode() for name in HOP_BY_HOP}
+    | {b"content-length", b"x-forwarded-for", b"x-forwarded-proto", b"x-real-ip", b"expect"}
+)
+
+#: The end of a response's framing, read from its head (llhttp validates the head, and
+#: allows no space before the colon; this only finds where the message ends, so that nothing
+#: after it is ever relayed).
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r]*chunked[ \t]*\r\n")
+_NO_HEAD = -3  # the response's head is not complete yet
+_UNTIL_CLOSE = -2  # the body runs until the backend closes
+_CHUNKED_BODY = -1  # the body is chunked: _ChunkedEnd finds its end
+MAX_RESPONSE_HEAD = 64 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _ChunkedEnd:
+    """Finds where a chunked body ends, a piece at a time (llhttp checks the syntax; this only
+    counts bytes, so the balancer can cut off anything a backend sends after the message).
+
+    >>> scanner = _ChunkedEnd()
+    >>> scanner.feed(b"3\\r\\nabc\\r\\n0\\r\\n"), scanner.feed(b"\\r\\nEXTRA")
+    (None, 2)
+    >>> body = b"1;x=y\\r\\nz\\r\\n0\\r\\nTrailer: t\\r\\n\\r\\n"
+    >>> _ChunkedEnd().feed(body + b"HTTP/1.1 200 OK") == len(body)
+    True
+    """
+
+    __slots__ = ("line", "skip", "trailer")
+
+    def __init__(self) -> None:
+        self.skip = 0
+        self.line = b""
+        self.trailer = False
+
+    def feed(self, data: bytes) -> int | None:
+        """Offset in ``data`` just past the end of the body, or None if it goes on."""
+        i, n = 0, len(data)
+        while i < n:
+            if self.skip:
+                step = min(self.skip, n - i)
+                self.skip -= step
+                i += step
+                continue
+            newline = data.find(b"\n", i)
+            if newline < 0:
+                self.line += data[i:]
+                if len(self.line) > 4096:
+                    raise ValueError("chunk size line too long")
+                return None
+            line, self.line = self.line + data[i:newline], b""
+            i = newline + 1
+            if self.trailer:
+                if not line.rstrip(b"\r"):
+                    return i
+                continue
+            size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+            if size == 0:
+                self.trailer = True
+            else:
+                self.skip = size + 2  # the data and its CRLF
+        return None
+
+
+def _origin_form(target: bytes, headers: list) -> tuple[bytes, list]:
+    """An absolute-form target (RFC 9112 §3.2.2: a server must accept it) as the origin form
+    backends expect, its authority replacing ``Host`` — what nginx does.
+
+    >>> _origin_form(b"http://shop.test/cart?x=1", [(b"Host", b"other"), (b"Accept", b"*/*")])
+    (b'/cart?x=1', [(b'Accept', b'*/*'), (b'Host', b'shop.test')])
+    """
+    authority, _, path = target.partition(b"://")[2].partition(b"/")
+    rest = [(name, value) for name, value in headers if name.lower() != b"host"]
+    return b"/" + path, [*rest, (b"Host", authority)]
+
+
 class _Exchange:
     """One client request on its way through the balancer (possibly several attempts)."""
 
@@ -210,17 +271,29 @@ class _Exchange:
 
 
 class _UpstreamConn(asyncio.Protocol):
-    """A keep-alive connection from the balancer to one backend."""
+    """A keep-alive connection from the balancer to one backend.
+
+    The response is relayed as it comes, but strictly: interim (1xx) answers are read past and
+    not relayed, the message ends where its framing says (``Content-Length``, chunked, or no
+    body for HEAD/204/304) and llhttp must agree, and a connection that had anything after
+    that end is closed, never pooled — otherwise those bytes would become the next client's
+    answer. Before an idle connection carries a request, :meth:`has_unread` checks that
+    nothing arrived on it meanwhile.
+    """
 
     __slots__ = (
         "balancer",
         "complete",
         "exchange",
         "keep_alive",
+        "left",
+        "parsed",
         "parser",
         "paused",
         "peer",
         "pending",
+        "poller",
+        "scanner",
         "status",
         "transport",
     )
@@ -229,54 +302,150 @@ class _UpstreamConn(asyncio.Protocol):
         self.balancer = balancer
         self.peer = peer
         self.transport = None
+        self.poller = None
         self.exchange: _Exchange | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = None
+        self.parsed = False  # llhttp reached the end of the last message
+        self.scanner: _ChunkedEnd | None = None
         self.complete = False
         self.status = 0
         self.keep_alive = True
+        self.left = _NO_HEAD
         self.pending = b""
         self.paused = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), select.POLLIN)
 
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-        exchange = self.exchange
-        if exchange is not None and exchange.method == b"HEAD":
-            self.complete = True  # llhttp cannot be told a HEAD response has no body
-            self.parser = httptools.HttpResponseParser(self)
+    def start(self) -> None:
+        """Get ready for the response to a new request."""
+        self.complete = False
+        self.status = 0
+        self.left = _NO_HEAD
+        self.pending = b""
+        self.scanner = None
+
+    def has_unread(self) -> bool:
+        """Bytes (or a close) waiting on an idle connection: it must not carry a request."""
+        return self.poller is None or bool(self.poller.poll(0))
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        self.parsed = True
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
-        if exchange is None:
+        if exchange is None:  # bytes nobody asked for on an idle connection
+            self.keep_alive = False
             self.transport.close()
             return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.balancer._attempt_failed(exchange, self, "invalid_header")
-            return
-        if not exchange.sent_to_client:
-            if self.status == 0:  # status line split over packets: wait for the rest
-                self.pending += data
+        balancer = self.balancer
+        exchange.deadline = balancer.clock + balancer.read_timeout  # per read (coarse clock)
+        head = b""
+        if self.left == _NO_HEAD:
+            found = self._head(exchange, self.pending + data if self.pending else data)
+            if found is None:
                 return
-            if self.status >= 403 and self.balancer._retry_status(exchange, self):
+            head, data = found
+        left = self.left
+        if left >= 0:
+            if len(data) > left:  # bytes after the response: relay none, pool nothing
+                data = data[:left]
+                self.keep_alive = False
+            self.left = left - len(data)
+            done = self.left == 0
+        elif left == _CHUNKED_BODY:
+            try:
+                end = self.scanner.feed(data)
+            except ValueError:
+                end = None
+                self.left, self.keep_alive = _UNTIL_CLOSE, False  # llhttp raises below
+            if end is not None and end < len(data):
+                data = data[:end]
+                self.keep_alive = False
+            done = end is not None
+        else:
+            done = False
+        parser = self.parser
+        if data and parser is not None:
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserError:
+                if exchange.sent_to_client:
+                    head = data = b""  # relay no more of a broken body; the client is cut off
+                balancer._attempt_failed(exchange, self, "invalid_header")
                 return
-            exchange.sent_to_client = True
-            exchange.status = self.status
-            if self.pending:
-                data = self.pending + data
-                self.pending = b""
         client_transport = exchange.client.transport
         if not client_transport.is_closing():  # (uvloop raises on a closed transport)
-            client_transport.write(data)
-        if self.complete:
-            self.balancer._finished(exchange, self)
+            if head:
+                client_transport.write(head + data)  # one write, one segment
+            elif data:
+                client_transport.write(data)
+        if done:
+            if parser is not None and not self.parsed:
+                self.keep_alive = False  # llhttp disagrees about the end: never reuse
+            self.complete = True
+            balancer._finished(exchange, self)
+
+    def _head(self, exchange: _Exchange, data: bytes) -> tuple[bytes, bytes] | None:
+        """Find the head of the final response in ``data``; return ``(head, body bytes after
+        it)``, or None while the head is incomplete or when a retry takes over."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0 or data[9:10] == b"1":  # not the usual whole final head: take the long way
+            start = 0
+            while True:
+                end = data.find(b"\r\n\r\n", start)
+                if end < 0:
+                    if len(data) - start > MAX_RESPONSE_HEAD:
+                        self.balancer._attempt_failed(exchange, self, "invalid_header")
+                        return None
+                    self.pending = data[start:]
+                    return None
+                code = data[start + 9 : start + 12]
+                if code[:1] == b"1" and code != b"101":
+                    start = end + 4  # an interim answer (100 Continue, 103): never relayed
+                    continue
+                break
+            data = data[start:]
+            end -= start
+        self.pending = b""
+        head = data[: end + 4]
+        parser = self.parser
+        if parser is None or not self.parsed:  # a new link, or one after a HEAD answer
+            parser = self.parser = httptools.HttpResponseParser(self)
+        self.parsed = False
+        try:
+            parser.feed_data(head)
+        except httptools.HttpParserError:
+            self.balancer._attempt_failed(exchange, self, "invalid_header")
+            return None
+        status = self.status = parser.get_status_code()
+        self.keep_alive = parser.should_keep_alive()
+        if exchange.method == b"HEAD" or status in (204, 304):
+            self.left = 0
+            if exchange.method == b"HEAD":
+                self.parser = None  # llhttp would wait for the body a HEAD answer lacks
+        elif (at := head.find(b"\r\nContent-Length:")) >= 0:
+            # the usual spelling (llhttp has refused it together with Transfer-Encoding)
+            self.left = int(head[at + 17 : head.index(b"\r\n", at + 17)])
+        elif b"\r\ntransfer-encoding:" in (lower := head.lower()):
+            if _CHUNKED.search(lower):
+                self.left, self.scanner = _CHUNKED_BODY, _ChunkedEnd()
+            else:
+                self.left, self.keep_alive = _UNTIL_CLOSE, False
+        elif (at := lower.find(b"\r\ncontent-length:")) >= 0:
+            self.left = int(lower[at + 17 : lower.index(b"\r\n", at + 17)])
+        else:
+            self.left, self.keep_alive = _UNTIL_CLOSE, False
+        if not exchange.sent_to_client:
+            if status >= 403 and self.balancer._retry_status(exchange, self):
+                return None
+            exchange.sent_to_client = True
+            exchange.status = status
+        return head, data[end + 4 :]
 
     def connection_lost(self, exc) -> None:
         idle = self.peer.data.get("idle")
@@ -287,14 +456,11 @@ class _UpstreamConn(asyncio.Protocol):
             if self.complete:  # whole response read but not yet accounted for
                 self.balancer._finished(exchange, self)
                 return
-            if (
-                exchange.sent_to_client
-                and not self.keep_alive
-                and self.parser.should_keep_alive() is False
-            ):
+            if exchange.sent_to_client and self.left == _UNTIL_CLOSE:
                 # a response without Content-Length ends when the backend closes: that is
                 # its normal end; the client's connection must close too to mark it
                 exchange.keep_alive = False
+                self.complete = True
                 self.balancer._finished(exchange, self)
                 return
             self.exchange = None
@@ -302,18 +468,34 @@ class _UpstreamConn(asyncio.Protocol):
 
 
 class _ClientConn(asyncio.Protocol):
-    """A client connection to the balancer; requests on it are forwarded one at a time."""
+    """A client connection to the balancer; requests on it are forwarded one at a time.
+
+    Bounded like :class:`deploylab.http.HTTPServer`: at most ``limits.max_pipelined``
+    requests are read ahead, a partial request must progress (408 after
+    ``limits.header_timeout`` for the head, ``limits.body_timeout`` between body reads), an
+    idle connection closes after ``limits.keep_alive_timeout``; the housekeeping task checks.
+    """
 
     __slots__ = (
+        "answered",
         "balancer",
         "body",
         "body_bytes",
         "busy",
         "client_ip",
+        "close_after",
+        "continue_due",
+        "failed",
         "header_bytes",
         "headers",
+        "headers_done",
+        "in_message",
+        "last",
+        "limits",
+        "message_started",
         "parser",
         "queue",
+        "reading_paused",
         "transport",
         "upstream",
         "url",
@@ -321,6 +503,8 @@ class _ClientConn(asyncio.Protocol):
 
     def __init__(self, balancer: Balancer) -> None:
         self.balancer = balancer
+        self.limits = balancer.limits
+        self.reading_paused = False
         self.parser = httptools.HttpRequestParser(self)
         self.transport = None
         self.queue: deque = deque()
@@ -332,26 +516,42 @@ class _ClientConn(asyncio.Protocol):
         self.body_bytes = 0
         self.client_ip = b"127.0.0.1"
         self.upstream: _UpstreamConn | None = None  # the connection answering us now
+        self.in_message = False
+        self.answered = False  # a keep-alive connection only counts as idle after an answer
+        self.headers_done = False
+        self.close_after = False
+        self.continue_due = False
+        self.failed = False
+        self.last = 0.0
+        self.message_started = 0.0
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         peername = transport.get_extra_info("peername")
         if peername:
             self.client_ip = peername[0].encode()
-        self.balancer._clients.add(self)
+        balancer = self.balancer
+        self.last = balancer.clock
+        balancer._clients.add(self)
+        if len(balancer._clients) > balancer.max_connections:
+            balancer._make_room()
 
     def connection_lost(self, exc) -> None:
         self.balancer._clients.discard(self)
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        self.last = self.balancer.clock
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(501, b"Not Implemented")
+            # the upgrade request is answered as plain HTTP, then the connection closes:
+            # the bytes after it belong to another protocol, never to a next request
+            self.close_after = True
+            self._pause_reading()
         except httptools.HttpParserError as error:
             cause = error.__context__
-            if isinstance(cause, _TooLarge):
+            if isinstance(cause, _Refused):
                 self._fail(cause.status, cause.reason)
             else:
                 self._fail(400, b"Bad Request")
@@ -371,9 +571,21 @@ class _ClientConn(asyncio.Protocol):
                 upstream.transport.resume_reading()
 
     def _fail(self, status: int, text: bytes) -> None:
-        self.transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % (status, text)
-        )
+        """Answer an error, after the answers to the requests read before it, and close."""
+        if self.failed:
+            return
+        self.failed = True
+        self._pause_reading()
+        if self.busy:
+            self.queue.append((status, text))
+            return
+        self._write_error(status, text)
+
+    def _write_error(self, status: int, text: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % (status, text)
+            )
         self.transport.close()
 
     def on_message_begin(self) -> None:
@@ -382,47 +594,128 @@ class _ClientConn(asyncio.Protocol):
         self.body = []
         self.header_bytes = 0
         self.body_bytes = 0
+        self.in_message = True
+        self.headers_done = False
+        self.message_started = self.balancer.clock
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > MAX_URL_BYTES:
-            raise _TooLarge(414, b"URI Too Long")
+        if len(self.url) > self.limits.max_request_target:
+            raise _Refused(414, b"URI Too Long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         self.header_bytes += len(name) + len(value)
-        if self.header_bytes > MAX_HEADER_BYTES or len(self.headers) > MAX_HEADERS:
-            raise _TooLarge(431, b"Request Header Fields Too Large")
+        limits = self.limits
+        if self.header_bytes > limits.max_header_bytes or len(self.headers) > limits.max_headers:
+            raise _Refused(431, b"Request Header Fields Too Large")
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        hosts = 0
+        upgrade = connection_upgrade = expect = has_body = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"host":
+                hosts += 1
+                if VALID_HOST_BYTES.fullmatch(value) is None:
+                    raise _Refused(400, b"Bad Request")
+            elif lower == b"content-length":
+                has_body = has_body or bool(value.strip(b"0 "))
+                if int(value) > self.limits.max_body:  # refused before any body is read
+                    raise _Refused(413, b"Content Too Large")
+            elif lower == b"transfer-encoding":
+                has_body = True
+            elif lower == b"upgrade":
+                upgrade = True
+            elif lower == b"connection":
+                connection_upgrade = b"upgrade" in value.lower()
+            elif lower == b"expect":
+                expect = value.strip().lower() == b"100-continue"
+        # RFC 9112 §3.2: exactly one Host in HTTP/1.1 (two could route one request twice)
+        if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
+            raise _Refused(400, b"Bad Request")
+        if upgrade and connection_upgrade:
+            if has_body:  # llhttp would read the body as the next request: refuse
+                raise _Refused(400, b"Bad Request")
+            self.close_after = True
+        if expect and has_body and self.parser.get_http_version() == "1.1":
+            if self.busy:
+                self.continue_due = True  # after the answers before it
+            else:
+                self.transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
         self.body_bytes += len(body)
-        if self.body_bytes > MAX_BODY_BYTES:
-            raise _TooLarge(413, b"Content Too Large")
+        if self.body_bytes > self.limits.max_body:
+            raise _Refused(413, b"Content Too Large")
 
     def on_message_complete(self) -> None:
+        self.in_message = False
+        self.continue_due = False
         request = (
             self.parser.get_method(),
             self.url,
             self.headers,
             self.body,
-            self.parser.should_keep_alive(),
+            self.parser.should_keep_alive() and not self.close_after,
         )
         if self.busy:
             self.queue.append(request)
+            if len(self.queue) > self.limits.max_pipelined:
+                self._pause_reading()  # read no further ahead of the answers
         else:
             self.busy = True
             self.balancer._handle(self, *request)
 
     def done(self, keep_alive: bool) -> None:
         self.upstream = None
+        self.answered = True
+        self.last = self.balancer.clock
         if not keep_alive:
             self.transport.close()
             return
         if self.queue:
-            self.balancer._handle(self, *self.queue.popleft())
+            item = self.queue.popleft()
+            if len(item) == 2:  # the error that ended the pipeline
+                self._write_error(*item)
+                return
+            if self.reading_paused and len(self.queue) <= 1:
+                self._resume_reading()
+            self.balancer._handle(self, *item)
         else:
             self.busy = False
+            if self.continue_due:
+                self.continue_due = False
+                self.transport.write(_CONTINUE)
+            if self.reading_paused:
+                self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and not self.transport.is_closing():
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.failed or self.close_after or self.transport.is_closing():
+            return
+        self.reading_paused = False
+        self.transport.resume_reading()
+
+    def check_time(self, now: float) -> None:
+        """Housekeeping: 408 for a request that stopped progressing; close when idle."""
+        if self.busy or self.failed:
+            return
+        limits = self.limits
+        if self.in_message:
+            if not self.headers_done:
+                if now - self.message_started > limits.header_timeout:
+                    self._fail(408, b"Request Timeout")
+            elif now - self.last > limits.body_timeout:
+                self._fail(408, b"Request Timeout")
+        elif now - self.last > limits.keep_alive_timeout:
+            self.transport.close()
 
 
 # --------------------------------------------------------------------------------- L4 ----
@@ -558,6 +851,12 @@ class Balancer:
     health_check : a :class:`HealthCheck` to probe backends actively (beyond nginx OSS).
     request_events : publish one ``request`` event per request on ``bus`` (turn off for
         benchmarks; ``backends`` metric events are published every ``metrics_interval`` s).
+    limits : what a client may send and how long it may take (the shared
+        :class:`deploylab.http.Limits`: 414/431/413, 408, keep-alive timeout, pipelining).
+    max_connections : clients held before the longest-idle keep-alive ones are closed.
+    control_port : also serve the control API (status, add, drain, remove) on this loopback
+        port (0 = any free port), protected by ``control_token`` (generated when None); see
+        :mod:`deploylab.balancer.control`. The data port serves only the backends' answers.
     """
 
     def __init__(
@@ -576,6 +875,10 @@ class Balancer:
         request_events: bool = True,
         metrics_interval: float = 1.0,
         bus: EventBus | None = None,
+        limits: Limits | None = None,
+        max_connections: int | None = None,
+        control_port: int | None = None,
+        control_token: str | None = None,
     ) -> None:
         if layer not in (4, 7):
             raise ValueError(f"layer {layer!r}: expected 4 (TCP) or 7 (HTTP)")
@@ -598,6 +901,14 @@ class Balancer:
         self.request_events = request_events
         self.metrics_interval = metrics_interval
         self.bus = bus or EventBus("balancer")
+        self.limits = limits or Limits()
+        self.max_connections = max_connections or default_max_connections()
+        self.control_port = control_port
+        self.control_token = control_token
+        self.control = None  # the ControlServer, when control_port is set
+        #: the loop's time, refreshed by the housekeeping task every 0.25 s: client and
+        #: upstream read timestamps use it, so the hot path makes no clock call per read
+        self.clock = 0.0
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: set = set()
@@ -632,6 +943,7 @@ class Balancer:
 
     async def start(self) -> Balancer:
         self._loop = asyncio.get_running_loop()
+        self.clock = self._loop.time()
         factory = (lambda: _ClientConn(self)) if self.layer == 7 else (lambda: _TcpClient(self))
         self._server = await self._loop.create_server(
             factory, self.host, self.port, reuse_address=True, backlog=1024
@@ -640,6 +952,13 @@ class Balancer:
         self._tasks.append(self._loop.create_task(self._housekeeping()))
         if self.health_check is not None:
             self._tasks.append(self._loop.create_task(self._health_loop()))
+        if self.control_port is not None:
+            from deploylab.balancer.control import ControlServer
+
+            self.control = await ControlServer(
+                self, port=self.control_port, token=self.control_token
+            ).start()
+            self.control_token = self.control.token
         self.bus.publish(
             "started",
             url=self.url,
@@ -654,6 +973,9 @@ class Balancer:
             return
         self._server.close()
         self._server = None
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -761,6 +1083,21 @@ class Balancer:
     def _bus_publish(self, kind: str, **fields) -> None:
         self.bus.publish(kind, **fields)
 
+    def _make_room(self) -> None:
+        """Too many clients for the descriptors: close the longest-idle keep-alive ones (what
+        nginx does when it runs out of ``worker_connections``), so new clients are served."""
+        idle = sorted(
+            (
+                c
+                for c in self._clients
+                if isinstance(c, _ClientConn) and c.answered and not c.busy and not c.in_message
+            ),
+            key=lambda c: c.last,
+        )
+        excess = len(self._clients) - self.max_connections
+        for client in idle[: max(excess, len(self._clients) // 16)]:
+            client.transport.close()
+
     def _close_idle(self, peer: Peer) -> None:
         for conn in list(peer.data.get("idle", ())):
             conn.transport.close()
@@ -781,7 +1118,9 @@ class Balancer:
         last_metrics = 0.0
         while True:
             await asyncio.sleep(0.25)
-            now = self._loop.time()
+            now = self.clock = self._loop.time()
+            for client in [c for c in self._clients if isinstance(c, _ClientConn)]:
+                client.check_time(now)
             for exchange in [e for e in self._inflight if e.deadline and e.deadline < now]:
                 conn = exchange.conn
                 if conn is not None:
@@ -852,28 +1191,29 @@ class Balancer:
         self, client: _ClientConn, method: bytes, target: bytes, headers, body, keep_alive: bool
     ) -> None:
         """Turn a parsed client request into an exchange and send its first attempt."""
-        if target == STATUS_PATH:
-            payload = json.dumps(self.status()).encode()
-            client.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
-            )
-            client.done(keep_alive)
-            return
         ip = client.client_ip
-        forwarded = ip
+        if target[:1] != b"/" and b"://" in target:
+            target, headers = _origin_form(target, headers)
+        forwarded = None
         parts = [method, b" ", target, b" HTTP/1.1\r\n"]
         drop = _DROP
         for name, value in headers:
             lower = name.lower()
             if lower in drop:
-                if lower == b"x-forwarded-for":
-                    forwarded = value + b", " + ip
+                if lower == b"x-forwarded-for":  # every one of them, in order: the chain
+                    forwarded = value if forwarded is None else forwarded + b", " + value
                 elif lower == b"connection" and value.lower() not in (b"keep-alive", b"close"):
                     drop = drop | {t.strip().lower() for t in value.split(b",")}
                 continue
             parts += (name, b": ", value, b"\r\n")
-        parts += (b"X-Forwarded-For: ", forwarded, b"\r\nX-Real-IP: ", ip, b"\r\n")
+        forwarded = forwarded + b", " + ip if forwarded else ip
+        parts += (
+            b"X-Forwarded-For: ",
+            forwarded,
+            b"\r\nX-Real-IP: ",
+            ip,
+            b"\r\nX-Forwarded-Proto: http\r\n",
+        )
         payload = b"".join(body) if body else b""
         if payload or method in (b"POST", b"PUT", b"PATCH"):
             parts += (b"Content-Length: %d\r\n" % len(payload),)
@@ -913,6 +1253,8 @@ class Balancer:
         exchange.attempt += 1
         exchange.deadline = now + self.read_timeout
         idle = peer.data["idle"]
+        while idle and idle[-1].has_unread():
+            idle.pop().transport.close()  # late bytes or a close: never an answer to this
         if idle:
             conn = idle.pop()
             exchange.reused = True
@@ -945,8 +1287,7 @@ class Balancer:
         exchange.conn = conn
         exchange.client.upstream = conn
         conn.exchange = exchange
-        conn.complete = False
-        conn.status = 0
+        conn.start()
         conn.transport.write(exchange.head)
 
     def _release_conn(self, conn: _UpstreamConn, peer: Peer) -> None:

@@ -431,7 +431,13 @@ class _Runner:
     async def run(self) -> ExecutionOutcome:
         started = time.monotonic()
         self.deadline = started + self.notebook_timeout
-        socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
+        if self.sandbox:
+            from deploylab.grading import sandbox as sandbox_module
+
+            # The kernel binds its sockets inside its own tmpfs; see _reach_sandboxed_kernel.
+            socket_prefix, link_dir = sandbox_module.KERNEL_SOCKET_PREFIX, None
+        else:
+            socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
         # The trusted tests listen in a directory of the grader's: the kernel sees it
         # read-only (it can connect, but cannot fill it or squat on its names in advance).
         self.call_dir = Path(tempfile.mkdtemp(prefix="dl-calls-"))
@@ -519,6 +525,8 @@ class _Runner:
                     "--IPKernelApp.capture_fd_output=False",
                 ],
             )
+            if self.sandbox:
+                await self._reach_sandboxed_kernel()
             self.client = manager.client()
             self.client.start_channels()
             await self.client.wait_for_ready(timeout=60)
@@ -528,6 +536,28 @@ class _Runner:
             raise KernelStartError(
                 f"the grading kernel did not start: {error}" + (f"\n{said}" if said else "")
             ) from error
+
+    async def _reach_sandboxed_kernel(self) -> None:
+        """Point the manager at the kernel's sockets as seen from outside its sandbox."""
+        import psutil
+
+        from deploylab.grading import sandbox as sandbox_module
+
+        process = self.manager.provisioner.process  # bwrap (maybe via the cgroup shell)
+        for _ in range(400):
+            try:
+                inside = psutil.Process(process.pid).children(recursive=True)
+            except psutil.Error:
+                inside = []
+            if inside or process.poll() is not None:
+                break
+            await asyncio.sleep(0.01)
+        if not inside:
+            raise RuntimeError("the sandbox did not start")
+        self.manager._close_control_socket()
+        self.manager.ip = sandbox_module.socket_path_from_outside(
+            inside[0].pid, sandbox_module.KERNEL_SOCKET_PREFIX
+        )
 
     async def _run_cells(self) -> None:
         count = 0

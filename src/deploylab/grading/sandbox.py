@@ -2,8 +2,10 @@
 
 A student's kernel gets: a read-only view of the system (``/usr`` and the Python environment it
 needs), a fresh ``/tmp`` and ``/dev/shm`` (small tmpfs), its own ``/proc`` (pid namespace: it
-sees only its own processes), no network (empty network namespace, loopback only), and exactly
-one writable directory, its scratch directory. Nothing else of the host is mounted: not the
+sees only its own processes), no network (empty network namespace, loopback only), and one
+writable working directory, ``/tmp/work``: the grader's tmpfs scratch (bounded in bytes and
+files) when grading as root, else a directory of the sandbox's own size-limited tmpfs, with
+the lab's data files read-only in it — either way nothing it writes reaches the host's disk. Nothing else of the host is mounted: not the
 course (source notebooks, ``gradebook.db``), not other students' directories, not the grader's
 home; its environment is rebuilt from scratch (the grader's variables are not passed on).
 Resource limits (address space, CPU seconds, processes, file size, open files) are set with
@@ -21,8 +23,9 @@ Two ways to run, chosen automatically:
 * otherwise: bwrap creates a user namespace and the kernel is uid/gid 65534 (``nobody``)
   inside it.
 
-The kernel talks to the grader over ZeroMQ ``ipc`` sockets (Unix sockets) in the scratch
-directory, which work across the network namespace.
+The kernel talks to the grader over ZeroMQ ``ipc`` sockets (Unix sockets) it binds inside the
+sandbox; the grader reaches them through ``/proc/<pid>/root``, so no host directory needs to
+be writable for them.
 """
 
 from __future__ import annotations
@@ -183,6 +186,23 @@ def _package_directory() -> Path:
     import deploylab
 
     return Path(deploylab.__file__).resolve().parent
+
+
+#: The kernel's working directory and home, on the sandbox's own size-limited tmpfs.
+WORK_DIR = "/tmp/work"
+#: Where the kernel binds its ZeroMQ sockets (inside the sandbox; the grader reaches them
+#: through ``/proc/<pid>/root``, see :func:`socket_path_from_outside`).
+SOCKET_DIR = "/tmp/.kernel"
+KERNEL_SOCKET_PREFIX = f"{SOCKET_DIR}/k"
+
+
+def socket_path_from_outside(pid: int, inside: str) -> str:
+    """The host path of ``inside``, a path in the mount namespace of process ``pid``.
+
+    >>> socket_path_from_outside(4242, KERNEL_SOCKET_PREFIX)
+    '/proc/4242/root/tmp/.kernel/k'
+    """
+    return f"/proc/{pid}/root{inside}"
 
 
 #: Modules every grading kernel needs from deploylab: the kernel side of the trusted tests.
@@ -360,6 +380,9 @@ class SandboxHandle:
     #: the only files of the deploylab package the kernel can import (None: all of it); the
     #: course's reference implementation stays out of reach unless a setup cell needs it
     package_files: list[Path] | None = None
+    #: the scratch directory is a tmpfs the grader mounted (bounded in bytes and files): the
+    #: kernel works in it; otherwise it works in a tmpfs of its own and sees scratch read-only
+    work_on_scratch: bool = False
     uid: int | None = None
     _owner: tuple[int, int] | None = None
     _mode: int | None = None
@@ -450,15 +473,31 @@ class SandboxHandle:
             options += ["--tmpfs", str(debugpy)]
         if self.package_files is not None:
             options += _package_view(self.package_files)
-        options += ["--bind", scratch, scratch]
+        # The scratch directory (connection file, the lab's data files) is read-only inside:
+        # the kernel writes only to its own tmpfs, so nothing it does reaches the host's disk.
+        options += ["--ro-bind", scratch, scratch, "--perms", "0777", "--dir", SOCKET_DIR]
+        if self.work_on_scratch:
+            # A tmpfs the grader mounted with size and file-count limits: the working dir.
+            options += ["--bind", scratch, WORK_DIR]
+        else:
+            # Otherwise the kernel writes only to its own size-limited tmpfs; the lab's data
+            # files are read-only in it, and nothing it does reaches the host's disk.
+            options += ["--perms", "1777", "--dir", WORK_DIR]
+            for data_file in sorted(self.scratch_dir.iterdir()):
+                if (
+                    data_file.is_file()
+                    and not data_file.is_symlink()
+                    and data_file.suffix != ".json"
+                ):
+                    options += ["--ro-bind", str(data_file), f"{WORK_DIR}/{data_file.name}"]
         for source, destination in self.extra_binds:
             options += ["--bind", source, destination]
         for directory in self.read_only_binds:
             options += ["--ro-bind", directory, directory]
         for fd in self.pass_fds():
             options += ["--seccomp", str(fd)]
-        options += ["--chdir", scratch, "--clearenv"]
-        for name, value in sandbox_environment(home=scratch).items():
+        options += ["--chdir", WORK_DIR, "--clearenv"]
+        for name, value in sandbox_environment(home=WORK_DIR).items():
             options += ["--setenv", name, value]
         options.append("--")
         if self.uid is not None:
@@ -522,6 +561,7 @@ def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = Non
     check_available()
     scratch_dir = Path(os.path.realpath(scratch_dir))
     handle = SandboxHandle(scratch_dir=scratch_dir, limits=limits)
+    handle.work_on_scratch = _is_scratch_mount(scratch_dir)
     if socket_link is not None:
         handle.extra_binds.append((str(scratch_dir), str(socket_link)))
     if _running_as_root():
@@ -635,6 +675,23 @@ def _remove_cgroup(directory: Path, attempts: int = 50) -> None:
     _STALE_CGROUPS.add(directory)
 
 
+def _is_scratch_mount(path: Path) -> bool:
+    """Is ``path`` itself a tmpfs mounted by :func:`scratch_directory`?"""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 9 and fields[4] == str(path):
+            separator = fields.index("-")
+            return fields[separator + 1] == "tmpfs" and fields[separator + 2] == _SCRATCH_SOURCE
+    return False
+
+
+_SCRATCH_SOURCE = "deploylab-scratch"
+
+
 @contextlib.contextmanager
 def scratch_directory(limits: Limits, prefix: str = "dl-") -> Iterator[Path]:
     """A fresh scratch directory for one submission, always removed afterwards.
@@ -651,7 +708,7 @@ def scratch_directory(limits: Limits, prefix: str = "dl-") -> Iterator[Path]:
             f"size={limits.tmp_bytes},nr_inodes={limits.max_scratch_files},mode=0700,nosuid,nodev"
         )
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, "deploylab-scratch", str(path)],
+            ["mount", "-t", "tmpfs", "-o", options, _SCRATCH_SOURCE, str(path)],
             capture_output=True,
             check=False,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import time
 
 from deploylab.http.messages import Headers, HTTPError, Limits, Response
@@ -43,7 +44,17 @@ class _Conn:
         self.idle_since = 0.0
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        """Open, and nothing waiting to be read: an idle keep-alive connection that has
+        bytes (a late or extra response, or the upstream's close) must never carry the next
+        request, or that request would get those bytes as its answer."""
+        if self.writer.is_closing() or self.reader.at_eof() or len(self.reader._buffer):
+            return False
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return not poller.poll(0)
 
     def close(self) -> None:
         self.writer.close()
@@ -53,7 +64,13 @@ class ConnectionPool:
     """Send requests upstream over pooled keep-alive connections.
 
     ``source_address``: local IP to connect from (the address the upstream will see).
-    ``max_idle``: idle connections kept per upstream. Timeouts are in seconds.
+    ``max_idle``: idle connections kept per upstream. Timeouts are in seconds;
+    ``read_timeout`` bounds each read, not the whole response (nginx ``proxy_read_timeout``),
+    so a large response that keeps streaming is never cut.
+
+    Exchanges are strict: informational (1xx) answers are read past to the final status,
+    ``Expect`` is never sent (the whole body goes at once), and a connection goes back to the
+    pool only when the response ended cleanly with nothing after it.
 
     >>> from deploylab.http.server import HTTPServer
     >>> async def demo():
@@ -152,11 +169,18 @@ class ConnectionPool:
         body: bytes = b"",
         *,
         timeout: float | None = None,
+        stream_over: int | None = None,
     ) -> Response:
         """Send one request to ``host:port`` and return the whole response.
 
         A reused connection the upstream had already closed is retried once on a new one
         when the method is idempotent (nothing was answered, so nothing is lost).
+
+        ``stream_over``: a body larger than this many bytes is not held: the response comes
+        back with ``stream`` (an async iterator of pieces, read from the upstream as they are
+        consumed, each read bounded by ``timeout``) and ``length``; the connection returns
+        to the pool when the stream ends cleanly. Without it, a body over
+        ``limits.max_body`` is an :class:`UpstreamError`.
         """
         key = (host, port)
         data = serialize_request(method, target, headers, body)
@@ -166,7 +190,12 @@ class ConnectionPool:
             if conn is None:
                 conn = await self._connect(host, port)
             try:
-                response, keep = await self._exchange(conn, data, method, timeout)
+                response, keep = await self._exchange(conn, data, method, timeout, stream_over)
+            except _StreamingResponse as streaming:
+                response = streaming.head
+                per_read = timeout if timeout is not None else self.read_timeout
+                response.stream = self._stream(key, conn, streaming.parser, per_read)
+                return response
             except _StaleConnection:
                 conn.close()
                 if reused and method in _IDEMPOTENT:
@@ -184,20 +213,25 @@ class ConnectionPool:
             return response
         raise AssertionError("unreachable")
 
-    async def _exchange(self, conn: _Conn, data: bytes, method: str, timeout: float | None):
-        parser = ResponseParser(self.limits, head=method == "HEAD")
+    async def _exchange(
+        self,
+        conn: _Conn,
+        data: bytes,
+        method: str,
+        timeout: float | None,
+        stream_over: int | None = None,
+    ):
+        head = method == "HEAD"
+        streaming = stream_over is not None and not head
+        parser = ResponseParser(self.limits, head=head, streaming=streaming)
         conn.writer.write(data)
         got_bytes = False
-        deadline = timeout if timeout is not None else self.read_timeout
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline
+        per_read = timeout if timeout is not None else self.read_timeout
         try:
-            await conn.writer.drain()
+            if conn.writer.transport.get_write_buffer_size():  # (a timer only when it waits)
+                await asyncio.wait_for(conn.writer.drain(), per_read)
             while True:
-                remaining = end - loop.time()
-                if remaining <= 0:
-                    raise TimeoutError
-                chunk = await asyncio.wait_for(conn.reader.read(65536), remaining)
+                chunk = await asyncio.wait_for(conn.reader.read(65536), per_read)
                 if not chunk:
                     final = parser.finish()
                     if final is not None:
@@ -208,15 +242,69 @@ class ConnectionPool:
                 got_bytes = True
                 responses = parser.feed(chunk)
                 if responses:
-                    return responses[0], parser.keep_alive and not parser.in_headers
+                    clean = len(responses) == 1 and not parser.extra and not parser.in_headers
+                    return responses[0], parser.keep_alive and clean
+                if streaming and parser.in_body and parser.buffered > stream_over:
+                    raise _StreamingResponse(parser)
         except TimeoutError:
-            raise UpstreamTimeout(f"no complete response within {deadline} s") from None
+            raise UpstreamTimeout(f"no data from upstream for {per_read} s") from None
         except HTTPError as error:
             raise UpstreamError(f"invalid response from upstream: {error.detail}") from None
         except (ConnectionResetError, BrokenPipeError) as error:
             if not got_bytes:
                 raise _StaleConnection from None
             raise UpstreamError(f"upstream connection failed: {error}") from None
+
+    async def _stream(self, key, conn: _Conn, parser: ResponseParser, per_read: float):
+        """The body of a streamed response, piece by piece (see :meth:`request`)."""
+        clean = False
+        try:
+            if piece := parser.take_body():
+                yield piece
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(conn.reader.read(65536), per_read)
+                except TimeoutError:
+                    raise UpstreamTimeout(f"no data from upstream for {per_read} s") from None
+                except (ConnectionResetError, BrokenPipeError) as error:
+                    raise UpstreamError(f"upstream connection failed: {error}") from None
+                if not chunk:
+                    final = parser.finish()
+                    if final is None:
+                        raise UpstreamError("upstream closed the connection mid-response")
+                    if final.body:
+                        yield final.body
+                    return
+                try:
+                    responses = parser.feed(chunk)
+                except HTTPError as error:
+                    raise UpstreamError(f"invalid response from upstream: {error.detail}") from None
+                if responses:
+                    if responses[0].body:
+                        yield responses[0].body
+                    clean = parser.keep_alive and not parser.extra and not parser.in_headers
+                    return
+                if piece := parser.take_body():
+                    yield piece
+        finally:
+            if clean:
+                self._put_idle(key, conn)
+            else:
+                conn.close()
+
+
+class _StreamingResponse(Exception):
+    """The response's head is in and its body is too large to hold: stream it."""
+
+    def __init__(self, parser: ResponseParser) -> None:
+        super().__init__("streaming")
+        self.parser = parser
+        self.head = parser.head_so_far()
+        self.head.body = b""
+        if not any(n.lower() == "transfer-encoding" for n, _ in self.head.headers):
+            for name, value in self.head.headers:
+                if name.lower() == "content-length" and value.strip().isdigit():
+                    self.head.length = int(value)
 
 
 class _StaleConnection(Exception):

@@ -55,8 +55,12 @@ class Limits:
     ``max_request_target`` → 414, ``max_header_bytes``/``max_headers`` → 431 (nginx's
     ``large_client_header_buffers 4 8k`` is of the same order), ``max_body`` → 413,
     ``header_timeout``: seconds from a request's first byte to the end of its headers → 408
-    (nginx ``client_header_timeout``), ``keep_alive_timeout``: idle seconds between requests
-    before the connection is closed (nginx ``keepalive_timeout``).
+    (nginx ``client_header_timeout``), ``body_timeout``: seconds between two reads of a
+    request body → 408 (nginx ``client_body_timeout``), ``keep_alive_timeout``: idle seconds
+    between requests before the connection is closed (nginx ``keepalive_timeout``),
+    ``send_timeout``: seconds a client may read nothing while a response waits for it before
+    the connection is closed (nginx ``send_timeout``), ``max_pipelined``: requests read ahead
+    of their answers before the server stops reading from that client.
     """
 
     max_request_target: int = 8192
@@ -64,7 +68,10 @@ class Limits:
     max_headers: int = 100
     max_body: int = 8 * 1024 * 1024
     header_timeout: float = 10.0
+    body_timeout: float = 10.0
     keep_alive_timeout: float = 15.0
+    send_timeout: float = 60.0
+    max_pipelined: int = 32
 
 
 class _HeaderAccess:
@@ -106,6 +113,10 @@ class Response(_HeaderAccess):
     ``tunnel`` is only for CONNECT: an ``(asyncio.StreamReader, asyncio.StreamWriter)`` pair
     to splice the client connection to once this response is sent.
 
+    ``stream``: a body too large to hold, as an async iterator of pieces (``body`` is then
+    empty) with its ``length`` when known (else the server sends it chunked). A proxy passes
+    a large upstream body this way, only as fast as its client reads it.
+
     >>> Response.json({"ok": True}).body
     b'{"ok": true}'
     >>> Response.text("hi", 404).header("content-type")
@@ -118,6 +129,8 @@ class Response(_HeaderAccess):
     reason: str = ""
     version: str = "1.1"
     tunnel: Any = None
+    stream: Any = None
+    length: int | None = None
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: Headers | None = None) -> Response:

@@ -8,10 +8,45 @@ answer, after which the connection's framing cannot be trusted and it must be cl
 from __future__ import annotations
 
 import contextlib
+import re
 
 import httptools
 
 from deploylab.http.messages import Headers, HTTPError, Limits, Request, Response
+
+#: A ``Host`` value: a reg-name or IPv4 address, or an IPv6 literal, with an optional port
+#: (RFC 9110 §7.2, RFC 3986 §3.2.2). ``Host: a b`` or ``Host: a/b`` is refused (nginx: 400).
+_HOST_PATTERN = r"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?"
+_VALID_HOST = re.compile(_HOST_PATTERN)
+#: The same rule for raw header bytes (the balancer's hot path does not decode headers).
+VALID_HOST_BYTES = re.compile(_HOST_PATTERN.encode())
+
+
+def valid_host(value: str) -> bool:
+    """Is ``value`` a well-formed ``Host`` header value?
+
+    >>> valid_host("shop.test:8080"), valid_host("[::1]:80"), valid_host("a b"), valid_host("a/b")
+    (True, True, False, False)
+    >>> VALID_HOST_BYTES.fullmatch(b"a b") is None
+    True
+    """
+    return _VALID_HOST.fullmatch(value) is not None
+
+
+def _has_body(headers: Headers) -> bool:
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "transfer-encoding" or (lowered == "content-length" and value.strip("0 ")):
+            return True
+    return False
+
+
+def _asks_upgrade(headers: Headers) -> bool:
+    """``Upgrade`` named in ``Connection``: llhttp then ends HTTP after this request."""
+    upgrade = any(name.lower() == "upgrade" for name, _ in headers)
+    return upgrade and any(
+        name.lower() == "connection" and "upgrade" in value.lower() for name, value in headers
+    )
 
 
 class _Base:
@@ -56,6 +91,11 @@ class _Base:
         slow-header client holds open)."""
         return self._started and not self._headers_complete
 
+    @property
+    def in_body(self) -> bool:
+        """True while a message's headers are in but its body is not complete."""
+        return self._started and self._headers_complete
+
     def _feed(self, parser, data: bytes) -> None:
         try:
             parser.feed_data(data)
@@ -96,12 +136,34 @@ class RequestParser(_Base):
 
     After a ``CONNECT`` request, the bytes that follow it are in :attr:`tunnel_data` and
     :attr:`upgraded` is True: they belong to the tunnel, not to HTTP.
+
+    Any other ``Upgrade`` (websocket, h2c) is not supported: that request is answered as
+    plain HTTP with ``keep_alive`` False, and :attr:`closed` is set, so that nothing after it
+    on the connection is ever read as another request (what follows an upgrade request may be
+    another protocol, which a smuggler can make look like HTTP):
+
+    >>> parser = RequestParser()
+    >>> [(r.target, r.keep_alive) for r in parser.feed(
+    ...     b"GET /ws HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n"
+    ...     b"GET /admin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")], parser.closed
+    ([('/ws', False)], True)
+
+    >>> RequestParser().feed(b"POST / HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: websocket\\r\\n"
+    ...                      b"Connection: Upgrade\\r\\nContent-Length: 5\\r\\n\\r\\nGET /")
+    Traceback (most recent call last):
+    ...
+    deploylab.http.messages.HTTPError: 400 Bad Request: a request asking to upgrade the protocol cannot carry a body
+
+    A request with ``Expect: 100-continue`` and a body sets :attr:`expect_continue` once its
+    headers are in: the server answers ``100 Continue`` so the client sends the body.
     """
 
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__(limits or Limits())
         self._parser = httptools.HttpRequestParser(self)
         self.upgraded = False
+        self.closed = False
+        self.expect_continue = False
         self.tunnel_data = b""
         self.error: HTTPError | None = None
 
@@ -118,9 +180,28 @@ class RequestParser(_Base):
             raise HTTPError(400, "more than one Host header")
         if hosts == 0 and self._parser.get_http_version() == "1.1":
             raise HTTPError(400, "HTTP/1.1 request without a Host header")
+        if _asks_upgrade(self._headers) and _has_body(self._headers):
+            # llhttp hands the bytes after the headers to the new protocol, so the body would
+            # be read as the next request (a path a front proxy refused could reach the back)
+            raise HTTPError(400, "a request asking to upgrade the protocol cannot carry a body")
+        for name, value in self._headers:
+            lowered = name.lower()
+            if lowered == "host" and not valid_host(value):
+                raise HTTPError(400, f"invalid Host header {value!r}")
+            if lowered == "content-length" and int(value) > self.limits.max_body:
+                # refuse now, as nginx does, instead of reading (or asking for) the body
+                raise HTTPError(413, f"body of {int(value)} bytes exceeds {self.limits.max_body}")
+            if (
+                lowered == "expect"
+                and value.strip().lower() == "100-continue"
+                and self._parser.get_http_version() == "1.1"
+                and _has_body(self._headers)
+            ):
+                self.expect_continue = True
 
     def on_message_complete(self) -> None:
         parser = self._parser
+        self.expect_continue = False  # the body came anyway: no 100 for it any more
         self._done.append(
             Request(
                 method=parser.get_method().decode("ascii"),
@@ -144,6 +225,8 @@ class RequestParser(_Base):
             raise self.error
         if self.upgraded:
             raise HTTPError(400, "data after CONNECT belongs to the tunnel")
+        if self.closed:
+            return []
         try:
             self._feed_all(data)
         except HTTPError as error:
@@ -165,17 +248,20 @@ class RequestParser(_Base):
                     self.tunnel_data = bytes(data[offset:])
                     return
                 # An Upgrade (websocket, h2c) we do not support: answer the request as plain
-                # HTTP (Upgrade is hop-by-hop and gets dropped) and go on parsing.
-                data = data[offset:]
-                if not data:
-                    return
+                # HTTP (Upgrade is hop-by-hop and gets dropped), then close: the bytes after
+                # it belong to whatever protocol the client asked for, never to HTTP.
+                if self._done:
+                    self._done[-1].keep_alive = False
+                self.closed = True
+                return
 
 
 class ResponseParser(_Base):
     """Turn bytes from an upstream into :class:`Response` objects.
 
-    Informational (1xx) responses are skipped. Set ``head=True`` when the request was HEAD:
-    the response then ends with its headers whatever its ``Content-Length`` says.
+    Informational (1xx) responses are skipped: the next response is the final one. Set
+    ``head=True`` when the request was HEAD: the response then ends with its headers whatever
+    its ``Content-Length`` says.
 
     >>> parser = ResponseParser()
     >>> parser.feed(b"HTTP/1.1 100 Continue\\r\\n\\r\\nHTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi")[0].body
@@ -183,16 +269,64 @@ class ResponseParser(_Base):
     >>> parser = ResponseParser()
     >>> parser.feed(b"HTTP/1.1 200 OK\\r\\n\\r\\nuntil close"), parser.finish().body
     ([], b'until close')
+
+    Bytes after the final response (a second response nobody asked for, a body after a HEAD
+    answer, garbage) set :attr:`extra`: the response is still returned, but the connection
+    must not be reused, or the next request on it would get those bytes as its answer.
+
+    >>> parser = ResponseParser()
+    >>> [r.body for r in parser.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhiXYZ")], parser.extra
+    ([b'hi'], True)
+    >>> parser = ResponseParser(head=True)
+    >>> [r.status for r in parser.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nabc")], parser.extra
+    ([200], True)
     """
 
-    def __init__(self, limits: Limits | None = None, head: bool = False) -> None:
+    def __init__(
+        self, limits: Limits | None = None, head: bool = False, streaming: bool = False
+    ) -> None:
         super().__init__(limits or Limits())
         self._parser = httptools.HttpResponseParser(self)
         self.head = head
+        self.streaming = streaming  # the caller takes the body as it comes: no size limit
         self.keep_alive = True
+        self.extra = False
+        self.informational = 0
+        self._head_buffer = bytearray()
+        self._head_done = False
+
+    def on_message_begin(self) -> None:
+        if self._done:
+            self.extra = True  # a message after the final response
+        super().on_message_begin()
 
     def on_status(self, status: bytes) -> None:
         self._status += status
+
+    def on_body(self, body: bytes) -> None:
+        if self.streaming:
+            self._body += body
+        else:
+            super().on_body(body)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of the current response's body parsed and not yet taken."""
+        return len(self._body)
+
+    def take_body(self) -> bytes:
+        """The body bytes parsed so far, removed from the parser (streaming mode)."""
+        piece, self._body = bytes(self._body), bytearray()
+        return piece
+
+    def head_so_far(self) -> Response:
+        """The current response's status and headers (its body still to come)."""
+        return Response(
+            status=self._parser.get_status_code(),
+            headers=self._headers,
+            reason=self._status.decode("latin-1"),
+            version=self._parser.get_http_version(),
+        )
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -207,6 +341,7 @@ class ResponseParser(_Base):
         status = self._parser.get_status_code()
         self._started = False
         if 100 <= status < 200 and status != 101:
+            self.informational += 1
             return
         self.keep_alive = self._parser.should_keep_alive()
         self._done.append(
@@ -221,10 +356,33 @@ class ResponseParser(_Base):
 
     def feed(self, data: bytes) -> list[Response]:
         """Parse ``data``; return the responses it completed."""
-        with contextlib.suppress(httptools.HttpParserUpgrade):  # a 101 ends HTTP here
-            self._feed(self._parser, data)
+        if self._head_done:
+            self.extra = self.extra or bool(data)
+            return []
+        if self.head:
+            self._head_buffer += data
+        try:
+            with contextlib.suppress(httptools.HttpParserUpgrade):  # a 101 ends HTTP here
+                self._feed(self._parser, data)
+        except HTTPError:
+            if not self._done:
+                raise
+            self.extra = True  # garbage after a complete response: keep it, drop the link
         done, self._done = self._done, []
+        if self.head and done:
+            self._head_done = True
+            self.extra = self.extra or self._bytes_after_heads() != 0
         return done
+
+    def _bytes_after_heads(self) -> int:
+        """How many bytes follow the informational heads and the final head (HEAD mode)."""
+        end = 0
+        for _ in range(self.informational + 1):
+            found = self._head_buffer.find(b"\r\n\r\n", end)
+            if found < 0:
+                return -1  # unusual line ends: treat as unclean
+            end = found + 4
+        return len(self._head_buffer) - end
 
     def finish(self) -> Response | None:
         """The peer closed the connection: return a response whose body ran until close

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import resource
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,7 +27,21 @@ from deploylab.http.writer import serialize_response
 Handler = Callable[[Request], Awaitable[Response]]
 log = logging.getLogger("deploylab.http")
 
-_MAX_PIPELINED = 32
+#: Marks the place in a connection's answer queue where ``100 Continue`` is due.
+_CONTINUE = object()
+
+
+def default_max_connections() -> int:
+    """Client connections a server holds before it closes idle keep-alive ones: half the
+    descriptor limit, since a proxy needs an upstream descriptor for each client.
+
+    >>> default_max_connections() >= 16
+    True
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 65536
+    return max(16, soft // 2 - 16)
 
 
 def _address(pair: tuple[str, int] | None) -> str:
@@ -42,6 +57,13 @@ class HTTPServer:
     Use ``async with HTTPServer(handler) as server:`` or ``await start()`` / ``await stop()``.
     ``server.events`` publishes ``request``, ``response`` and ``error`` events (handlers add
     their own, such as ``cache_hit`` or ``forward``, with the same ``id``).
+
+    Bounded per client: requests read ahead of their answers (``limits.max_pipelined``), the
+    answer being written (the next one waits until the client has read it; a client that
+    reads nothing for ``limits.send_timeout`` is dropped) and time (408 on slow headers or a
+    stalled body). When ``max_connections`` clients are connected, the longest-idle
+    keep-alive connections are closed to make room (nginx does the same when it runs out of
+    ``worker_connections``), so a new client is served instead of dropped.
 
     >>> async def hello(request):
     ...     return Response.text(f"hello {request.client[0]}")
@@ -65,12 +87,14 @@ class HTTPServer:
         name: str = "server",
         limits: Limits | None = None,
         events: EventBus | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self.handler = handler
         self.host = host
         self.requested_port = port
         self.name = name
         self.limits = limits or Limits()
+        self.max_connections = max_connections or default_max_connections()
         self.events = events or EventBus(name)
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -120,6 +144,18 @@ class HTTPServer:
     def next_id(self) -> int:
         return next(self._ids)
 
+    def _make_room(self) -> None:
+        """Close the longest-idle keep-alive connections when too many clients are held."""
+        excess = len(self._connections) - self.max_connections
+        if excess <= 0:
+            return
+        idle = sorted(
+            (c for c in self._connections if c.timer_kind == "idle"), key=lambda c: c.idle_since
+        )
+        for connection in idle[: max(excess, len(self._connections) // 16)]:
+            connection.closing = True
+            connection.transport.close()
+
 
 class _Connection(asyncio.Protocol):
     """One client connection: parse, queue, answer in order, time out."""
@@ -137,6 +173,8 @@ class _Connection(asyncio.Protocol):
         self.eof = False
         self.tunnel_writer: asyncio.StreamWriter | None = None
         self.pump: asyncio.Task | None = None
+        self.idle_since = 0.0
+        self.writable: asyncio.Future | None = None  # set while the client is not reading
 
     # connection events ---------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -146,6 +184,7 @@ class _Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.server._connections.add(self)
         self._arm(self.limits.header_timeout, "header")
+        self.server._make_room()
 
     def connection_lost(self, exc) -> None:
         self.closing = True
@@ -157,6 +196,26 @@ class _Connection(asyncio.Protocol):
             self.tunnel_writer.close()
         if self.pump and not self.pump.done():
             self.pump.cancel()
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    # write backpressure: the next answer waits until the client has read this one
+    def pause_writing(self) -> None:
+        if self.writable is None or self.writable.done():
+            self.writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the client has read what was written (``send_timeout`` at most)."""
+        if self.writable is None or self.writable.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self.writable), self.limits.send_timeout)
+        except TimeoutError:
+            self.abort()
 
     def abort(self) -> None:
         self.closing = True
@@ -197,13 +256,18 @@ class _Connection(asyncio.Protocol):
             self._disarm()
             self._enqueue(self.parser.error)
             return
-        if self.parser.upgraded:
+        if self.parser.expect_continue:
+            self.parser.expect_continue = False
+            self._enqueue(_CONTINUE)
+        if self.parser.upgraded or self.parser.closed:
             self.transport.pause_reading()  # the rest is tunnel data, handled after CONNECT
-        elif len(self.queue) > _MAX_PIPELINED:
+        elif len(self.queue) > self.limits.max_pipelined:
             self.transport.pause_reading()
         if self.parser.in_headers:
             if self.timer_kind != "header":
                 self._arm(self.limits.header_timeout, "header")
+        elif self.parser.in_body:
+            self._arm(self.limits.body_timeout, "body")  # re-armed on every read
         elif self.timer_kind:
             self._disarm()
 
@@ -235,6 +299,10 @@ class _Connection(asyncio.Protocol):
             self.broken = True
             self._enqueue(HTTPError(408, f"headers not complete in {self.limits.header_timeout} s"))
             return
+        if kind == "body" and self.parser.in_body:
+            self.broken = True
+            self._enqueue(HTTPError(408, f"no body data for {self.limits.body_timeout} s"))
+            return
         self.closing = True
         self.transport.close()
 
@@ -250,17 +318,26 @@ class _Connection(asyncio.Protocol):
             if isinstance(item, HTTPError):
                 self._write_error(item)
                 return
+            if item is _CONTINUE:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if self.parser.in_body:
+                    self._arm(self.limits.body_timeout, "body")
+                continue
             await self._answer(item)
             if self.transport.is_closing() or self.tunnel_writer is not None:
                 return
+            await self.drain()
         if self.eof:
             self.transport.close()
         elif not self.closing and not self.broken:
-            if not self.transport.is_reading():
+            if not self.transport.is_reading() and not self.parser.closed:
                 self.transport.resume_reading()
             if self.parser.in_headers:
                 self._arm(self.limits.header_timeout, "header")
+            elif self.parser.in_body:
+                self._arm(self.limits.body_timeout, "body")
             else:
+                self.idle_since = self.loop.time()
                 self._arm(self.limits.keep_alive_timeout, "idle")
 
     def _write_error(self, error: HTTPError) -> None:
@@ -291,10 +368,13 @@ class _Connection(asyncio.Protocol):
         if response.tunnel is not None:
             keep_alive = True
         if self.transport.is_closing():
+            if response.stream is not None:
+                await response.stream.aclose()
             return
-        self.transport.write(
-            serialize_response(response, head=request.method == "HEAD", keep_alive=keep_alive)
-        )
+        head = request.method == "HEAD"
+        self.transport.write(serialize_response(response, head=head, keep_alive=keep_alive))
+        if response.stream is not None:
+            keep_alive = await self._write_stream(response, head) and keep_alive
         duration_ms = (time.perf_counter() - started) * 1000
         self.server.events.publish(
             "response",
@@ -321,6 +401,37 @@ class _Connection(asyncio.Protocol):
         elif not keep_alive:
             self.closing = True
             self.transport.close()
+
+    async def _write_stream(self, response: Response, head: bool) -> bool:
+        """Copy a streamed body to the client, one piece at a time and only as fast as the
+        client reads (chunked when its length is unknown). False when it was cut short: the
+        client then sees the connection close, as with nginx, instead of a wrong length."""
+        stream, chunked = response.stream, response.length is None
+        complete = False
+        try:
+            if head:
+                complete = True
+                return True
+            async for piece in stream:
+                if self.transport.is_closing():
+                    return False
+                if chunked:
+                    self.transport.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                else:
+                    self.transport.write(piece)
+                await self.drain()
+            if chunked and not self.transport.is_closing():
+                self.transport.write(b"0\r\n\r\n")
+            complete = True
+            return True
+        except Exception as error:  # the upstream failed mid-body: nothing can be resent
+            log.info("%s: streamed body cut short: %s", self.server.name, error)
+            return False
+        finally:
+            await stream.aclose()
+            if not complete:
+                self.closing = True
+                self.transport.close()
 
     # CONNECT tunnels ----------------------------------------------------------------------
     def _start_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

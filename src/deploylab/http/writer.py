@@ -12,6 +12,10 @@ from email.utils import formatdate
 from deploylab.http.messages import Headers, Response, reason_phrase
 
 _FRAMING = ("content-length", "transfer-encoding", "connection")
+#: Request fields the writer never sends upstream: ``Expect: 100-continue`` asks the next hop
+#: to wait before the body, but a request written here carries its whole body at once (the
+#: proxy answered the client's ``Expect`` itself, as nginx does).
+_REQUEST_ONLY_HERE = ("expect",)
 _NO_BODY_STATUS = (204, 304)
 
 
@@ -26,6 +30,18 @@ def _lines(headers: Headers) -> list[str]:
     return lines
 
 
+def _body_length(response: Response, head: bool) -> int:
+    """The Content-Length to announce: a streamed body's length; for a HEAD answer relayed
+    from an upstream (no body here), the length the upstream announced, as nginx passes it."""
+    if response.stream is not None:
+        return response.length or 0
+    if head and not response.body:
+        for name, value in response.headers:
+            if name.lower() == "content-length" and value.strip().isdigit():
+                return int(value)
+    return len(response.body)
+
+
 def serialize_response(
     response: Response, *, head: bool = False, keep_alive: bool = True, date: bool = True
 ) -> bytes:
@@ -36,6 +52,8 @@ def serialize_response(
     b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi'
     >>> serialize_response(Response(304), keep_alive=False, date=False)
     b'HTTP/1.1 304 Not Modified\\r\\nConnection: close\\r\\n\\r\\n'
+    >>> serialize_response(Response(200, [("Content-Length", "1234")]), head=True, date=False)
+    b'HTTP/1.1 200 OK\\r\\nContent-Length: 1234\\r\\n\\r\\n'
     """
     status = response.status
     reason = response.reason or reason_phrase(status)
@@ -44,12 +62,15 @@ def serialize_response(
         lines.append(f"Date: {formatdate(usegmt=True)}\r\n")
     lines += _lines(response.headers)
     if status not in _NO_BODY_STATUS and status >= 200:
-        lines.append(f"Content-Length: {len(response.body)}\r\n")
+        if response.stream is not None and response.length is None:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        else:
+            lines.append(f"Content-Length: {_body_length(response, head)}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
     lines.append("\r\n")
     head_bytes = "".join(lines).encode("latin-1")
-    if head or status in _NO_BODY_STATUS or status < 200:
+    if head or status in _NO_BODY_STATUS or status < 200 or response.stream is not None:
         return head_bytes
     return head_bytes + response.body
 
@@ -67,6 +88,7 @@ def serialize_request(
     """
     if any(c in target for c in " \r\n"):
         raise ValueError(f"request target {target!r} contains whitespace")
+    headers = [(name, value) for name, value in headers if name.lower() not in _REQUEST_ONLY_HERE]
     lines = [f"{method} {target} HTTP/1.1\r\n", *_lines(headers)]
     if body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}\r\n")

@@ -3,6 +3,10 @@
 Starts an origin, a forward proxy, a deploylab reverse proxy and (when installed) an nginx
 reverse proxy as separate processes on loopback, then measures with wrk (or, without wrk, a
 small keep-alive Python load generator). Every run is bounded in time and stopped by PID.
+
+The cases run in turn ``rounds`` times, so machine noise hits all of them; each row shows
+``median [min-max]`` over the rounds, and the deploylab/nginx reverse-proxy ratio is taken
+within each round (target: ≥ 0.6× nginx's requests/s).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 
 from deploylab.loopback import free_port, wait_for_port
 from deploylab.nginx import NginxProcess, nginx_available
-from deploylab.wrk import run_wrk
+from deploylab.wrk import run_wrk, spread
 
 
 async def _python_load(port: int, path: str, concurrency: int, requests: int) -> dict[str, float]:
@@ -57,7 +61,11 @@ async def _python_load(port: int, path: str, concurrency: int, requests: int) ->
 
 
 def run_bench(
-    requests: int = 2000, concurrency: int = 16, use_wrk: bool = True, seconds: float = 3
+    requests: int = 2000,
+    concurrency: int = 16,
+    use_wrk: bool = True,
+    seconds: float = 3,
+    rounds: int = 5,
 ) -> int:
     """Run the measurements and print a table; returns the exit status."""
     wrk = shutil.which("wrk") if use_wrk else None
@@ -72,7 +80,16 @@ def run_bench(
         )
         started.append(
             subprocess.Popen(
-                [*cli, "serve", "forward-proxy", "--port", str(ports["forward"])], **quiet
+                [
+                    *cli,
+                    "serve",
+                    "forward-proxy",
+                    "--port",
+                    str(ports["forward"]),
+                    "--allow-destination",
+                    "127.0.0.0/8",
+                ],
+                **quiet,
             )
         )
         backend = f"http://127.0.0.1:{ports['origin']}"
@@ -116,19 +133,32 @@ def run_bench(
             else f"python keep-alive load, {requests} requests, {concurrency} connections"
         )
         print(f"deploylab bench proxy — {tool}")
-        print(f"{'path':<32}{'req/s':>10}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
-        for label, port, path in cases:
-            if wrk:
-                figures = run_wrk(
-                    f"http://127.0.0.1:{port}", seconds, concurrency, request_target=path
-                )
-            else:
-                figures = asyncio.run(_python_load(port, path, concurrency, requests))
+        print(f"{rounds} round(s); each cell is median [min-max]", flush=True)
+        runs: dict[str, list[dict]] = {label: [] for label, _, _ in cases}
+        for _ in range(rounds):
+            for label, port, path in cases:
+                if wrk:
+                    figures = run_wrk(
+                        f"http://127.0.0.1:{port}", seconds, concurrency, request_target=path
+                    )
+                else:
+                    figures = asyncio.run(_python_load(port, path, concurrency, requests))
+                runs[label].append(figures)
+            print(".", end="", flush=True)
+        print()
+        print(f"{'path':<32}{'req/s':>22}{'p50 ms':>20}{'p99 ms':>20}")
+        for label, figures in runs.items():
             print(
-                f"{label:<32}{figures.get('rps', 0):>10.0f}{figures.get('p50_ms', 0):>10.2f}"
-                f"{figures.get('p90_ms', 0):>10.2f}{figures.get('p99_ms', 0):>10.2f}",
+                f"{label:<32}{spread(f.get('rps', 0) for f in figures):>22}"
+                f"{spread(f.get('p50_ms', 0) for f in figures):>20}"
+                f"{spread(f.get('p99_ms', 0) for f in figures):>20}",
                 flush=True,
             )
+        if nginx:
+            ours = runs["deploylab reverse proxy"]
+            theirs = runs["nginx reverse proxy (anchor)"]
+            ratios = [a["rps"] / b["rps"] for a, b in zip(ours, theirs, strict=True) if b["rps"]]
+            print(f"reverse proxy / nginx requests/s: {spread(ratios)} (target >= 0.6)")
     finally:
         for process in started:
             with contextlib.suppress(ProcessLookupError):

@@ -89,10 +89,27 @@ def is_storable(
     False
     >>> is_storable("GET", 200, [("Authorization", "Bearer t")], [("Cache-Control", "s-maxage=60")])
     True
+
+    A ``Set-Cookie`` belongs to one user: replayed from a shared cache it would hand that
+    user's session to the next one, so it is stored only when the response says it may be
+    shared (``public`` or ``s-maxage``; nginx's ``proxy_cache`` never stores it by default).
+    A ``206`` holds part of a body: storing it under the full URL would answer a later plain
+    GET with a fragment, so this cache (which does not combine ranges) never stores it.
+
+    >>> is_storable("GET", 200, [], [*ok, ("Set-Cookie", "session=alice")])
+    False
+    >>> is_storable("GET", 200, [], [("Cache-Control", "public, max-age=60"), ("Set-Cookie", "a=1")])
+    True
+    >>> is_storable("GET", 206, [("Range", "bytes=0-9")], [*ok, ("Content-Range", "bytes 0-9/99")])
+    False
     """
-    if method not in ("GET", "HEAD") or status not in UNDERSTOOD:
+    if method not in ("GET", "HEAD") or status not in UNDERSTOOD or status == 206:
         return False
     response_cc = parse_cache_control(get_header(response_headers, "Cache-Control"))
+    if get_header(response_headers, "Set-Cookie") is not None and not (
+        {"public", "s-maxage"} & response_cc.keys()
+    ):
+        return False
     request_cc = parse_cache_control(get_header(request_headers, "Cache-Control"))
     if "no-store" in response_cc or "no-store" in request_cc:
         return False
@@ -278,6 +295,11 @@ def updated_headers(stored_headers: Headers, not_modified_headers: Headers) -> H
     return [(k, v) for k, v in stored_headers if k.lower() not in replaced] + fresh
 
 
+def _size(response: Response) -> int:
+    """Bytes a stored response takes, counted as its body plus its header text."""
+    return len(response.body) + sum(len(n) + len(v) + 4 for n, v in response.headers)
+
+
 @dataclass
 class CachedResponse:
     """A stored response with the times needed to compute its age."""
@@ -311,12 +333,29 @@ class SharedCache:
     True
     >>> cache.lookup("GET", "http://a/", []) is None   # evicted: the cache holds one entry
     True
+
+    Memory is bounded in bytes as well as entries (``max_bytes``, like nginx's
+    ``proxy_cache_path ... max_size``); a single response over ``max_entry_bytes`` is not
+    stored at all:
+
+    >>> cache = SharedCache(max_bytes=2000, max_entry_bytes=1500)
+    >>> big = Response(200, ok.headers, b"B" * 900)
+    >>> [cache.store("GET", f"http://a/{n}", [], big, request_time=0, response_time=0) for n in range(3)]
+    [True, True, True]
+    >>> len(cache), cache.bytes <= 2000
+    (2, True)
+    >>> cache.store("GET", "http://a/huge", [], Response(200, ok.headers, b"H" * 1600),
+    ...             request_time=0, response_time=0)
+    False
     """
 
     max_entries: int = 256
+    max_bytes: int = 64 * 1024 * 1024
+    max_entry_bytes: int = 8 * 1024 * 1024
     entries: collections.OrderedDict = field(default_factory=collections.OrderedDict)
     hits: int = 0
     misses: int = 0
+    bytes: int = 0
 
     def lookup(self, method: str, uri: str, request_headers: Headers) -> CachedResponse | None:
         """The stored response for this request, fresh or not (the caller checks), or None."""
@@ -349,7 +388,9 @@ class SharedCache:
         ):
             return False
         fingerprint = vary_fingerprint(response.headers, request_headers)
-        if fingerprint is None:
+        if fingerprint is None or response.stream is not None:
+            return False
+        if _size(response) > min(self.max_entry_bytes, self.max_bytes):
             return False
         stored = CachedResponse(
             Response(
@@ -360,15 +401,20 @@ class SharedCache:
             fingerprint,
         )
         variants = [v for v in self.entries.get(uri, []) if v.fingerprint != fingerprint]
-        self.entries[uri] = [*variants, stored][-8:]
-        self.entries.move_to_end(uri)
-        while len(self.entries) > self.max_entries:
-            self.entries.popitem(last=False)
+        self.invalidate(uri)
+        kept = [*variants, stored][-8:]
+        self.entries[uri] = kept
+        self.bytes += sum(_size(v.response) for v in kept)
+        while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, evicted = self.entries.popitem(last=False)
+            self.bytes -= sum(_size(v.response) for v in evicted)
         return True
 
     def invalidate(self, uri: str) -> None:
         """Forget ``uri`` (after an unsafe method such as POST went through, RFC 9111 §4.4)."""
-        self.entries.pop(uri, None)
+        variants = self.entries.pop(uri, None)
+        if variants:
+            self.bytes -= sum(_size(v.response) for v in variants)
 
     def __len__(self) -> int:
         return len(self.entries)

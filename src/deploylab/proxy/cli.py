@@ -55,6 +55,7 @@ def _serve_forward(args: argparse.Namespace) -> int:
             cache_size=args.cache_size,
             allow_clients=args.allow_clients or ("127.0.0.0/8", "::1/128"),
             connect_ports=args.connect_ports or (443,),
+            allow_destinations=args.allow_destination,
             add_forwarded_for=args.add_forwarded_for,
         )
     )
@@ -76,7 +77,13 @@ def _nginx_reverse(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from deploylab.proxy.bench import run_bench
 
-    return run_bench(requests=args.requests, concurrency=args.concurrency, use_wrk=not args.no_wrk)
+    return run_bench(
+        requests=args.requests,
+        concurrency=args.concurrency,
+        use_wrk=not args.no_wrk,
+        seconds=args.seconds,
+        rounds=args.rounds,
+    )
 
 
 def register(commands) -> None:
@@ -122,6 +129,14 @@ def register(commands) -> None:
         nargs="+",
         metavar="PORT",
         help="ports CONNECT may reach (default 443)",
+    )
+    p.add_argument(
+        "--allow-destination",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="loopback/private/link-local networks the proxy may still connect to (repeatable; "
+        "by default it connects only to public addresses)",
     )
     p.add_argument(
         "--add-forwarded-for",
@@ -180,4 +195,13 @@ def register(commands) -> None:
         "--no-wrk",
         action="store_true",
         help="use the built-in Python load generator even if wrk is present",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=3.0, help="seconds per wrk measurement (default 3)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="times each case is measured, in turn; the spread is printed (default 5)",
     )

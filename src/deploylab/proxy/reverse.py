@@ -5,7 +5,9 @@ Like the seed's nginx set-up, it sets ``X-Real-IP`` (``$remote_addr``), appends 
 ``X-Forwarded-For`` (``$proxy_add_x_forwarded_for``), passes the client's ``Host``
 (``$http_host``) and adds ``X-Forwarded-Proto``. It drops the backends' ``Server`` and
 ``X-Powered-By`` headers and never names a backend in its error pages: 502 when a backend
-cannot be reached or answers garbage, 504 when it does not answer in time.
+cannot be reached or answers garbage, 504 when it does not answer in time (each read from
+a backend is bounded, not the whole response, so a long download is never cut). Large
+response bodies are streamed, and a client's ``Expect: 100-continue`` is answered here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from deploylab.http import (
     remove_header,
     remove_hop_by_hop,
 )
+
+#: Bodies larger than this are streamed to the client as they arrive (only as fast as it
+#: reads), not held in memory: nginx's ``proxy_buffering`` with a bounded buffer.
+STREAM_OVER = 256 * 1024
 
 #: Response headers that would tell the client what runs behind the proxy.
 REVEALING_HEADERS = ("Server", "X-Powered-By", "X-AspNet-Version")
@@ -91,11 +97,19 @@ class ReverseProxy(HTTPServer):
 
     async def handle(self, request: Request) -> Response:
         client_ip = request.client[0] if request.client else "?"
-        if not request.target.startswith("/") and request.target != "*":
-            return Response.error(400, "a reverse proxy takes origin-form targets (GET /path)")
+        target, own_host = request.target, None
+        if not target.startswith("/") and target != "*":
+            # RFC 9112 §3.2.2: a server must accept the absolute form; its authority then
+            # replaces Host (nginx does the same), and the backend gets the origin form.
+            parts = urlsplit(target)
+            if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+                return Response.error(400, "expected /path or http://host/path as the target")
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            own_host = parts.netloc
+        elif not request.header("Host"):
+            # An HTTP/1.0 client may omit Host; the backend speaks 1.1 and needs one.
+            own_host = f"{self.host}:{self.port}"
         host, port = self.pick()
-        # An HTTP/1.0 client may omit Host; the backend speaks 1.1 and needs one.
-        own_host = None if request.header("Host") else f"{self.host}:{self.port}"
         headers = proxy_request_headers(
             request.headers, client_ip, proto="http", host=own_host, forwarded=self.add_forwarded
         )
@@ -105,12 +119,12 @@ class ReverseProxy(HTTPServer):
             id=request.id,
             upstream=backend,
             source="127.0.0.1",
-            target=request.target,
+            target=target,
             headers=list(headers),
         )
         try:
             response = await self.pool.request(
-                host, port, request.method, request.target, headers, request.body
+                host, port, request.method, target, headers, request.body, stream_over=STREAM_OVER
             )
         except UpstreamError as error:
             self.events.publish(
@@ -125,5 +139,10 @@ class ReverseProxy(HTTPServer):
             "upstream_response", id=request.id, upstream=backend, status=response.status
         )
         return Response(
-            response.status, hide_backend(response.headers), response.body, response.reason
+            response.status,
+            hide_backend(response.headers),
+            response.body,
+            response.reason,
+            stream=response.stream,
+            length=response.length,
         )

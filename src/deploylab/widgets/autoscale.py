@@ -31,6 +31,7 @@ from deploylab.autoscale.simulate import (
 from deploylab.autoscale.traces import TRACE_KINDS, generate_trace
 from deploylab.events import EventBus
 from deploylab.widgets.labels import widget_labels
+from deploylab.widgets.slider_names import SliderNames
 
 COLORS = {
     "demand": "#e4572e",
@@ -370,7 +371,7 @@ def metrics_table_text(table: dict[str, dict[str, float]]) -> str:
 def metrics_table_html(table: dict[str, dict[str, float]], selected: str | None = None) -> str:
     kinds = list(table)
     head = "".join(
-        f"<th style='padding:2px 8px;{'background:#e8f1f8' if k == selected else ''}'>"
+        f"<th style='padding:2px 8px;{'background:var(--jp-layout-color2, #e8f1f8)' if k == selected else ''}'>"
         f"{html.escape(k)}</th>"
         for k in kinds
     )
@@ -379,7 +380,7 @@ def metrics_table_html(table: dict[str, dict[str, float]], selected: str | None 
         best = min(table[k][key] for k in kinds) if key != "jitter" else None
         cells = "".join(
             f"<td style='text-align:right;padding:2px 8px;"
-            f"{'background:#e8f1f8;' if k == selected else ''}"
+            f"{'background:var(--jp-layout-color2, #e8f1f8);' if k == selected else ''}"
             f"{'font-weight:bold' if best is not None and table[k][key] == best else ''}'>"
             f"{fmt.format(table[k][key])}</td>"
             for k in kinds
@@ -388,7 +389,7 @@ def metrics_table_html(table: dict[str, dict[str, float]], selected: str | None 
     return (
         f"<table class='dl-autoscale-metrics' style='border-collapse:collapse;"
         f"font-size:12px'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
-        "<div style='font-size:11px;color:#666'>bold = lowest in the row; accuracies are "
+        "<div style='font-size:11px;color:var(--jp-ui-font-color2, #666)'>bold = lowest in the row; accuracies are "
         "mean instances missing / extra; jitter &lt; 0 lags demand, &gt; 0 oscillates</div>"
     )
 
@@ -478,7 +479,17 @@ class AutoscaleExplorer(widgets.VBox):
                 self.status,
             ]
         )
-        super().__init__([widgets.HBox([controls, self.metrics]), self.chart])
+        # Controls keep their width and the table wraps under them on a narrow page, instead
+        # of the controls being squeezed (they were 40 px wide at 1024 px).
+        controls.layout = widgets.Layout(flex="0 0 auto", min_width="330px")
+        self.metrics.layout = widgets.Layout(flex="1 1 360px", min_width="0", overflow_x="auto")
+        super().__init__(
+            [
+                widgets.HBox([controls, self.metrics], layout=widgets.Layout(flex_flow="row wrap")),
+                self.chart,
+                SliderNames(),  # gives the sliders accessible names in the browser
+            ]
+        )
         self.add_class("dl-autoscale-explorer")
         for control in (
             self.policy,
@@ -532,7 +543,7 @@ class AutoscaleExplorer(widgets.VBox):
         self.metrics.value = metrics_table_html(self.table, config.policy)
         elapsed = time.perf_counter() - started
         self.status.value = (
-            f"<span style='font-size:11px;color:#666'>{len(trace):,} steps x "
+            f"<span style='font-size:11px;color:var(--jp-ui-font-color2, #666)'>{len(trace):,} steps x "
             f"{len(POLICY_KINDS)} policies in {elapsed * 1000:.0f} ms</span>"
         )
 

@@ -20,14 +20,17 @@ function fmt(x) {
 }
 
 function render({ model, el: host }) {
+  host.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = document.createElement("div");
   root.className = "dl-balancer";
   root.style.fontFamily = "sans-serif";
   const svg = el("svg", { width: "100%", role: "img",
                           "aria-label": "requests spreading over servers" });
+  svg.style.maxWidth = "100%";
   const caption = document.createElement("div");
   caption.className = "dl-balancer-caption";
   caption.style.cssText = "font-size: 13px; min-height: 1.4em; margin: 4px 0";
+  caption.setAttribute("aria-live", "polite");
   const controls = document.createElement("div");
   controls.className = "dl-balancer-controls";
   root.append(svg, caption, controls);
@@ -55,23 +58,24 @@ function render({ model, el: host }) {
       svg.append(el("text", { x: cx, y: 14, "text-anchor": "middle", "font-size": 13,
                               "font-weight": "bold" }, title));
       svg.append(el("rect", { x: cx - 55, y: lbY - 16, width: 110, height: 32, rx: 6,
-                              fill: "#f1f3f4", stroke: "#5f6368", class: "dl-lb-balancer" }));
+                              fill: "#f1f3f4", stroke: "#5f6368", class: "dl-lb-balancer dl-panel-alt" }));
       const lbText = el("text", { x: cx, y: lbY + 4, "text-anchor": "middle", "font-size": 10 },
                         "balancer");
       svg.append(lbText);
       const servers = names.map((name, i) => {
         const x = serverX(c, i, names.length);
-        svg.append(el("line", { x1: cx, y1: lbY + 16, x2: x, y2: serverY - 20, stroke: "#dadce0" }));
+        svg.append(el("line", { x1: cx, y1: lbY + 16, x2: x, y2: serverY - 20, stroke: "#dadce0",
+                                class: "dl-rule" }));
         const box = el("rect", { x: x - 31, y: serverY - 20, width: 62, height: 58, rx: 6,
                                  fill: "#fff", stroke: COLOURS[i % COLOURS.length],
-                                 "stroke-width": 2, class: "dl-lb-server", "data-server": name });
+                                 "stroke-width": 2, class: "dl-lb-server dl-panel", "data-server": name });
         const label = el("text", { x, y: serverY - 5, "text-anchor": "middle", "font-size": 11,
                                    "font-weight": "bold" },
                          weights[i] ? `${name} w=${weights[i]}` : name.slice(-10));
         const count = el("text", { x, y: serverY + 11, "text-anchor": "middle", "font-size": 12,
                                    class: "dl-lb-count" }, "0");
         const detail = el("text", { x, y: serverY + 28, "text-anchor": "middle", "font-size": 9,
-                                    fill: "#5f6368" }, "");
+                                    fill: "#5f6368", class: "dl-muted" }, "");
         svg.append(box, label, count, detail);
         return { box, count, detail, x };
       });
@@ -126,7 +130,7 @@ function render({ model, el: host }) {
       const col = columns[c];
       col.servers.forEach((server, i) => {
         server.count.textContent = say(model, "requests", "{n} req", { n: s.counts[i] });
-        server.box.setAttribute("fill", s.down[i] ? "#f1f3f4" : "#fff");
+        server.box.classList.toggle("dl-down", Boolean(s.down[i]));
         server.box.setAttribute("stroke-dasharray", s.down[i] ? "4 3" : "");
         if (column.algorithm === "round_robin") server.detail.textContent = `cw ${fmt(s.current_weights[i])}`;
         else if (column.algorithm === "least_conn") server.detail.textContent = say(model, "open", "{n} open", { n: s.conns[i] });
@@ -148,7 +152,7 @@ function render({ model, el: host }) {
       server.count.textContent = say(model, "requests", "{n} req", { n: counts[i] ?? 0 });
       server.detail.textContent = states[i] ?? "";
       const up = (states[i] ?? "up") === "up";
-      server.box.setAttribute("fill", up ? "#fff" : "#f1f3f4");
+      server.box.classList.toggle("dl-down", !up);
       server.box.setAttribute("stroke-dasharray", up ? "" : "4 3");
     });
     caption.textContent = say(model, "live_caption", "live: each dot is a request the running balancer forwarded");

@@ -114,6 +114,8 @@ class BalancerWidget(LabelledWidget):
 
     label_table = "balancer"
     _esm = pathlib.Path(__file__).with_name("balancer.js")
+
+    _css = pathlib.Path(__file__).with_name("theme.css")
     scenario = traitlets.Dict().tag(sync=True)
     toggle = traitlets.Dict().tag(sync=True)  # set by the JS fail/recover buttons
     speed = traitlets.Float(2.0).tag(sync=True)  # requests per second per column

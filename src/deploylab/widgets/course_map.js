@@ -13,14 +13,27 @@ function el(name, attributes = {}, text = null) {
   return node;
 }
 
+// Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
+// Enter and Space like a click.
+function clickable(node, name, handler) {
+  node.setAttribute("tabindex", "0");
+  node.setAttribute("role", "button");
+  node.setAttribute("aria-label", name);
+  node.addEventListener("click", handler);
+  node.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); handler(); }
+  });
+}
+
 function render({ model, el: host }) {
+  host.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const stops = model.get("stops");
   const boxWidth = 118, gap = 22, height = 100;
   const width = stops.length * (boxWidth + gap);
   const root = document.createElement("div");
   root.className = "dl-course-map";
   root.style.fontFamily = "sans-serif";
-  const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img",
+  const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "group",
                           "aria-label": say(model, "aria", "the path of a request, one stop per lesson") });
   const centre = (i) => i * (boxWidth + gap) + boxWidth / 2 + gap / 2;
   const boxes = [];
@@ -28,18 +41,22 @@ function render({ model, el: host }) {
     const x = i * (boxWidth + gap) + gap / 2;
     if (i > 0) {
       svg.append(el("line", { x1: x - gap, y1: 50, x2: x, y2: 50, stroke: "#888",
-                              "stroke-width": 2 }));
+                              "stroke-width": 2, class: "dl-rule" }));
     }
     const group = el("g", { class: "dl-stop", "data-stop": stop.name, cursor: "pointer" });
     const box = el("rect", { x, y: 25, width: boxWidth, height: 50, rx: 8,
                              fill: "#e8f0fe", stroke: "#3367d6" });
     group.append(box,
       el("text", { x: x + boxWidth / 2, y: 47, "text-anchor": "middle", "font-size": 12,
-                   "font-weight": "bold" }, say(model, `stop:${stop.name}`, stop.name)),
+                   "font-weight": "bold", class: "dl-on-colour" }, say(model, `stop:${stop.name}`, stop.name)),
       el("text", { x: x + boxWidth / 2, y: 64, "text-anchor": "middle", "font-size": 10,
-                   fill: "#555" }, stop.lesson));
+                   class: "dl-on-colour" }, stop.lesson));
     group.append(el("title", {}, say(model, `summary:${stop.name}`, stop.summary)));
-    group.addEventListener("click", () => { model.set("selected", stop.name); model.save_changes(); });
+    clickable(group, say(model, "stop_button", "{name} (lesson {lesson})",
+                         { name: say(model, `stop:${stop.name}`, stop.name), lesson: stop.lesson }), () => {
+      model.set("selected", stop.name);
+      model.save_changes();
+    });
     svg.append(group);
     boxes.push(box);
   });
@@ -48,6 +65,7 @@ function render({ model, el: host }) {
   const caption = document.createElement("div");
   caption.className = "dl-course-map-caption";
   caption.style.cssText = "font-size: 13px; min-height: 1.4em; margin-top: 4px";
+  caption.setAttribute("aria-live", "polite");
   const button = document.createElement("button");
   button.className = "dl-course-map-toggle";
   button.style.marginTop = "4px";

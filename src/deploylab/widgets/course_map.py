@@ -53,6 +53,8 @@ class CourseMap(LabelledWidget):
 
     label_table = "course_map"
     _esm = pathlib.Path(__file__).with_name("course_map.js")
+
+    _css = pathlib.Path(__file__).with_name("theme.css")
     stops = traitlets.List(traitlets.Dict()).tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
     playing = traitlets.Bool(True).tag(sync=True)

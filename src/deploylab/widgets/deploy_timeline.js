@@ -13,6 +13,7 @@ const make = (name, attributes = {}, text = null) => {
 const colourOf = (lane) => lane === "failed" ? "#d93025" : lane.startsWith("v1") ? "#1a73e8" : "#188038";
 
 function render({ model, el }) {
+  el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = document.createElement("div");
   root.className = "dl-deploy-timeline";
   root.style.fontFamily = "sans-serif";
@@ -22,6 +23,7 @@ function render({ model, el }) {
   controls.style.cssText = "font-size: 12px; margin: 4px 0";
   const play = document.createElement("button");
   const speed = document.createElement("select");
+  speed.setAttribute("aria-label", "replay speed");
   for (const value of [0.25, 0.5, 1, 2, 4]) {
     const option = document.createElement("option");
     option.value = value; option.textContent = `${value}×`;
@@ -31,7 +33,8 @@ function render({ model, el }) {
   counter.style.marginLeft = "8px";
   controls.append(play, ` ${say(model, "speed", "speed")} `, speed, counter);
   const width = 900, laneHeight = 26, left = 60, top = 24;
-  const svg = make("svg", { width: "100%", role: "img" });
+  const svg = make("svg", { width: "100%", role: "img",
+                            "aria-label": "deployment timeline: one dot per request, in the lane of the instance that answered" });
   root.append(title, controls, svg);
   el.append(root);
 
@@ -44,12 +47,12 @@ function render({ model, el }) {
     const x = (t) => left + (t / duration) * (width - left - 10);
     lanes.forEach((lane, i) => {
       const y = top + i * laneHeight + laneHeight / 2;
-      svg.append(make("line", { x1: left, x2: width - 10, y1: y, y2: y, stroke: "#eee" }));
-      svg.append(make("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11, fill: colourOf(lane) }, lane));
+      svg.append(make("line", { x1: left, x2: width - 10, y1: y, y2: y, stroke: "#eee", class: "dl-rule" }));
+      svg.append(make("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11 }, lane));
     });
     for (const [at, label] of model.get("steps")) {
-      svg.append(make("line", { x1: x(at), x2: x(at), y1: top - 4, y2: height - 20, stroke: "#999", "stroke-dasharray": "4 3" }));
-      svg.append(make("text", { x: x(at) + 3, y: top - 8, "font-size": 10, fill: "#555" }, label));
+      svg.append(make("line", { x1: x(at), x2: x(at), y1: top - 4, y2: height - 20, stroke: "#999", "stroke-dasharray": "4 3", class: "dl-rule" }));
+      svg.append(make("text", { x: x(at) + 3, y: top - 8, "font-size": 10, class: "dl-muted" }, label));
     }
     dots = model.get("points").map(([at, lane]) => {
       const dot = make("circle", { cx: x(at), cy: top + lane * laneHeight + laneHeight / 2 + (Math.random() - 0.5) * 10,

@@ -49,6 +49,8 @@ class DeploymentTimeline(LabelledWidget):
 
     label_table = "deploy_timeline"
     _esm = pathlib.Path(__file__).with_name("deploy_timeline.js")
+
+    _css = pathlib.Path(__file__).with_name("theme.css")
     lanes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     points = traitlets.List().tag(sync=True)
     steps = traitlets.List().tag(sync=True)

@@ -24,6 +24,7 @@ WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
             "pause": "일시 정지",
             "hint": "정거장을 누르면 하는 일과 배우는 레슨이 나옵니다.",
             "selected": "{name}: {summary} (레슨 {lesson})",
+            "stop_button": "{name} (레슨 {lesson})",
             "aria": "요청이 지나가는 길, 레슨마다 한 정거장",
             "stop:client": "클라이언트",
             "stop:forward proxy": "포워드 프록시",

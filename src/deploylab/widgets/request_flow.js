@@ -25,17 +25,23 @@ function htmlEl(name, className, text = null) {
 }
 
 function render({ model, el: host }) {
+  host.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = htmlEl("div", "dl-request-flow");
   root.style.cssText = "font-family: sans-serif; font-size: 13px; max-width: 980px";
   const title = htmlEl("div", "dl-rf-title");
   title.style.cssText = "font-weight: bold; margin-bottom: 4px";
   const layout = htmlEl("div", "dl-rf-layout");
-  layout.style.cssText = "display: flex; gap: 10px; align-items: flex-start";
-  const svg = svgEl("svg", { viewBox: "0 0 700 300", width: "680", height: "300", role: "img",
+  // The drawing shrinks with the page (never below 420 px) and the event list keeps at least
+  // 240 px beside it; on a narrow page the list wraps under the drawing instead of shrinking.
+  layout.style.cssText = "display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start";
+  const svg = svgEl("svg", { viewBox: "0 0 700 300", width: "100%", role: "img",
                              class: "dl-rf-svg", "aria-label": "requests moving between clients, proxies and servers" });
-  svg.style.cssText = "border: 1px solid #ddd; border-radius: 6px; background: #fff; flex: none";
+  svg.style.cssText = "border: 1px solid var(--jp-border-color2, #ddd); border-radius: 6px; " +
+    "background: var(--jp-layout-color0, #fff); flex: 2 1 420px; min-width: 0; max-width: 680px; height: auto";
   const events = htmlEl("ol", "dl-rf-events");
-  events.style.cssText = "flex: 1; height: 290px; overflow-y: auto; margin: 0; padding-left: 26px; font-size: 12px; border: 1px solid #ddd; border-radius: 6px";
+  events.style.cssText = "flex: 1 1 240px; min-width: 240px; height: 290px; overflow-y: auto; margin: 0; " +
+    "position: relative; padding-left: 26px; font-size: 12px; border: 1px solid var(--jp-border-color2, #ddd); border-radius: 6px";
+  events.setAttribute("aria-label", "the hops, in order (Tab to a hop, Enter to jump to it)");
   layout.append(svg, events);
 
   const controls = htmlEl("div", "dl-rf-controls");
@@ -44,6 +50,7 @@ function render({ model, el: host }) {
   const stepButton = htmlEl("button", "dl-rf-step", say(model, "step", "step ▸"));
   const resetButton = htmlEl("button", "dl-rf-reset", say(model, "restart", "restart"));
   const speedSelect = htmlEl("select", "dl-rf-speed");
+  speedSelect.setAttribute("aria-label", "animation speed");
   for (const value of [0.25, 0.5, 1, 2, 4]) {
     const option = htmlEl("option", null, `${value}×`);
     option.value = String(value);
@@ -72,21 +79,21 @@ function render({ model, el: host }) {
     for (const [a, b] of topology.links) {
       const p = nodes.get(a), q = nodes.get(b);
       if (!p || !q) continue;
-      linkLayer.append(svgEl("line", { x1: p.x, y1: p.y, x2: q.x, y2: q.y, stroke: "#9aa0a6", "stroke-width": 2 }));
+      linkLayer.append(svgEl("line", { x1: p.x, y1: p.y, x2: q.x, y2: q.y, stroke: "#9aa0a6", "stroke-width": 2, class: "dl-rule" }));
     }
     for (const node of topology.nodes) {
       const group = svgEl("g", { class: "dl-rf-node", "data-node": node.id });
       const shape = node.kind === "internet"
         ? svgEl("ellipse", { cx: node.x, cy: node.y, rx: 58, ry: 30, fill: FILL.internet, stroke: "#80868b", "stroke-dasharray": "4 3" })
         : svgEl("rect", { x: node.x - 58, y: node.y - 22, width: 116, height: 44, rx: 8, fill: FILL[node.kind] || "#eee", stroke: "#5f6368" });
-      group.append(shape, svgEl("text", { x: node.x, y: node.y + 4, "text-anchor": "middle", "font-size": 12, "font-weight": "bold" }, node.label));
-      const seen = svgEl("text", { x: node.x, y: node.y + 36, "text-anchor": "middle", "font-size": 10, fill: "#5f6368", class: "dl-rf-seen" }, "");
+      group.append(shape, svgEl("text", { x: node.x, y: node.y + 4, "text-anchor": "middle", "font-size": 12, "font-weight": "bold", class: "dl-on-colour" }, node.label));
+      const seen = svgEl("text", { x: node.x, y: node.y + 36, "text-anchor": "middle", "font-size": 10, fill: "#5f6368", class: "dl-rf-seen dl-muted" }, "");
       group.append(seen);
       node.seenText = seen;
       node.shape = shape;
       if (node.cache) {
         const cache = svgEl("rect", { x: node.x - 30, y: node.y + 44, width: 60, height: 20, rx: 4, fill: "#fff", stroke: "#e8710a", class: "dl-rf-cache" });
-        const label = svgEl("text", { x: node.x, y: node.y + 58, "text-anchor": "middle", "font-size": 10, fill: "#e8710a" }, "cache");
+        const label = svgEl("text", { x: node.x, y: node.y + 58, "text-anchor": "middle", "font-size": 10, class: "dl-on-colour" }, "cache");
         group.append(cache, label);
         node.cacheBox = cache;
         seen.setAttribute("y", node.y + 78);
@@ -102,28 +109,42 @@ function render({ model, el: host }) {
     for (let i = events.children.length; i < steps.length; i++) {
       const s = steps[i];
       const item = htmlEl("li", "dl-rf-event", `${s.src} → ${s.dst}: ${s.note || s.label}` + (s.addr ? `  [from ${s.addr}]` : ""));
-      item.style.color = COLOURS[s.kind] || "#202124";
+      // the hop's colour marks the line; the text keeps the theme's colour so it stays readable
+      item.style.borderLeft = `4px solid ${COLOURS[s.kind] || "#5f6368"}`;
+      item.style.paddingLeft = "4px";
       item.style.cursor = "pointer";
-      item.addEventListener("click", () => { index = i; progress = 0; model.set("playing", false); model.save_changes(); });
+      item.tabIndex = 0;
+      item.setAttribute("role", "button");
+      const jump = () => { index = i; progress = 0; model.set("playing", false); model.save_changes(); };
+      item.addEventListener("click", jump);
+      item.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") { event.preventDefault(); jump(); }
+      });
       events.append(item);
     }
   }
 
   function highlight() {
     [...events.children].forEach((item, i) => {
-      item.style.background = i === index ? "#fef7e0" : "";
+      item.classList.toggle("dl-selected-row", i === index);
       item.style.fontWeight = i === index ? "bold" : "normal";
     });
     const current = events.children[index];
-    if (current) current.scrollIntoView({ block: "nearest" });
+    // Scroll the event list only, never the notebook: the learner may be reading elsewhere.
+    if (current) {
+      const top = current.offsetTop;  // events is position: relative
+      if (top < events.scrollTop || top + current.offsetHeight > events.scrollTop + events.clientHeight) {
+        events.scrollTop = Math.max(0, top - events.clientHeight / 2);
+      }
+    }
   }
 
   // --- the animation ----------------------------------------------------------------------------
   let index = 0, progress = 0, last = null, frame = null, holdUntil = 0;
   const dot = svgEl("circle", { r: 8, class: "dl-rf-dot", visibility: "hidden" });
   const halo = { stroke: "#fff", "stroke-width": 4, "paint-order": "stroke", "stroke-linejoin": "round" };
-  const dotLabel = svgEl("text", { "font-size": 11, "text-anchor": "middle", "font-weight": "bold", class: "dl-rf-dot-label", ...halo });
-  const dotAddr = svgEl("text", { "font-size": 10, "text-anchor": "middle", fill: "#5f6368", ...halo });
+  const dotLabel = svgEl("text", { "font-size": 11, "text-anchor": "middle", "font-weight": "bold", ...halo, class: "dl-rf-dot-label dl-halo" });
+  const dotAddr = svgEl("text", { "font-size": 10, "text-anchor": "middle", ...halo, class: "dl-halo" });
   dotLayer.append(dot, dotLabel, dotAddr);
 
   function place(s, t) {

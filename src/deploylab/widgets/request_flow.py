@@ -215,6 +215,8 @@ class RequestFlow(LabelledWidget):
 
     label_table = "request_flow"
     _esm = pathlib.Path(__file__).with_name("request_flow.js")
+
+    _css = pathlib.Path(__file__).with_name("theme.css")
     topology = traitlets.Dict().tag(sync=True)
     steps = traitlets.List(traitlets.Dict()).tag(sync=True)
     mode = traitlets.Unicode("scripted").tag(sync=True)

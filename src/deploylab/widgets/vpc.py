@@ -104,6 +104,8 @@ class CidrExplorer(LabelledWidget):
 
     label_table = "vpc_cidr"
     _esm = _HERE / "vpc_cidr.js"
+
+    _css = _HERE / "theme.css"
     text = traitlets.Unicode("10.0.0.0/16").tag(sync=True)
     prefixlen = traitlets.Int(16).tag(sync=True)
     facts = traitlets.Dict().tag(sync=True)
@@ -266,6 +268,8 @@ class SubnetPlanBar(LabelledWidget):
 
     label_table = "vpc_plan"
     _esm = _HERE / "vpc_plan.js"
+
+    _css = _HERE / "theme.css"
     layout_data = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
 
@@ -462,6 +466,8 @@ class VpcGraph(LabelledWidget):
 
     label_table = "vpc_graph"
     _esm = _HERE / "vpc_graph.js"
+
+    _css = _HERE / "theme.css"
     layout_data = traitlets.Dict().tag(sync=True)
     highlight = traitlets.List(traitlets.Unicode()).tag(sync=True)
     caption = traitlets.Unicode("").tag(sync=True)
@@ -630,6 +636,8 @@ class RouteLookupStepper(LabelledWidget):
 
     label_table = "vpc_route"
     _esm = _HERE / "vpc_route.js"
+
+    _css = _HERE / "theme.css"
     destination = traitlets.Unicode("").tag(sync=True)
     data = traitlets.Dict().tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)

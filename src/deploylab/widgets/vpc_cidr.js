@@ -19,6 +19,7 @@ function mix(a, b, t) {
 }
 
 function render({ model, el }) {
+  el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = document.createElement("div");
   root.className = "dl-vpc-cidr";
   root.style.cssText = "font-family: sans-serif; font-size: 13px; max-width: 760px";

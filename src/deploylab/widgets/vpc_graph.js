@@ -16,14 +16,28 @@ function svgEl(name, attributes = {}, text = null) {
   return node;
 }
 
+// Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
+// Enter and Space like a click.
+function clickable(node, name, handler) {
+  node.setAttribute("tabindex", "0");
+  node.setAttribute("role", "button");
+  node.setAttribute("aria-label", name);
+  node.addEventListener("click", handler);
+  node.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); handler(); }
+  });
+}
+
 function render({ model, el }) {
+  el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = document.createElement("div");
   root.className = "dl-vpc-graph";
   root.style.cssText = "font-family: sans-serif; font-size: 13px; max-width: 980px";
-  const svg = svgEl("svg", { width: "100%", role: "img", "aria-label": "the VPC as a graph" });
+  const svg = svgEl("svg", { width: "100%", role: "group", "aria-label": "the VPC as a graph" });
   const caption = document.createElement("div");
   caption.className = "dl-vpc-graph-caption";
   caption.style.cssText = "min-height: 2.6em; margin-top: 4px";
+  caption.setAttribute("aria-live", "polite");
   const legend = document.createElement("div");
   legend.style.cssText = "display: flex; gap: 14px; font-size: 12px; margin-bottom: 4px";
   root.append(legend, svg, caption);
@@ -47,8 +61,8 @@ function render({ model, el }) {
       svg.append(svgEl("rect", { x: group.x, y: group.y, width: group.w, height: group.h, rx: 8,
                                  fill: group.kind === "vpc" ? "#fafafa" : "none", stroke: "#888",
                                  "stroke-dasharray": group.kind === "az" ? "6 4" : "none",
-                                 class: `dl-group dl-group-${group.kind}` }));
-      svg.append(svgEl("text", { x: group.x + 8, y: group.y + 16, "font-size": 12, fill: "#555" },
+                                 class: `dl-group dl-group-${group.kind}${group.kind === "vpc" ? " dl-panel" : ""}` }));
+      svg.append(svgEl("text", { x: group.x + 8, y: group.y + 16, "font-size": 12, class: "dl-muted" },
                        group.label));
     }
     const edgeLines = [];
@@ -80,11 +94,11 @@ function render({ model, el }) {
         group.append(svgEl("text", { x: node.x + 6, y: node.y + 15 + i * 14,
                                      "font-size": i < lines.length ? 12 : 10,
                                      "font-weight": i === 0 ? "bold" : "normal",
-                                     fill: light ? "#fff" : "#202124",
+                                     class: light ? "dl-on-strong" : "dl-on-colour",
                                      "font-family": i < lines.length ? "sans-serif" : "monospace" }, line));
       });
       if (node.kind === "subnet") {
-        group.addEventListener("click", () => {
+        clickable(group, `subnet ${node.id.slice(7)}: show its route table`, () => {
           const used = data.edges.filter((e) => e.source === node.id && e.relation === "uses").map((e) => e.target);
           const reached = data.edges.filter((e) => used.includes(e.source) && e.relation === "route");
           edgeLines.forEach(({ edge, line }) => {

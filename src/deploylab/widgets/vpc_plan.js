@@ -13,16 +13,30 @@ function svgEl(name, attributes = {}, text = null) {
   return node;
 }
 
+// Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
+// Enter and Space like a click.
+function clickable(node, name, handler) {
+  node.setAttribute("tabindex", "0");
+  node.setAttribute("role", "button");
+  node.setAttribute("aria-label", name);
+  node.addEventListener("click", handler);
+  node.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); handler(); }
+  });
+}
+
 function render({ model, el }) {
+  el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = document.createElement("div");
   root.className = "dl-vpc-plan";
   root.style.cssText = "font-family: sans-serif; font-size: 13px; max-width: 900px";
   const title = document.createElement("div");
-  const svg = svgEl("svg", { viewBox: "0 0 1000 120", width: "100%", role: "img",
+  const svg = svgEl("svg", { viewBox: "0 0 1000 120", width: "100%", role: "group",
                              "aria-label": "the VPC address space with its subnets" });
   const caption = document.createElement("div");
   caption.className = "dl-vpc-plan-caption";
   caption.style.cssText = "min-height: 1.3em; margin-top: 4px";
+  caption.setAttribute("aria-live", "polite");
   root.append(title, svg, caption);
   el.append(root);
   let frame = null;
@@ -47,13 +61,14 @@ function render({ model, el }) {
       group.append(rect);
       if (width > 46) {
         group.append(svgEl("text", { x: x + width / 2, y: 44, "text-anchor": "middle", "font-size": 12,
-                                     fill: segment.free ? "#555" : "#fff", "font-weight": "bold" },
+                                     class: segment.free ? "" : "dl-on-strong", "font-weight": "bold" },
                            segment.free ? "free" : segment.name));
         group.append(svgEl("text", { x: x + width / 2, y: 62, "text-anchor": "middle", "font-size": 10,
-                                     fill: segment.free ? "#555" : "#fff" }, segment.cidr));
+                                     class: segment.free ? "" : "dl-on-strong" }, segment.cidr));
       }
       group.append(svgEl("title", {}, segment.cidr));
-      group.addEventListener("click", () => {
+      const label = segment.free ? `free block ${segment.cidr}` : `subnet ${segment.name} ${segment.cidr}`;
+      clickable(group, label, () => {
         caption.textContent = segment.free
           ? `${segment.cidr} is free: ${segment.size.toLocaleString("en")} addresses not used by any subnet`
           : `${segment.name}: ${segment.cidr} in ${segment.az || "no AZ"}, ${segment.size} addresses, ` +

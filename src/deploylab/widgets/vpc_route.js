@@ -15,6 +15,7 @@ function svgEl(name, attributes = {}, text = null) {
 }
 
 function render({ model, el }) {
+  el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = document.createElement("div");
   root.className = "dl-vpc-route";
   root.style.cssText = "font-family: sans-serif; font-size: 13px; max-width: 900px";
