@@ -29,7 +29,8 @@ JS_TABLES = sorted(path.stem for path in WIDGETS.glob("*.js") if "say(model" in 
 
 
 def test_every_widget_script_asks_python_for_its_words():
-    assert set(JS_TABLES) == {t for t in WIDGET_LABELS["ko"] if t != "autoscale"}
+    python_only = {"autoscale", "selfcheck"}  # words used from Python, not from a script
+    assert set(JS_TABLES) == {t for t in WIDGET_LABELS["ko"] if t not in python_only}
 
 
 @pytest.mark.parametrize("table", JS_TABLES)
@@ -72,3 +73,18 @@ def test_autoscale_explorer_sliders_are_labelled_in_korean(monkeypatch):
     explorer = AutoscaleExplorer(days=1)
     assert explorer.policy.description == "정책"
     assert explorer.cooldown.description == "쿨다운 s"
+
+
+def test_self_check_answers_in_the_workbook_language(monkeypatch, capsys):
+    from deploylab.widgets.selfcheck import SELF_CHECK_WORDS, check
+
+    monkeypatch.setenv("DEPLOYLAB_LANG", "ko")
+    assert check(2, 4, 5, "count the weights") is False
+    assert (
+        capsys.readouterr().out.strip()
+        == "문항 2: 아쉽네요(적은 답: 4). 힌트(영어): count the weights"
+    )
+    korean = WIDGET_LABELS["ko"]["selfcheck"]
+    assert set(korean) == set(SELF_CHECK_WORDS)
+    for key, english in SELF_CHECK_WORDS.items():
+        assert set(PLACEHOLDER.findall(korean[key])) == set(PLACEHOLDER.findall(english)), key

@@ -95,6 +95,11 @@ WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
             "step": "한 단계",
             "hint": "재생이나 한 단계를 누르세요: 라우트마다 네트워크 비트를 목적지와 비교합니다.",
         },
+        "selfcheck": {  # deploylab.widgets.selfcheck.check; the hints stay in the code cells
+            "unanswered": "문항 {question}: 아직 답하지 않았습니다. None 자리에 예측을 적고 셀을 실행하세요.",
+            "right": "문항 {question}: 맞았습니다.",
+            "wrong": "문항 {question}: 아쉽네요(적은 답: {answer}). 힌트(영어): {hint}",
+        },
         "autoscale": {
             "policy": "정책",
             "trace": "트래픽",
