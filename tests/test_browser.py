@@ -525,7 +525,7 @@ def test_korean_lesson_runs_in_korean_jupyterlab(
         run_all_cells_to_the_end(page)
         widget.wait_for(state="attached", timeout=int(settings.get("browser_timeout_s", 90)) * 1000)
         if lesson.stem == "00-start-here":  # the widget's own words follow the language
-            toggle = page.locator(".dl-course-map-toggle").first.inner_text()
+            toggle = page.locator(".dl-course-map-toggle").first.text_content()
             assert toggle in ("재생", "일시 정지"), toggle
         screenshot_light_and_dark(page, stem, focus=widget)
         error_outputs = page.locator(
