@@ -6,13 +6,17 @@ console must log no errors. JupyterLab follows the browser's colour scheme (its 
 theme"), so each lesson is checked in the light theme, then in the dark theme, then 1024 px
 wide: every widget text must contrast with its background, every control must have an
 accessible name, everything clickable must be reachable with Tab, and nothing may overflow.
-Screenshots of each state land in ``test-artifacts/``. Run alone with ``pytest -m browser``.
+Screenshots of each state land in ``test-artifacts/``. The Korean edition is served by
+``deploylab lab --lang ko``: its menus must be Korean (the language pack), each Korean lesson
+runs the same way and each Korean lab opens, with light and dark screenshots
+(``browser-ko-*-light.png``, ``-dark.png``). Run alone with ``pytest -m browser``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, require_tool
-from notebooks import LESSONS, ROOT, lesson_settings
+from notebooks import KOREAN_LESSONS, LESSONS, ROOT, lesson_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -52,11 +56,11 @@ def chromium_binary() -> str:
     pytest.skip("chromium binary not found")
 
 
-@pytest.fixture(scope="module")
-def jupyterlab(tmp_path_factory):
-    """``deploylab lab --no-browser`` on a free loopback port, with isolated Jupyter state."""
+def serve_workbook(tmp_path_factory, lang: str):
+    """``deploylab lab --no-browser --lang LANG`` on a free loopback port, with isolated
+    Jupyter state; yields (base URL, token)."""
     chromium_binary()
-    state = tmp_path_factory.mktemp("jupyter-state")
+    state = tmp_path_factory.mktemp(f"jupyter-state-{lang}")
     settings = state / "settings"
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (
@@ -78,7 +82,7 @@ def jupyterlab(tmp_path_factory):
     )
     # JupyterLab serves a copy of the workbook, so nothing it does can touch the checkout.
     workbook = state / "workbook"
-    for folder in ("lessons", "labs"):
+    for folder in ("lessons", "labs", "lessons-ko", "labs-ko"):
         if (ROOT / folder).is_dir():
             shutil.copytree(ROOT / folder, workbook / folder)
     token = secrets.token_hex(16)
@@ -108,6 +112,8 @@ def jupyterlab(tmp_path_factory):
             str(port),
             "--root",
             str(ROOT),
+            "--lang",
+            lang,
         ],
         env=env,
         stdout=log,
@@ -142,7 +148,19 @@ def jupyterlab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser_context(jupyterlab, tmp_path_factory):
+def jupyterlab(tmp_path_factory):
+    """The English workbook in JupyterLab."""
+    yield from serve_workbook(tmp_path_factory, "en")
+
+
+@pytest.fixture(scope="module")
+def jupyterlab_ko(tmp_path_factory):
+    """The Korean edition in JupyterLab with its Korean language pack (``--lang ko``)."""
+    yield from serve_workbook(tmp_path_factory, "ko")
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -422,3 +440,133 @@ def test_lesson_runs_in_jupyterlab_and_its_widget_renders(
         text for text in console_errors if not any(b in text for b in BENIGN_CONSOLE_ERRORS)
     ]
     assert not real_errors, f"{lesson.name}: browser console errors: {real_errors}"
+
+
+#: The Run menu's name in each interface language (the Korean language pack says 실행).
+RUN_MENU = re.compile(r"^(Run|실행)$")
+
+
+# ---------------------------------------------------------------------------------------
+# the Korean edition (deploylab lab --lang ko)
+# ---------------------------------------------------------------------------------------
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+def collect_console_errors(page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    return errors
+
+
+def screenshot_light_and_dark(page, path_stem: Path, focus=None) -> None:
+    """``<stem>-light.png`` and ``<stem>-dark.png`` of the same page state: the theme follows
+    the emulated colour scheme (adaptive theme), so nothing reruns in between."""
+    for scheme in ("light", "dark"):
+        set_colour_scheme(page, scheme)
+        if focus is not None:
+            focus.evaluate("node => node.scrollIntoView({block: 'center'})")
+        page.screenshot(path=str(path_stem.with_name(f"{path_stem.name}-{scheme}.png")))
+
+
+def assert_interface_is_korean(page, name: str) -> None:
+    assert page.get_by_role("menuitem", name="실행", exact=True).count() == 1, (
+        f"{name}: JupyterLab's menus are not in Korean (language pack or locale setting missing)"
+    )
+    heading = page.locator(".jp-MarkdownOutput h1").first.inner_text()
+    assert HANGUL.search(heading), f"{name}: the first heading is not Korean: {heading!r}"
+
+
+def run_all_cells_to_the_end(page, finish_s: int = 900, attempts: int = 3) -> None:
+    """Run > Run All Cells once the kernel takes it (a cold JupyterLab can swallow the first
+    command), then wait until every cell has run. Waiting for the cells rather than for the
+    widget keeps a slow, shared machine from failing a lesson whose cells are still running,
+    and never queues the cells twice."""
+    # Started: the kernel is busy, or a cell already has an execution count ("[1]:").
+    started = """() => document.querySelector(
+        ".jp-Notebook-ExecutionIndicator:not([data-status='idle'])") ||
+      [...document.querySelectorAll(".jp-InputPrompt")].some((p) => /\\[[0-9*]+\\]/.test(p.textContent))"""
+    for attempt in range(attempts):
+        page.locator(".jp-Notebook").first.click()
+        page.get_by_role("menuitem", name=RUN_MENU).click()
+        page.locator("[data-command='runmenu:run-all']").click()
+        try:
+            page.wait_for_function(started, timeout=20_000)
+            break
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            page.keyboard.press("Escape")
+    # Finished: every code cell has its execution count, or one raised (Run All stops there).
+    finished = """() => document.querySelector(
+        ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']") ||
+      [...document.querySelectorAll(".jp-CodeCell .jp-InputPrompt")].every(
+        (p) => /\\[[0-9]+\\]/.test(p.textContent))"""
+    page.wait_for_function(finished, timeout=finish_s * 1000, polling=500)
+
+
+@pytest.mark.parametrize("lesson", KOREAN_LESSONS, ids=lambda path: path.stem)
+def test_korean_lesson_runs_in_korean_jupyterlab(
+    lesson, jupyterlab_ko, browser_context, artifacts_dir
+):
+    base, token = jupyterlab_ko
+    settings = lesson_settings(lesson)
+    page = browser_context.new_page()
+    console_errors = collect_console_errors(page)
+    stem = artifacts_dir / f"browser-ko-{lesson.stem}"
+    try:
+        relative = lesson.relative_to(ROOT).as_posix()
+        page.goto(f"{base}/lab/tree/{relative}?token={token}&reset", wait_until="domcontentloaded")
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+        )
+        assert_interface_is_korean(page, lesson.name)
+        widget = page.locator(settings["browser_selector"]).first
+        run_all_cells_to_the_end(page)
+        widget.wait_for(state="attached", timeout=int(settings.get("browser_timeout_s", 90)) * 1000)
+        if lesson.stem == "00-start-here":  # the widget's own words follow the language
+            toggle = page.locator(".dl-course-map-toggle").first.text_content()
+            assert toggle in ("재생", "일시 정지"), toggle
+        screenshot_light_and_dark(page, stem, focus=widget)
+        error_outputs = page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
+        )
+        assert error_outputs.count() == 0, f"{lesson.name}: a cell raised an error in the browser"
+    except Exception:
+        page.screenshot(path=str(stem.with_name(f"{stem.name}-FAILED.png")))
+        raise
+    finally:
+        page.close()
+    real_errors = [
+        text for text in console_errors if not any(b in text for b in BENIGN_CONSOLE_ERRORS)
+    ]
+    assert not real_errors, f"{lesson.name}: browser console errors: {real_errors}"
+
+
+KOREAN_LABS = sorted((ROOT / "labs-ko").glob("*/*.ipynb"))
+
+
+@pytest.mark.parametrize("lab", KOREAN_LABS, ids=lambda path: path.parent.name)
+def test_korean_lab_opens_in_korean_jupyterlab(lab, jupyterlab_ko, browser_context, artifacts_dir):
+    """A learner's first view of a Korean lab: Korean prose, Korean menus, nothing broken."""
+    base, token = jupyterlab_ko
+    page = browser_context.new_page()
+    console_errors = collect_console_errors(page)
+    stem = artifacts_dir / f"browser-ko-lab-{lab.parent.name}"
+    try:
+        relative = lab.relative_to(ROOT).as_posix()
+        page.goto(f"{base}/lab/tree/{relative}?token={token}&reset", wait_until="domcontentloaded")
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+        )
+        assert_interface_is_korean(page, lab.name)
+        screenshot_light_and_dark(page, stem)
+    except Exception:
+        page.screenshot(path=str(stem.with_name(f"{stem.name}-FAILED.png")))
+        raise
+    finally:
+        page.close()
+    real_errors = [
+        text for text in console_errors if not any(b in text for b in BENIGN_CONSOLE_ERRORS)
+    ]
+    assert not real_errors, f"{lab.name}: browser console errors: {real_errors}"

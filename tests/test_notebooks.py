@@ -5,17 +5,35 @@ from __future__ import annotations
 import json
 
 import pytest
-from notebooks import ALL_NOTEBOOKS, LESSONS, ROOT, execute_notebook, lesson_settings
+from notebooks import (
+    ALL_NOTEBOOKS,
+    KOREAN_LESSONS,
+    LESSONS,
+    ROOT,
+    execute_notebook,
+    lesson_settings,
+)
+
+#: Every lesson of every edition, with the language its kernel runs in.
+EDITION_LESSONS = [(path, "en") for path in LESSONS] + [(path, "ko") for path in KOREAN_LESSONS]
+
+
+def edition_id(item) -> str:
+    return item.relative_to(ROOT).as_posix() if hasattr(item, "relative_to") else item
 
 
 def test_the_workbook_has_a_start_here_lesson():
     assert (ROOT / "lessons" / "00-start-here.ipynb") in LESSONS
 
 
+def test_every_lesson_has_a_korean_edition():
+    assert [path.name for path in KOREAN_LESSONS] == [path.name for path in LESSONS]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("lesson", LESSONS, ids=lambda path: path.stem)
-def test_lesson_executes_without_error(lesson):
-    notebook = execute_notebook(lesson)
+@pytest.mark.parametrize(("lesson", "lang"), EDITION_LESSONS, ids=edition_id)
+def test_lesson_executes_without_error(lesson, lang):
+    notebook = execute_notebook(lesson, lang=lang)
     errors = [
         output
         for cell in notebook.cells
@@ -27,7 +45,7 @@ def test_lesson_executes_without_error(lesson):
     assert any(cell.get("outputs") for cell in notebook.cells), "the lesson printed nothing at all"
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=lambda path: path.stem)
+@pytest.mark.parametrize("lesson", LESSONS + KOREAN_LESSONS, ids=edition_id)
 def test_lesson_names_the_widget_the_browser_test_waits_for(lesson):
     settings = lesson_settings(lesson)
     assert settings.get("browser_selector"), (
@@ -52,7 +70,11 @@ def test_notebook_is_committed_without_outputs(notebook_path):
 
 @pytest.mark.parametrize(
     "notebook_path",
-    [path for path in ALL_NOTEBOOKS if "autograder" in path.parts or "labs" in path.parts],
+    [
+        path
+        for path in ALL_NOTEBOOKS
+        if {"autograder", "labs", "labs-ko"} & set(path.relative_to(ROOT).parts)
+    ],
     ids=lambda path: str(path.relative_to(ROOT)),
 )
 def test_lab_notebooks_keep_nbgrader_metadata(notebook_path):

@@ -6,9 +6,10 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 
 # Debian packages the lessons and tests use: a real nginx to compare with, wrk for load,
-# Chromium for browser tests, bubblewrap for sandboxed grading, iproute2/ping for namespaces.
-# nodejs (with npm) for the classroom hub's configurable-http-proxy (deploylab classroom setup).
-APT_PACKAGES="python3-venv chromium nginx libnginx-mod-stream wrk bubblewrap curl iproute2 iputils-ping nftables nodejs"
+# Chromium for browser tests (with fonts-noto-cjk, or the Korean edition renders as boxes),
+# bubblewrap for sandboxed grading, iproute2/ping for namespaces, nodejs (with npm) for the
+# classroom hub's configurable-http-proxy (deploylab classroom setup).
+APT_PACKAGES="python3-venv chromium fonts-noto-cjk nginx libnginx-mod-stream wrk bubblewrap curl iproute2 iputils-ping nftables nodejs"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"

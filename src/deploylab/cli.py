@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "deploylab.autoscale.cli",
     "deploylab.deploy.cli",
     "deploylab.classroom.cli",
+    "deploylab.i18n.cli",
 )
 
 #: Groups of subcommands shared by several topics: ``deploylab serve origin``,

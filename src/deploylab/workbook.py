@@ -83,8 +83,14 @@ def _doctor(_args: argparse.Namespace) -> int:
     return 0
 
 
-def jupyter_lab_command(root: Path, port: int, open_browser: bool) -> list[str]:
-    """The ``jupyter lab`` command line that serves the workbook on 127.0.0.1."""
+def jupyter_lab_command(
+    root: Path, port: int, open_browser: bool, lessons_dir: str = "lessons"
+) -> list[str]:
+    """The ``jupyter lab`` command line that serves the workbook on 127.0.0.1.
+
+    It opens ``<lessons_dir>/00-start-here.ipynb``: ``lessons-ko`` for the Korean edition.
+    """
+    start_here = Path(lessons_dir) / START_HERE.name
     command = [
         sys.executable,
         "-m",
@@ -92,7 +98,7 @@ def jupyter_lab_command(root: Path, port: int, open_browser: bool) -> list[str]:
         "--ip=127.0.0.1",
         f"--port={port}",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.default_url=/lab/tree/{START_HERE.as_posix()}",
+        f"--LabApp.default_url=/lab/tree/{start_here.as_posix()}",
     ]
     if not open_browser:
         command.append("--no-browser")
@@ -101,17 +107,72 @@ def jupyter_lab_command(root: Path, port: int, open_browser: bool) -> list[str]:
     return command
 
 
+#: The JupyterLab setting that picks the interface language (a language pack must provide it).
+TRANSLATION_SETTING = "@jupyterlab/translation-extension:plugin"
+
+
+def write_language_overrides(config_dir: Path, locale: str) -> Path:
+    """Make ``locale`` JupyterLab's default interface language for servers that read
+    ``config_dir`` (put it on ``JUPYTER_CONFIG_PATH``); returns the file written.
+
+    It is a *default* (``labconfig/default_setting_overrides.json``), so a language the learner
+    picks in Settings > Language still wins, and the learner's own settings are not touched.
+
+    >>> import json, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_language_overrides(Path(folder), "ko_KR")
+    ...     json.loads(path.read_text())
+    {'@jupyterlab/translation-extension:plugin': {'locale': 'ko_KR'}}
+    """
+    import json
+
+    path = config_dir / "labconfig" / "default_setting_overrides.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({TRANSLATION_SETTING: {"locale": locale}}), encoding="utf-8")
+    return path
+
+
 def _lab(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from deploylab.i18n.languages import LANGUAGE_VARIABLE, language
+
+    lang = language(args.lang)
     root = find_workbook_root(Path(args.root) if args.root else None)
-    command = jupyter_lab_command(root, args.port, open_browser=not args.no_browser)
-    print(f"deploylab: serving the workbook at {root} on http://127.0.0.1:{args.port}/")
-    return subprocess.call(command, cwd=root)
+    if not (root / lang.lessons_dir / START_HERE.name).is_file():
+        raise ValueError(
+            f"{root / lang.lessons_dir} has no {START_HERE.name}: "
+            f"run `deploylab translate build --lang {lang.code}` first"
+        )
+    command = jupyter_lab_command(
+        root, args.port, open_browser=not args.no_browser, lessons_dir=lang.lessons_dir
+    )
+    print(
+        f"deploylab: serving the workbook at {root} on http://127.0.0.1:{args.port}/ ({lang.name})"
+    )
+    # Kernels inherit the server's environment, so widgets learn the language from it.
+    env = {**os.environ, LANGUAGE_VARIABLE: lang.code}
+    with tempfile.TemporaryDirectory(prefix="deploylab-lab-") as config_dir:
+        if not lang.is_source:
+            write_language_overrides(Path(config_dir), lang.jupyterlab_locale)
+            env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+                filter(None, [config_dir, os.environ.get("JUPYTER_CONFIG_PATH")])
+            )
+        return subprocess.call(command, cwd=root, env=env)
 
 
 def register(commands) -> None:
     """Add ``deploylab lab`` and ``deploylab doctor``."""
+    from deploylab.i18n.languages import LANGUAGES
+
     lab = commands.add("lab", "open the workbook in JupyterLab on 127.0.0.1", _lab)
     lab.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     lab.add_argument("--root", help="workbook directory (default: found from here)")
+    lab.add_argument(
+        "--lang",
+        default="en",
+        choices=sorted(LANGUAGES),
+        help="edition to open, and JupyterLab's interface language (default: en; ko: 한국어)",
+    )
     commands.add("doctor", "report which optional system tools are present", _doctor)

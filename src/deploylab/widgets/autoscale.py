@@ -30,6 +30,7 @@ from deploylab.autoscale.simulate import (
 )
 from deploylab.autoscale.traces import TRACE_KINDS, generate_trace
 from deploylab.events import EventBus
+from deploylab.widgets.labels import widget_labels
 from deploylab.widgets.slider_names import SliderNames
 
 COLORS = {
@@ -413,6 +414,7 @@ class AutoscaleExplorer(widgets.VBox):
         config: SimulationConfig | None = None,
     ) -> None:
         base = config or SimulationConfig()
+        words = widget_labels("autoscale")
         style = {"description_width": "80px"}
         slider = {
             "continuous_update": False,
@@ -421,22 +423,43 @@ class AutoscaleExplorer(widgets.VBox):
         }
         self.days = days
         self.policy = widgets.Dropdown(
-            options=POLICY_KINDS, value=policy, description="policy", style=style
+            options=POLICY_KINDS,
+            value=policy,
+            description=words.get("policy", "policy"),
+            style=style,
         )
         self.trace = widgets.Dropdown(
-            options=TRACE_KINDS, value=trace, description="trace", style=style
+            options=TRACE_KINDS, value=trace, description=words.get("trace", "trace"), style=style
         )
         self.target = widgets.IntSlider(
-            int(base.target), min=10, max=95, description="target %", **slider
+            int(base.target),
+            min=10,
+            max=95,
+            description=words.get("target %", "target %"),
+            **slider,
         )
         self.cooldown = widgets.IntSlider(
-            int(base.cooldown), min=0, max=1800, step=30, description="cooldown s", **slider
+            int(base.cooldown),
+            min=0,
+            max=1800,
+            step=30,
+            description=words.get("cooldown s", "cooldown s"),
+            **slider,
         )
         self.warmup = widgets.IntSlider(
-            int(base.warmup), min=0, max=1800, step=30, description="warm-up s", **slider
+            int(base.warmup),
+            min=0,
+            max=1800,
+            step=30,
+            description=words.get("warm-up s", "warm-up s"),
+            **slider,
         )
-        self.min_size = widgets.IntSlider(base.min_size, min=0, max=20, description="min", **slider)
-        self.max_size = widgets.IntSlider(base.max_size, min=1, max=60, description="max", **slider)
+        self.min_size = widgets.IntSlider(
+            base.min_size, min=0, max=20, description=words.get("min", "min"), **slider
+        )
+        self.max_size = widgets.IntSlider(
+            base.max_size, min=1, max=60, description=words.get("max", "max"), **slider
+        )
         self.status = widgets.HTML()
         self.metrics = widgets.HTML()
         self.chart = AutoscaleChart()

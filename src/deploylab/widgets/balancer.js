@@ -3,6 +3,10 @@
 // runs here with requestAnimationFrame. Buttons fail/recover a server from the current step.
 const SVG = "http://www.w3.org/2000/svg";
 const COLOURS = ["#4285f4", "#ea4335", "#f9ab00", "#34a853", "#9334e6", "#ff6d01"];
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 
 function el(name, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, name);
@@ -84,19 +88,20 @@ function render({ model, el: host }) {
     controls.textContent = "";
     const play = document.createElement("button");
     play.className = "dl-balancer-play";
-    play.textContent = playing ? "pause" : "play";
-    play.addEventListener("click", () => { playing = !playing; play.textContent = playing ? "pause" : "play"; });
+    const playLabel = () => (playing ? say(model, "pause", "pause") : say(model, "play", "play"));
+    play.textContent = playLabel();
+    play.addEventListener("click", () => { playing = !playing; play.textContent = playLabel(); });
     controls.append(play);
     if (model.get("live")) return;
     const restart = document.createElement("button");
-    restart.textContent = "restart";
+    restart.textContent = say(model, "restart", "restart");
     restart.addEventListener("click", () => { step = 0; show(); });
     controls.append(restart);
     model.get("scenario").servers.forEach((name, i) => {
       const button = document.createElement("button");
       button.className = "dl-balancer-toggle";
       const shown = model.get("scenario").columns[0].steps[Math.min(step, lastStep())];
-      button.textContent = shown && shown.down[i] ? `recover ${name}` : `fail ${name}`;
+      button.textContent = shown && shown.down[i] ? say(model, "recover", "recover {name}", { name }) : say(model, "fail", "fail {name}", { name });
       button.style.marginLeft = "6px";
       button.addEventListener("click", () => {
         model.set("toggle", { step, server: i, at: Date.now() });
@@ -124,18 +129,18 @@ function render({ model, el: host }) {
       if (!s) return;
       const col = columns[c];
       col.servers.forEach((server, i) => {
-        server.count.textContent = `${s.counts[i]} req`;
+        server.count.textContent = say(model, "requests", "{n} req", { n: s.counts[i] });
         server.box.classList.toggle("dl-down", Boolean(s.down[i]));
         server.box.setAttribute("stroke-dasharray", s.down[i] ? "4 3" : "");
         if (column.algorithm === "round_robin") server.detail.textContent = `cw ${fmt(s.current_weights[i])}`;
-        else if (column.algorithm === "least_conn") server.detail.textContent = `${s.conns[i]} open`;
-        else server.detail.textContent = s.down[i] ? "down" : "";
+        else if (column.algorithm === "least_conn") server.detail.textContent = say(model, "open", "{n} open", { n: s.conns[i] });
+        else server.detail.textContent = s.down[i] ? say(model, "down", "down") : "";
       });
-      if (column.algorithm === "ip_hash") col.lbText.textContent = `${s.client} → slot ${s.hash}`;
-      else col.lbText.textContent = s.server < 0 ? "502: no live upstreams" : `request ${s.request + 1}`;
+      if (column.algorithm === "ip_hash") col.lbText.textContent = say(model, "slot", "{client} → slot {hash}", s);
+      else col.lbText.textContent = s.server < 0 ? say(model, "no_upstream", "502: no live upstreams") : say(model, "request", "request {n}", { n: s.request + 1 });
       if (animate) launch(c, s.server, s.server < 0 ? "#000" : COLOURS[s.server % COLOURS.length]);
     });
-    caption.textContent = `request ${step + 1} of ${lastStep() + 1} — each column runs nginx's algorithm on the same requests`;
+    caption.textContent = say(model, "caption", "request {n} of {total} — each column runs nginx's algorithm on the same requests", { n: step + 1, total: lastStep() + 1 });
   }
 
   function showLive() {
@@ -144,13 +149,13 @@ function render({ model, el: host }) {
     const col = columns[0];
     if (!col) return;
     col.servers.forEach((server, i) => {
-      server.count.textContent = `${counts[i] ?? 0} req`;
+      server.count.textContent = say(model, "requests", "{n} req", { n: counts[i] ?? 0 });
       server.detail.textContent = states[i] ?? "";
       const up = (states[i] ?? "up") === "up";
       server.box.classList.toggle("dl-down", !up);
       server.box.setAttribute("stroke-dasharray", up ? "" : "4 3");
     });
-    caption.textContent = "live: each dot is a request the running balancer forwarded";
+    caption.textContent = say(model, "live_caption", "live: each dot is a request the running balancer forwarded");
   }
 
   function onLiveRequests() {

@@ -13,10 +13,10 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Sequence
 
-import anywidget
 import traitlets
 
 from deploylab.balancer.core import NoLiveUpstreams, Peer, Upstream, ip_hash_value
+from deploylab.widgets.labels import LabelledWidget
 
 __all__ = ["BalancerWidget", "balancer_scenario", "scale_figure", "scenario_figure"]
 
@@ -97,7 +97,7 @@ def balancer_scenario(
     return {"servers": names, "weights": list(weights), "columns": columns}
 
 
-class BalancerWidget(anywidget.AnyWidget):
+class BalancerWidget(LabelledWidget):
     """Requests flying from a balancer to servers, one column per algorithm.
 
     Each server has a fail/recover button: it takes the server down from the step being
@@ -112,6 +112,7 @@ class BalancerWidget(anywidget.AnyWidget):
     True
     """
 
+    label_table = "balancer"
     _esm = pathlib.Path(__file__).with_name("balancer.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")

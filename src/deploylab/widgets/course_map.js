@@ -1,6 +1,10 @@
 // Course map: stops drawn as boxes in SVG, a request dot travelling along them.
 // Animation runs in the browser (requestAnimationFrame); Python only sends the stops.
 const SVG = "http://www.w3.org/2000/svg";
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 
 function el(name, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, name);
@@ -30,7 +34,7 @@ function render({ model, el: host }) {
   root.className = "dl-course-map";
   root.style.fontFamily = "sans-serif";
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "group",
-                          "aria-label": "the path of a request, one stop per lesson" });
+                          "aria-label": say(model, "aria", "the path of a request, one stop per lesson") });
   const centre = (i) => i * (boxWidth + gap) + boxWidth / 2 + gap / 2;
   const boxes = [];
   stops.forEach((stop, i) => {
@@ -44,11 +48,12 @@ function render({ model, el: host }) {
                              fill: "#e8f0fe", stroke: "#3367d6" });
     group.append(box,
       el("text", { x: x + boxWidth / 2, y: 47, "text-anchor": "middle", "font-size": 12,
-                   "font-weight": "bold", class: "dl-on-colour" }, stop.name),
+                   "font-weight": "bold", class: "dl-on-colour" }, say(model, `stop:${stop.name}`, stop.name)),
       el("text", { x: x + boxWidth / 2, y: 64, "text-anchor": "middle", "font-size": 10,
                    class: "dl-on-colour" }, stop.lesson));
-    group.append(el("title", {}, stop.summary));
-    clickable(group, `${stop.name} (lesson ${stop.lesson})`, () => {
+    group.append(el("title", {}, say(model, `summary:${stop.name}`, stop.summary)));
+    clickable(group, say(model, "stop_button", "{name} (lesson {lesson})",
+                         { name: say(model, `stop:${stop.name}`, stop.name), lesson: stop.lesson }), () => {
       model.set("selected", stop.name);
       model.save_changes();
     });
@@ -71,10 +76,13 @@ function render({ model, el: host }) {
     const name = model.get("selected");
     boxes.forEach((box, i) => box.setAttribute("fill", stops[i].name === name ? "#fce8b2" : "#e8f0fe"));
     const stop = stops.find((s) => s.name === name);
-    caption.textContent = stop ? `${stop.name}: ${stop.summary} (lesson ${stop.lesson})`
-                               : "Click a stop to see what it does and which lesson teaches it.";
+    caption.textContent = stop
+      ? say(model, "selected", "{name}: {summary} (lesson {lesson})", {
+          name: say(model, `stop:${stop.name}`, stop.name),
+          summary: say(model, `summary:${stop.name}`, stop.summary), lesson: stop.lesson })
+      : say(model, "hint", "Click a stop to see what it does and which lesson teaches it.");
   };
-  const showPlaying = () => { button.textContent = model.get("playing") ? "pause" : "play"; };
+  const showPlaying = () => { button.textContent = model.get("playing") ? say(model, "pause", "pause") : say(model, "play", "play"); };
   button.addEventListener("click", () => { model.set("playing", !model.get("playing")); model.save_changes(); });
   model.on("change:selected", showSelected);
   model.on("change:playing", showPlaying);

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pathlib
 from dataclasses import asdict, dataclass
 
-import anywidget
 import traitlets
+
+from deploylab.widgets.labels import LabelledWidget
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ COURSE_STOPS = (
 )
 
 
-class CourseMap(anywidget.AnyWidget):
+class CourseMap(LabelledWidget):
     """An animated map of the course: a request travels from client to app instances.
 
     Clicking a stop selects it; ``selected`` then holds its name, so a cell can react.
@@ -50,6 +51,7 @@ class CourseMap(anywidget.AnyWidget):
     ''
     """
 
+    label_table = "course_map"
     _esm = pathlib.Path(__file__).with_name("course_map.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")

@@ -1,5 +1,9 @@
 // Deployment replay: lanes of instances, a dot per request appearing as the play head passes.
 const SVG = "http://www.w3.org/2000/svg";
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 const make = (name, attributes = {}, text = null) => {
   const node = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
@@ -27,7 +31,7 @@ function render({ model, el }) {
   }
   const counter = document.createElement("span");
   counter.style.marginLeft = "8px";
-  controls.append(play, " speed ", speed, counter);
+  controls.append(play, ` ${say(model, "speed", "speed")} `, speed, counter);
   const width = 900, laneHeight = 26, left = 60, top = 24;
   const svg = make("svg", { width: "100%", role: "img",
                             "aria-label": "deployment timeline: one dot per request, in the lane of the instance that answered" });
@@ -69,12 +73,12 @@ function render({ model, el }) {
       if (visible) { shown += 1; if (entry.failed) failed += 1; }
     }
     head.setAttribute("x1", head.xOf(position)); head.setAttribute("x2", head.xOf(position));
-    counter.textContent = `t=${position.toFixed(2)} s  requests ${shown}, failed ${failed}`;
+    counter.textContent = say(model, "counter", "t={t} s  requests {n}, failed {failed}", { t: position.toFixed(2), n: shown, failed });
   };
   const tick = (now) => {
     if (playing && last !== null) {
       position += ((now - last) / 1000) * Number(speed.value);
-      if (position > model.get("duration")) { position = model.get("duration"); playing = false; play.textContent = "replay"; }
+      if (position > model.get("duration")) { position = model.get("duration"); playing = false; play.textContent = say(model, "replay", "replay"); }
       show();
     }
     last = now;
@@ -83,11 +87,11 @@ function render({ model, el }) {
   play.addEventListener("click", () => {
     if (position >= model.get("duration")) position = 0;
     playing = !playing;
-    play.textContent = playing ? "pause" : "play";
+    play.textContent = playing ? say(model, "pause", "pause") : say(model, "play", "play");
   });
   speed.value = String(model.get("speed"));
   speed.addEventListener("change", () => { model.set("speed", Number(speed.value)); model.save_changes(); });
-  play.textContent = "pause";
+  play.textContent = say(model, "pause", "pause");
   for (const name of ["points", "lanes", "steps", "duration", "title"]) model.on(`change:${name}`, () => { draw(); position = 0; show(); });
   draw(); show();
   frame = requestAnimationFrame(tick);

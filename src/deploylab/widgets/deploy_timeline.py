@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pathlib
 
-import anywidget
 import traitlets
+
+from deploylab.widgets.labels import LabelledWidget
 
 FAILED_LANE = "failed"
 
@@ -39,13 +40,14 @@ def timeline_data(run) -> dict:
     return {"lanes": lanes, "points": points, "steps": steps, "duration": round(duration, 3)}
 
 
-class DeploymentTimeline(anywidget.AnyWidget):
+class DeploymentTimeline(LabelledWidget):
     """Replay of a deployment: a dot per request in the lane of the instance that served it.
 
     Version 1 instances are blue, version 2 green, failed requests red. ``speed`` is the
     replay speed (1 = real time); ``position`` (seconds) follows the play head.
     """
 
+    label_table = "deploy_timeline"
     _esm = pathlib.Path(__file__).with_name("deploy_timeline.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")

@@ -5,6 +5,10 @@ const SVG = "http://www.w3.org/2000/svg";
 const COLOURS = { request: "#1a73e8", response: "#188038", hit: "#e8710a", refused: "#d93025", error: "#d93025" };
 const FILL = { client: "#e6f4ea", proxy: "#fef7e0", internet: "#f1f3f4", server: "#e8f0fe" };
 const BASE_MS = 900;
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 
 function svgEl(name, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, name);
@@ -43,8 +47,8 @@ function render({ model, el: host }) {
   const controls = htmlEl("div", "dl-rf-controls");
   controls.style.cssText = "display: flex; gap: 6px; align-items: center; margin-top: 6px";
   const playButton = htmlEl("button", "dl-rf-play");
-  const stepButton = htmlEl("button", "dl-rf-step", "step ▸");
-  const resetButton = htmlEl("button", "dl-rf-reset", "restart");
+  const stepButton = htmlEl("button", "dl-rf-step", say(model, "step", "step ▸"));
+  const resetButton = htmlEl("button", "dl-rf-reset", say(model, "restart", "restart"));
   const speedSelect = htmlEl("select", "dl-rf-speed");
   speedSelect.setAttribute("aria-label", "animation speed");
   for (const value of [0.25, 0.5, 1, 2, 4]) {
@@ -55,7 +59,7 @@ function render({ model, el: host }) {
   const modeBadge = htmlEl("span", "dl-rf-mode");
   modeBadge.style.cssText = "padding: 1px 6px; border-radius: 8px; font-size: 11px; color: #fff";
   const status = htmlEl("span", "dl-rf-status");
-  controls.append(playButton, stepButton, resetButton, htmlEl("span", null, "speed"), speedSelect, modeBadge, status);
+  controls.append(playButton, stepButton, resetButton, htmlEl("span", null, say(model, "speed", "speed")), speedSelect, modeBadge, status);
   root.append(title, layout, controls);
   host.append(root);
 
@@ -156,7 +160,7 @@ function render({ model, el: host }) {
     dot.setAttribute("visibility", "visible");
     dotLabel.setAttribute("x", x); dotLabel.setAttribute("y", y - 13); dotLabel.textContent = s.label;
     dotAddr.setAttribute("x", x); dotAddr.setAttribute("y", y + 22);
-    dotAddr.textContent = s.addr ? `from ${s.addr}` : "";
+    dotAddr.textContent = s.addr ? say(model, "from", "from {addr}", { addr: s.addr }) : "";
   }
 
   function arrive(s) {
@@ -174,11 +178,11 @@ function render({ model, el: host }) {
 
   function updateStatus() {
     const steps = model.get("steps") || [];
-    status.textContent = steps.length ? `hop ${Math.min(index + 1, steps.length)} / ${steps.length}` : "waiting for requests…";
+    status.textContent = steps.length ? say(model, "hop", "hop {n} / {total}", { n: Math.min(index + 1, steps.length), total: steps.length }) : say(model, "waiting", "waiting for requests…");
     const live = model.get("mode") === "live";
-    modeBadge.textContent = live ? "LIVE" : "scripted";
+    modeBadge.textContent = live ? say(model, "live", "LIVE") : say(model, "scripted", "scripted");
     modeBadge.style.background = live ? "#d93025" : "#5f6368";
-    playButton.textContent = model.get("playing") ? "pause ❚❚" : "play ▶";
+    playButton.textContent = model.get("playing") ? say(model, "pause", "pause ❚❚") : say(model, "play", "play ▶");
     speedSelect.value = String(model.get("speed"));
     title.textContent = model.get("title") || "";
     highlight();

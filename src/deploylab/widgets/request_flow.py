@@ -17,8 +17,9 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable, Iterable
 
-import anywidget
 import traitlets
+
+from deploylab.widgets.labels import LabelledWidget
 
 Step = dict
 
@@ -204,7 +205,7 @@ def reverse_proxy_scenario(
     return steps
 
 
-class RequestFlow(anywidget.AnyWidget):
+class RequestFlow(LabelledWidget):
     """The animated request flow (selector ``.dl-request-flow``).
 
     >>> flow = RequestFlow(forward_topology(), forward_proxy_scenario())
@@ -212,6 +213,7 @@ class RequestFlow(anywidget.AnyWidget):
     (8, 'scripted')
     """
 
+    label_table = "request_flow"
     _esm = pathlib.Path(__file__).with_name("request_flow.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")

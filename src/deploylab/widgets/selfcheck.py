@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploylab.widgets.labels import widget_labels
+
 __all__ = ["check"]
+
+#: The English words of :func:`check`; other languages come from ``labels.WIDGET_LABELS``.
+SELF_CHECK_WORDS = {
+    "unanswered": "question {question}: not answered yet. "
+    "Write your prediction in place of None, then run the cell.",
+    "right": "question {question}: right.",
+    "wrong": "question {question}: not quite (you said {answer}). Hint: {hint}",
+}
 
 
 def check(question: int | str, answer: Any, expected: Any, hint: str) -> bool | None:
@@ -29,14 +39,13 @@ def check(question: int | str, answer: Any, expected: Any, hint: str) -> bool | 
     question 1: not quite (you said 4). Hint: count the weights
     False
     """
+    # The fixed words follow the workbook's language (the same table the widgets use).
+    words = {**SELF_CHECK_WORDS, **widget_labels("selfcheck")}
     if answer is None:
-        print(
-            f"question {question}: not answered yet. "
-            "Write your prediction in place of None, then run the cell."
-        )
+        print(words["unanswered"].format(question=question))
         return None
     if answer == expected:
-        print(f"question {question}: right.")
+        print(words["right"].format(question=question))
         return True
-    print(f"question {question}: not quite (you said {answer!r}). Hint: {hint}")
+    print(words["wrong"].format(question=question, answer=repr(answer), hint=hint))
     return False

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 import pathlib
 
-import anywidget
 import traitlets
 
 from deploylab import vpc as v
+from deploylab.widgets.labels import LabelledWidget
 
 __all__ = [
     "AZ_COLOURS",
@@ -87,7 +87,7 @@ def _cidr_state(text: str) -> dict:
     }
 
 
-class CidrExplorer(anywidget.AnyWidget):
+class CidrExplorer(LabelledWidget):
     """Type a block or move the prefix slider: the 32 bits light up as network (blue) and
     host (grey), with the counts (classic and AWS) and the address's class.
 
@@ -102,6 +102,7 @@ class CidrExplorer(anywidget.AnyWidget):
     True
     """
 
+    label_table = "vpc_cidr"
     _esm = _HERE / "vpc_cidr.js"
 
     _css = _HERE / "theme.css"
@@ -257,7 +258,7 @@ def plan_segments(plan_or_vpc) -> dict:
     }
 
 
-class SubnetPlanBar(anywidget.AnyWidget):
+class SubnetPlanBar(LabelledWidget):
     """The VPC's address space as a bar: planned subnets (coloured by AZ) and free gaps.
 
     >>> bar = SubnetPlanBar(v.plan_subnets("10.0.0.0/16", [("web", 500, "a"), ("db", 200, "b")]))
@@ -265,6 +266,7 @@ class SubnetPlanBar(anywidget.AnyWidget):
     ['10.0.0.0/23', '10.0.2.0/24']
     """
 
+    label_table = "vpc_plan"
     _esm = _HERE / "vpc_plan.js"
 
     _css = _HERE / "theme.css"
@@ -451,7 +453,7 @@ def vpc_layout(vpc) -> dict:
     }
 
 
-class VpcGraph(anywidget.AnyWidget):
+class VpcGraph(LabelledWidget):
     """The VPC drawn as a graph: AZs grouping subnets (green public, blue private, orange
     VPN-only), route tables, gateways and the outside. Click a subnet to highlight its
     route table and the gateways that table reaches; ``highlight`` (node ids) marks a path,
@@ -462,6 +464,7 @@ class VpcGraph(anywidget.AnyWidget):
     'vpc'
     """
 
+    label_table = "vpc_graph"
     _esm = _HERE / "vpc_graph.js"
 
     _css = _HERE / "theme.css"
@@ -618,7 +621,7 @@ def route_lookup_steps(table, destination) -> dict:
     }
 
 
-class RouteLookupStepper(anywidget.AnyWidget):
+class RouteLookupStepper(LabelledWidget):
     """Step through a longest-prefix-match lookup: each route's prefix bits are compared with
     the destination's, matching routes light up, and the most specific one wins.
 
@@ -631,6 +634,7 @@ class RouteLookupStepper(anywidget.AnyWidget):
     True
     """
 
+    label_table = "vpc_route"
     _esm = _HERE / "vpc_route.js"
 
     _css = _HERE / "theme.css"

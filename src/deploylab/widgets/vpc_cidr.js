@@ -1,6 +1,10 @@
 // CIDR explorer: 32 bits coloured network/host, a prefix slider and the block's facts.
 // Python (deploylab.vpc) computes every fact; this file only draws and animates the bits.
 const SVG = "http://www.w3.org/2000/svg";
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 const NETWORK = [26, 115, 232], HOST = [232, 234, 237];
 
 function svgEl(name, attributes = {}, text = null) {
@@ -75,7 +79,7 @@ function render({ model, el }) {
       if (target[i] !== wanted) setTimeout(() => { target[i] = wanted; if (!frame) frame = requestAnimationFrame(animate); }, Math.abs(i - prefix) * 12);
     }
     prefixLabel.textContent = `/${prefix}`;
-    legend.textContent = `${prefix} network bits (blue) | ${32 - prefix} host bits (grey)`;
+    legend.textContent = say(model, "legend", "{network} network bits (blue) | {host} host bits (grey)", { network: prefix, host: 32 - prefix });
   };
 
   const row = (label, value) => {

@@ -2,6 +2,10 @@
 // gateways above, route tables below. Click a subnet to see its route table and where it
 // leads; a highlighted path (from Python's reach()) is traced by a moving packet.
 const SVG = "http://www.w3.org/2000/svg";
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 const FILL = { igw: "#fde293", vgw: "#fdd663", pcx: "#e6c9a8", route_table: "#f1f3f4",
                internet: "#e8f0fe", corporate: "#fce8e6", peer: "#e6f4ea" };
 
@@ -110,7 +114,7 @@ function render({ model, el }) {
       }
       svg.append(group);
     }
-    caption.textContent = model.get("caption") || "Click a subnet to see its route table and where its routes lead.";
+    caption.textContent = model.get("caption") || say(model, "hint", "Click a subnet to see its route table and where its routes lead.");
     // A packet travels along the highlighted path, hop by hop.
     const path = model.get("highlight").map((id) => byId[id]).filter(Boolean).map(centre);
     if (frame) cancelAnimationFrame(frame);

@@ -1,6 +1,10 @@
 // Subnet plan: the VPC's address space as a bar, subnets coloured by AZ, free gaps hatched.
 // Segments grow into place (requestAnimationFrame) when the plan changes.
 const SVG = "http://www.w3.org/2000/svg";
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 
 function svgEl(name, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, name);
@@ -39,7 +43,7 @@ function render({ model, el }) {
 
   const draw = () => {
     const data = model.get("layout_data");
-    title.textContent = `${data.space}: ${data.total.toLocaleString("en")} addresses`;
+    title.textContent = say(model, "title", "{space}: {total} addresses", { space: data.space, total: data.total.toLocaleString("en") });
     svg.replaceChildren();
     const defs = svgEl("defs");
     const pattern = svgEl("pattern", { id: "dl-free-hatch", width: 8, height: 8,
@@ -78,7 +82,7 @@ function render({ model, el }) {
       svg.append(svgEl("rect", { x: 10 + i * 170, y: 92, width: 14, height: 14, fill: colour }));
       svg.append(svgEl("text", { x: 30 + i * 170, y: 104, "font-size": 12 }, az));
     });
-    caption.textContent = "Click a subnet or a gap.";
+    caption.textContent = say(model, "hint", "Click a subnet or a gap.");
     const started = performance.now();
     const grow = (now) => {
       const t = Math.max(0, Math.min(1, (now - started) / 700));

@@ -2,6 +2,10 @@
 // bits, one route per step; matching routes light up, and the longest prefix wins.
 // Python (RouteTable.lookup) decides; this file replays the decision slowly.
 const SVG = "http://www.w3.org/2000/svg";
+// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
+// the English here is the fallback. "{name}" placeholders are filled from `values`.
+const say = (model, key, english, values = {}) =>
+  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 
 function svgEl(name, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, name);
@@ -22,9 +26,9 @@ function render({ model, el }) {
   input.style.cssText = "font-family: monospace; width: 140px";
   input.setAttribute("aria-label", "destination address");
   const play = document.createElement("button");
-  play.textContent = "play";
+  play.textContent = say(model, "play", "play");
   const stepButton = document.createElement("button");
-  stepButton.textContent = "step";
+  stepButton.textContent = say(model, "step", "step");
   controls.append("destination ", input, play, stepButton);
   const svg = svgEl("svg", { width: "100%", role: "img", "aria-label": "route lookup" });
   const caption = document.createElement("div");
@@ -70,7 +74,7 @@ function render({ model, el }) {
       svg.append(svgEl("text", { x: bitsX + 32 * cell + 16, y: y + 13, "font-size": 11 },
                        step.matches ? `/${step.prefixlen} ✓` : `/${step.prefixlen} ✗`));
     });
-    if (shown === 0) caption.textContent = "Press play or step: each route's network bits are compared with the destination's.";
+    if (shown === 0) caption.textContent = say(model, "hint", "Press play or step: each route's network bits are compared with the destination's.");
     else if (shown < rows.length) {
       const step = rows[shown - 1];
       caption.textContent = step.matches
@@ -83,13 +87,13 @@ function render({ model, el }) {
       last = now;
       shown += 1;
       draw();
-      if (shown >= model.get("data").steps.length) { playing = false; play.textContent = "play"; }
+      if (shown >= model.get("data").steps.length) { playing = false; play.textContent = say(model, "play", "play"); }
     }
     frame = playing ? requestAnimationFrame(tick) : null;
   };
   play.addEventListener("click", () => {
     if (shown >= model.get("data").steps.length) shown = 0;
-    playing = !playing; play.textContent = playing ? "pause" : "play"; last = null;
+    playing = !playing; play.textContent = playing ? say(model, "pause", "pause") : say(model, "play", "play"); last = null;
     if (playing && !frame) frame = requestAnimationFrame(tick);
   });
   stepButton.addEventListener("click", () => {
