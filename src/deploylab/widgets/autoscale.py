@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import html
 import itertools
+import pathlib
 import threading
 import time
 from collections.abc import Sequence
 
+import anywidget
 import bqplot
 import ipywidgets as widgets
 import numpy as np
@@ -32,6 +34,19 @@ from deploylab.autoscale.traces import TRACE_KINDS, generate_trace
 from deploylab.events import EventBus
 from deploylab.widgets.labels import widget_labels
 from deploylab.widgets.slider_names import SliderNames
+
+
+class PlotFit(anywidget.AnyWidget):
+    """Invisible helper: keeps the bqplot figures of autoscaling charts inside a page that got
+    narrower while they were scrolled out of view (see plot_fit.js).
+
+    >>> PlotFit().layout.display is None  # it hides itself in the browser, not in Python
+    True
+    """
+
+    _esm = pathlib.Path(__file__).with_name("plot_fit.js")
+    _css = pathlib.Path(__file__).with_name("theme.css")
+
 
 COLORS = {
     "demand": "#e4572e",
@@ -243,6 +258,7 @@ class AutoscaleChart(widgets.VBox):
                     ]
                 ),
                 self.cpu_figure,
+                PlotFit(),  # a figure out of view shrinks with the page too
             ]
         )
         self.add_class("dl-autoscale-chart")

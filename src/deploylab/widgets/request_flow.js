@@ -142,14 +142,46 @@ function render({ model, el: host }) {
   // --- the animation ----------------------------------------------------------------------------
   let index = 0, progress = 0, last = null, frame = null, holdUntil = 0;
   const dot = svgEl("circle", { r: 8, class: "dl-rf-dot", visibility: "hidden" });
-  const halo = { stroke: "#fff", "stroke-width": 4, "paint-order": "stroke", "stroke-linejoin": "round" };
+  // The labels travel over the nodes' coloured fills, so each one sits on its own plate in the
+  // theme's background colour (dl-panel) and keeps the theme's text colour: readable in light
+  // and dark alike, whatever it passes over.
+  const halo = { "stroke-width": 4, "paint-order": "stroke", "stroke-linejoin": "round" };
+  const plate = (name) => svgEl("rect", { rx: 3, class: `dl-panel dl-rf-plate ${name}`, visibility: "hidden" });
+  const labelPlate = plate("dl-rf-dot-label-plate");
+  const addrPlate = plate("dl-rf-dot-addr-plate");
   const dotLabel = svgEl("text", { "font-size": 11, "text-anchor": "middle", "font-weight": "bold", ...halo, class: "dl-rf-dot-label dl-halo" });
-  const dotAddr = svgEl("text", { "font-size": 10, "text-anchor": "middle", ...halo, class: "dl-halo" });
-  dotLayer.append(dot, dotLabel, dotAddr);
+  const dotAddr = svgEl("text", { "font-size": 10, "text-anchor": "middle", ...halo, class: "dl-rf-dot-addr dl-halo" });
+  dotLayer.append(dot, labelPlate, dotLabel, addrPlate, dotAddr);
+
+  function fitPlate(rect, text) {
+    let box = null;
+    try { box = text.textContent ? text.getBBox() : null; } catch (error) { box = null; }
+    if (!box || box.width < 1) { rect.setAttribute("visibility", "hidden"); return; }
+    rect.setAttribute("x", box.x - 3); rect.setAttribute("y", box.y - 1);
+    rect.setAttribute("width", box.width + 6); rect.setAttribute("height", box.height + 2);
+    rect.setAttribute("visibility", "visible");
+  }
+  // Labels near the drawing's edge (the "sees ..." of the rightmost node, a long "from" address)
+  // are moved sideways to stay inside the drawing, which shrinks with the page.
+  function keepInside(text) {
+    let box = null;
+    try { box = text.textContent ? text.getBBox() : null; } catch (error) { box = null; }
+    if (!box || box.width < 1) return;
+    const right = svg.viewBox.baseVal.width - 2;
+    const dx = box.width > right - 2 || box.x < 2 ? 2 - box.x : box.x + box.width > right ? right - box.x - box.width : 0;
+    if (!dx) return;
+    for (const node of [text, ...text.querySelectorAll("tspan")]) {
+      if (node.hasAttribute("x")) node.setAttribute("x", Number(node.getAttribute("x")) + dx);
+    }
+  }
+  function hideLabels() {
+    dotLabel.textContent = ""; dotAddr.textContent = "";
+    labelPlate.setAttribute("visibility", "hidden"); addrPlate.setAttribute("visibility", "hidden");
+  }
 
   function place(s, t) {
     const p = nodes.get(s.src), q = nodes.get(s.dst);
-    if (!p || !q) { dot.setAttribute("visibility", "hidden"); return; }
+    if (!p || !q) { dot.setAttribute("visibility", "hidden"); hideLabels(); return; }
     // A cache hit goes into the proxy and turns back: draw it as out-and-back.
     let x, y;
     x = p.x + (q.x - p.x) * t;
@@ -161,6 +193,10 @@ function render({ model, el: host }) {
     dotLabel.setAttribute("x", x); dotLabel.setAttribute("y", y - 13); dotLabel.textContent = s.label;
     dotAddr.setAttribute("x", x); dotAddr.setAttribute("y", y + 22);
     dotAddr.textContent = s.addr ? say(model, "from", "from {addr}", { addr: s.addr }) : "";
+    keepInside(dotLabel);
+    keepInside(dotAddr);
+    fitPlate(labelPlate, dotLabel);
+    fitPlate(addrPlate, dotAddr);
   }
 
   function arrive(s) {
@@ -196,7 +232,7 @@ function render({ model, el: host }) {
     if (!model.get("playing") || now < holdUntil) return;
     if (index >= steps.length) {
       dot.setAttribute("visibility", "hidden");
-      dotLabel.textContent = ""; dotAddr.textContent = "";
+      hideLabels();
       if (model.get("mode") !== "live" && steps.length) { index = 0; progress = 0; holdUntil = now + 1500; clearSeen(); updateStatus(); }
       return;
     }
@@ -216,9 +252,11 @@ function render({ model, el: host }) {
   function showSeen(node, addr) {
     const [first, ...rest] = addr.split(" (");
     node.seenText.replaceChildren();
-    const x = node.seenText.getAttribute("x");
+    const x = node.x;
+    node.seenText.setAttribute("x", x);
     node.seenText.append(svgEl("tspan", { x, dy: 0 }, `sees ${first}`));
     if (rest.length) node.seenText.append(svgEl("tspan", { x, dy: 12 }, rest.join(" (").replace(/\)$/, "")));
+    keepInside(node.seenText);
   }
 
   function clearSeen() { for (const node of nodes.values()) if (node.seenText) node.seenText.replaceChildren(); }

@@ -15,7 +15,13 @@ function svgEl(name, attributes = {}, text = null) {
 }
 
 function mix(a, b, t) {
-  return `rgb(${a.map((v, i) => Math.round(v + (b[i] - v) * t)).join(",")})`;
+  return a.map((v, i) => Math.round(v + (b[i] - v) * t));
+}
+
+// Relative luminance (WCAG) of an [r, g, b] colour, to pick the text colour for a bit's fill.
+function luminance(rgb) {
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * channel(rgb[0]) + 0.7152 * channel(rgb[1]) + 0.0722 * channel(rgb[2]);
 }
 
 function render({ model, el }) {
@@ -45,11 +51,11 @@ function render({ model, el }) {
     const x = 2 + i * cell + Math.floor(i / 8) * gap;
     const rect = svgEl("rect", { x, y: 4, width: cell - 2, height: 28, rx: 3, class: "dl-bit" });
     const text = svgEl("text", { x: x + (cell - 2) / 2, y: 23, "text-anchor": "middle",
-                                 "font-family": "monospace", "font-size": 13 }, "0");
+                                 "font-family": "monospace", "font-size": 13, class: "dl-bit-text dl-on-colour" }, "0");
     svg.append(rect, text);
     rects.push(rect); texts.push(text);
   }
-  const legend = svgEl("text", { x: 2, y: 48, "font-size": 11, fill: "#555" }, "");
+  const legend = svgEl("text", { x: 2, y: 48, "font-size": 11, class: "dl-muted" }, "");
   svg.append(legend);
   const facts = document.createElement("div");
   facts.className = "dl-vpc-cidr-facts";
@@ -67,8 +73,14 @@ function render({ model, el }) {
     for (let i = 0; i < 32; i++) {
       const delta = target[i] - level[i];
       if (Math.abs(delta) > 0.01) { level[i] += delta * 0.25; moving = true; } else level[i] = target[i];
-      rects[i].setAttribute("fill", mix(HOST, NETWORK, level[i]));
-      texts[i].setAttribute("fill", level[i] > 0.5 ? "#fff" : "#333");
+      const fill = mix(HOST, NETWORK, level[i]);
+      rects[i].setAttribute("fill", `rgb(${fill.join(",")})`);
+      // The bit's fill keeps its meaning (blue network, grey host) in both themes, so its text
+      // is chosen for the fill, not for the theme: white on dark fills, near-black on light ones.
+      // (1.05 / (L + 0.05) against white versus (L + 0.05) / 0.0645 against #202124.)
+      const onStrong = 1.05 / (luminance(fill) + 0.05) > (luminance(fill) + 0.05) / 0.0645;
+      texts[i].classList.toggle("dl-on-strong", onStrong);
+      texts[i].classList.toggle("dl-on-colour", !onStrong);
     }
     frame = moving ? requestAnimationFrame(animate) : null;
   };
@@ -83,7 +95,7 @@ function render({ model, el }) {
   };
 
   const row = (label, value) => {
-    const a = document.createElement("span"); a.textContent = label; a.style.color = "#555";
+    const a = document.createElement("span"); a.textContent = label; a.className = "dl-muted-text";
     const b = document.createElement("span"); b.textContent = value; b.style.fontFamily = "monospace";
     facts.append(a, b);
   };
@@ -93,7 +105,7 @@ function render({ model, el }) {
     slider.value = model.get("prefixlen");
     facts.replaceChildren();
     if (f.error) {
-      message.textContent = f.error; message.style.color = "#c5221f";
+      message.textContent = f.error; message.className = "dl-vpc-cidr-message dl-error-text";
       return;
     }
     f.bits.split("").forEach((bit, i) => { texts[i].textContent = bit; });
@@ -107,7 +119,7 @@ function render({ model, el }) {
                                               : `${f.aws_usable.toLocaleString("en")}  (total - 5)`);
     row("class", `${f.address_class}${f.classful_prefix ? ` (classful /${f.classful_prefix})` : " (no network/host split)"}`);
     row("kind", f.kind);
-    message.textContent = f.note; message.style.color = "#b06000";
+    message.textContent = f.note; message.className = "dl-vpc-cidr-message dl-warn-text";
   };
   const commit = () => {
     if (input.value !== model.get("text")) { model.set("text", input.value); model.save_changes(); }

@@ -44,8 +44,8 @@ function render({ model, el }) {
     const data = model.get("data");
     const error = model.get("error");
     input.value = model.get("destination");
-    if (error) { caption.textContent = error; caption.style.color = "#c5221f"; return; }
-    caption.style.color = "";
+    caption.classList.toggle("dl-error-text", Boolean(error));
+    if (error) { caption.textContent = error; return; }
     const rows = data.steps;
     const height = 40 + rowHeight * (rows.length + 1);
     svg.setAttribute("viewBox", `0 0 ${bitsX + 32 * cell + 60} ${height}`);
@@ -54,24 +54,27 @@ function render({ model, el }) {
       const x = bitsX + i * cell + Math.floor(i / 8) * 4;
       svg.append(svgEl("rect", { x, y, width: cell - 1, height: 18, fill: colour(i) }));
       svg.append(svgEl("text", { x: x + (cell - 1) / 2, y: y + 13, "text-anchor": "middle",
-                                 "font-size": 10, "font-family": "monospace" }, bit));
+                                 "font-size": 10, "font-family": "monospace", class: "dl-on-colour" }, bit));
     });
     svg.append(svgEl("text", { x: 4, y: 24, "font-weight": "bold", "font-size": 12 },
                      `destination ${data.destination}`));
     bitRow(10, data.address_bits, () => "#e8f0fe");
+    // A row not yet compared is a plain panel in the theme's colours; a compared row gets a
+    // light tint that carries its meaning, with dark text on it in both themes.
     rows.forEach((step, index) => {
       const y = 40 + index * rowHeight;
       const visible = index < shown;
       const done = shown >= rows.length;
+      const onTint = visible ? "dl-on-colour" : "";
       const fill = !visible ? "#fff" : step.winner && done ? "#ceead6" : step.matches ? "#e6f4ea" : "#f1f3f4";
       svg.append(svgEl("rect", { x: 0, y: y - 4, width: bitsX + 32 * cell + 60, height: rowHeight - 2,
                                  fill, stroke: step.winner && done ? "#188038" : "none", "stroke-width": 2,
-                                 class: step.winner && done ? "dl-route-winner" : "dl-route-row" }));
-      svg.append(svgEl("text", { x: 6, y: y + 13, "font-size": 12, "font-family": "monospace" }, step.route));
+                                 class: step.winner && done ? "dl-route-winner" : visible ? "dl-route-row" : "dl-route-row dl-panel" }));
+      svg.append(svgEl("text", { x: 6, y: y + 13, "font-size": 12, "font-family": "monospace", class: onTint }, step.route));
       if (!visible) return;
       bitRow(y, step.network_bits.slice(0, step.prefixlen).padEnd(32, " "), (i) =>
         i >= step.prefixlen ? "#fff" : i < step.agreeing_bits ? "#a8dab5" : "#f6aea9");
-      svg.append(svgEl("text", { x: bitsX + 32 * cell + 16, y: y + 13, "font-size": 11 },
+      svg.append(svgEl("text", { x: bitsX + 32 * cell + 16, y: y + 13, "font-size": 11, class: onTint },
                        step.matches ? `/${step.prefixlen} ✓` : `/${step.prefixlen} ✗`));
     });
     if (shown === 0) caption.textContent = say(model, "hint", "Press play or step: each route's network bits are compared with the destination's.");
