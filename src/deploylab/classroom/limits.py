@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploylab.grading.sandbox import own_cgroup
+
 __all__ = ["ServerLimits", "join", "make_groups", "parse_memory", "remove_groups"]
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 GROUP_PREFIX = "deploylab-classroom"
 
 
@@ -53,22 +54,6 @@ class ServerLimits:
     tasks: int = 512
 
 
-def _own(controller: str | None) -> Path | None:
-    """The hub's own cgroup directory for ``controller`` (None: the v2 unified hierarchy)."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controller is None and controllers == "":
-            if (CGROUP_ROOT / "cgroup.controllers").is_file():
-                return CGROUP_ROOT / path.lstrip("/")
-        elif controller is not None and controller in controllers.split(","):
-            return CGROUP_ROOT / controller / path.lstrip("/")
-    return None
-
-
 def _settings(limits: ServerLimits) -> list[tuple[str | None, dict[str, str]]]:
     period = 100_000
     quota = str(max(1000, int(limits.cpus * period)))
@@ -89,11 +74,11 @@ def make_groups(username: str, limits: ServerLimits) -> list[Path]:
     that group.
     """
     made: list[Path] = []
-    unified = _own(None)
+    unified = own_cgroup(None)
     for controller, values in _settings(limits):
         if (controller is None) != (unified is not None):
             continue
-        base = _own(controller)
+        base = own_cgroup(controller)
         if base is None or not base.is_dir() or not os.access(base, os.W_OK):
             continue
         directory = base / f"{GROUP_PREFIX}-{username}"
@@ -131,7 +116,7 @@ def remove_groups(username: str) -> None:
     """Kill what is left in ``username``'s groups and remove them (after the server stopped)."""
     candidates = [
         base / f"{GROUP_PREFIX}-{username}"
-        for base in (_own(None), _own("memory"), _own("cpu"), _own("pids"))
+        for base in (own_cgroup(None), own_cgroup("memory"), own_cgroup("cpu"), own_cgroup("pids"))
         if base is not None
     ]
     for directory in candidates:
@@ -153,7 +138,10 @@ def group_usage(username: str) -> dict[str, int]:
     """Bytes of memory ``username``'s server and its children use now (``memory``), where
     their control group tells."""
     usage: dict[str, int] = {}
-    for base, name in ((_own(None), "memory.current"), (_own("memory"), "memory.usage_in_bytes")):
+    for base, name in (
+        (own_cgroup(None), "memory.current"),
+        (own_cgroup("memory"), "memory.usage_in_bytes"),
+    ):
         if base is None:
             continue
         path = base / f"{GROUP_PREFIX}-{username}" / name

@@ -761,11 +761,11 @@ class _Runner:
         self,
         deadline: float,
         *,
-        msg_id: str | None = None,
+        msg_id: str | None,
         outputs: _BoundedOutputs | None = None,
     ) -> dict:
-        """Read the kernel's messages until ``msg_id`` (or, without one, the cell that is
-        running) has replied and gone idle; :class:`_Deadline` past ``deadline``."""
+        """Read the kernel's messages until ``msg_id`` has replied and gone idle;
+        :class:`_Deadline` past ``deadline``, :class:`_KernelGone` if the kernel died."""
         if self.client is None:
             raise _KernelGone
         shell, iopub = self.client.shell_channel, self.client.iopub_channel
@@ -788,24 +788,21 @@ class _Runner:
                 parent = (message or {}).get("parent_header", {}).get("msg_id")
                 if (
                     message is not None
-                    and (parent == msg_id or msg_id is None)
+                    and parent == msg_id
                     and message.get("msg_type") == "execute_reply"
                 ):
                     reply = message.get("content", {})
-                    msg_id = msg_id or parent
             if iopub.socket in events:
                 message = await _receive(iopub)
                 if message is None:
                     continue
                 parent = message.get("parent_header", {}).get("msg_id")
-                if msg_id is not None and parent != msg_id:
+                if parent != msg_id:
                     continue
                 kind = message.get("msg_type")
                 content = message.get("content", {})
                 if kind == "status" and content.get("execution_state") == "idle":
-                    if msg_id is None:
-                        msg_id = parent
-                    idle = parent == msg_id
+                    idle = True
                 elif outputs is not None:
                     outputs.add(kind, content)
         return reply

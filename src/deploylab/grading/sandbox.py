@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SandboxHandle",
     "check_available",
+    "own_cgroup",
     "prepare",
     "remove_tree",
     "sandbox_environment",
@@ -610,7 +611,7 @@ _JOIN_CGROUPS = (
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def _own_cgroup(controller: str | None) -> Path | None:
+def own_cgroup(controller: str | None) -> Path | None:
     """This process's cgroup directory for ``controller`` (None: the cgroup v2 hierarchy)."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
@@ -640,9 +641,9 @@ def _make_cgroups(limits: Limits) -> list[Path]:
     memory = str(limits.memory_bytes)
     tasks = str(limits.max_processes + 16)  # bwrap's own processes and the kernel's threads
     wanted = [
-        (_own_cgroup("memory"), {"memory.limit_in_bytes": memory}),
-        (_own_cgroup("pids"), {"pids.max": tasks}),
-        (_own_cgroup(None), {"memory.max": memory, "pids.max": tasks}),
+        (own_cgroup("memory"), {"memory.limit_in_bytes": memory}),
+        (own_cgroup("pids"), {"pids.max": tasks}),
+        (own_cgroup(None), {"memory.max": memory, "pids.max": tasks}),
     ]
     made: list[Path] = []
     for base, settings in wanted:
