@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from deploylab.balancer.config import backend_address
 from deploylab.events import EventBus
 from deploylab.http import (
     ConnectionPool,
@@ -35,22 +36,6 @@ STREAM_OVER = 256 * 1024
 
 #: Response headers that would tell the client what runs behind the proxy.
 REVEALING_HEADERS = ("Server", "X-Powered-By", "X-AspNet-Version")
-
-
-def parse_backend(url: str) -> tuple[str, int]:
-    """``(host, port)`` of a backend URL.
-
-    >>> parse_backend("http://127.0.0.1:8081")
-    ('127.0.0.1', 8081)
-    >>> parse_backend("127.0.0.1:8081")
-    Traceback (most recent call last):
-    ...
-    ValueError: backend '127.0.0.1:8081' is not an http://HOST:PORT URL
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"backend {url!r} is not an http://HOST:PORT URL")
-    return parts.hostname, parts.port or 80
 
 
 def hide_backend(headers, server_name: str = "deploylab") -> list[tuple[str, str]]:
@@ -81,7 +66,7 @@ class ReverseProxy(HTTPServer):
         if not backends:
             raise ValueError("a reverse proxy needs at least one --backend URL")
         super().__init__(self.handle, host, port, name=name, limits=limits, events=events)
-        self.backends = [parse_backend(url) for url in backends]
+        self.backends = [backend_address(url) for url in backends]
         self._turn = itertools.cycle(range(len(self.backends)))
         self.upstream_timeout = upstream_timeout
         self.add_forwarded = add_forwarded
