@@ -167,9 +167,10 @@ async def test_a_client_that_stops_mid_body_is_cut_off_with_its_backend(kind, le
     assert status_of(after) == 200  # and it keeps serving
 
 
-async def test_a_chunked_body_over_the_limit_midway_cuts_the_backend_and_answers_413():
+@pytest.mark.parametrize("kind", FRONTS)
+async def test_a_chunked_body_over_the_limit_midway_cuts_the_backend_and_answers_413(kind):
     small = Limits(max_body=64 * 1024, body_timeout=2, header_timeout=2)
-    async with SinkBackend() as backend, front("balancer", backend.url, small) as address:
+    async with SinkBackend() as backend, front(kind, backend.url, small) as address:
         reader, writer = await asyncio.open_connection(*address)
         writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         writer.write(b"8000\r\n" + b"c" * 0x8000 + b"\r\n")

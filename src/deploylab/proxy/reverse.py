@@ -7,7 +7,8 @@ Like the seed's nginx set-up, it sets ``X-Real-IP`` (``$remote_addr``), appends 
 ``X-Powered-By`` headers and never names a backend in its error pages: 502 when a backend
 cannot be reached or answers garbage, 504 when it does not answer in time (each read from
 a backend is bounded, not the whole response, so a long download is never cut). Large
-response bodies are streamed, and a client's ``Expect: 100-continue`` is answered here.
+response bodies are streamed, request bodies are forwarded as they arrive (nginx's
+``proxy_request_buffering off``), and a client's ``Expect: 100-continue`` is answered here.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ class ReverseProxy(HTTPServer):
     ) -> None:
         if not backends:
             raise ValueError("a reverse proxy needs at least one --backend URL")
-        super().__init__(self.handle, host, port, name=name, limits=limits, events=events)
+        super().__init__(
+            self.handle, host, port, name=name, limits=limits, events=events, stream_bodies=True
+        )
         self.backends = [backend_address(url) for url in backends]
         self._turn = itertools.cycle(range(len(self.backends)))
         self.upstream_timeout = upstream_timeout
@@ -109,7 +112,13 @@ class ReverseProxy(HTTPServer):
         )
         try:
             response = await self.pool.request(
-                host, port, request.method, target, headers, request.body, stream_over=STREAM_OVER
+                host,
+                port,
+                request.method,
+                target,
+                headers,
+                request.body if request.body_stream is None else request.body_stream,
+                stream_over=STREAM_OVER,
             )
         except UpstreamError as error:
             self.events.publish(
