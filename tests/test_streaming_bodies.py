@@ -2,7 +2,8 @@
 ``proxy_request_buffering off``), with backpressure, through the balancer and the reverse
 proxy: the upstream sees the first bytes before the body is complete, a 64 MiB upload leaves
 the server's own RSS bounded, a client that stalls or leaves mid-body is cut off (408) and
-its backend connection with it, and the server keeps serving.
+its backend connection with it, and the server keeps serving. The forward proxy forwards
+bodies the same way.
 
 Everything is on 127.0.0.1; every wait is bounded.
 """
@@ -20,12 +21,11 @@ from hostile_kit import ServerProcess, raw_exchange, status_of
 
 from deploylab.balancer.runtime import Balancer
 from deploylab.http import Limits
-from deploylab.proxy import ReverseProxy
+from deploylab.proxy import ForwardProxy, ReverseProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
 QUICK = Limits(header_timeout=1, body_timeout=1, keep_alive_timeout=2)
-GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 class SinkBackend:
@@ -98,20 +98,32 @@ class SinkBackend:
 
 @contextlib.asynccontextmanager
 async def front(kind: str, backend_url: str, limits: Limits = QUICK):
-    """The balancer or the reverse proxy in this process, in front of ``backend_url``."""
+    """The balancer, the reverse proxy or the forward proxy (allowed to reach the backend's
+    loopback address) in this process, in front of ``backend_url``; yields its address and
+    the request-line prefix it needs (the forward proxy takes absolute-form targets)."""
+    prefix = b""
     if kind == "balancer":
         server = await Balancer([backend_url], limits=limits, read_timeout=5).start()
         address = ("127.0.0.1", server.port)
-    else:
+    elif kind == "reverse-proxy":
         server = await ReverseProxy([backend_url], limits=limits, upstream_timeout=5).start()
         address = server.address
+    else:
+        server = await ForwardProxy(
+            allow_destinations=["127.0.0.1/32"], limits=limits, upstream_timeout=5
+        ).start()
+        address, prefix = server.address, backend_url.encode()
     try:
-        yield address
+        yield address, prefix
     finally:
         await server.stop()
 
 
-FRONTS = ["balancer", "reverse-proxy"]
+def get(prefix: bytes) -> bytes:
+    return b"GET " + prefix + b"/ HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+FRONTS = ["balancer", "reverse-proxy", "forward-proxy"]
 BODIES = {
     "content-length": (b"Content-Length: 20\r\n", b"0123456789", b"abcdefghij"),
     "chunked": (
@@ -126,9 +138,9 @@ BODIES = {
 @pytest.mark.parametrize("framing", list(BODIES))
 async def test_the_backend_sees_the_first_bytes_before_the_body_is_complete(kind, framing):
     header, first, rest = BODIES[framing]
-    async with SinkBackend() as backend, front(kind, backend.url) as address:
+    async with SinkBackend() as backend, front(kind, backend.url) as (address, prefix):
         reader, writer = await asyncio.open_connection(*address)
-        writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n" + first)
+        writer.write(b"POST " + prefix + b"/up HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n" + first)
         await asyncio.wait_for(backend.first_bytes.wait(), 0.9)  # the rest is not sent yet
         writer.write(rest)
         answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -143,9 +155,14 @@ async def test_the_backend_sees_the_first_bytes_before_the_body_is_complete(kind
 @pytest.mark.parametrize("kind", FRONTS)
 @pytest.mark.parametrize("leave", ["stall", "close"])
 async def test_a_client_that_stops_mid_body_is_cut_off_with_its_backend(kind, leave):
-    async with SinkBackend() as backend, front(kind, backend.url) as address:
+    async with SinkBackend() as backend, front(kind, backend.url) as (address, prefix):
         reader, writer = await asyncio.open_connection(*address)
-        writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+        writer.write(
+            b"POST "
+            + prefix
+            + b"/up HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+            + b"x" * 100
+        )
         await asyncio.wait_for(backend.first_bytes.wait(), 2)
         started = time.monotonic()
         if leave == "close":
@@ -159,7 +176,7 @@ async def test_a_client_that_stops_mid_body_is_cut_off_with_its_backend(kind, le
                 break
             await asyncio.sleep(0.1)
         cut_after = time.monotonic() - started
-        after = await raw_exchange(address, GET, read_timeout=2)
+        after = await raw_exchange(address, get(prefix), read_timeout=2)
     assert backend.ended == [True, False] or backend.ended[0], backend.ended
     assert cut_after < 4
     if leave == "stall":
@@ -170,9 +187,11 @@ async def test_a_client_that_stops_mid_body_is_cut_off_with_its_backend(kind, le
 @pytest.mark.parametrize("kind", FRONTS)
 async def test_a_chunked_body_over_the_limit_midway_cuts_the_backend_and_answers_413(kind):
     small = Limits(max_body=64 * 1024, body_timeout=2, header_timeout=2)
-    async with SinkBackend() as backend, front(kind, backend.url, small) as address:
+    async with SinkBackend() as backend, front(kind, backend.url, small) as (address, prefix):
         reader, writer = await asyncio.open_connection(*address)
-        writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(
+            b"POST " + prefix + b"/up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         writer.write(b"8000\r\n" + b"c" * 0x8000 + b"\r\n")
         await asyncio.wait_for(backend.first_bytes.wait(), 2)
         writer.write(b"10000\r\n" + b"c" * 0x10000 + b"\r\n")  # now 96 KiB, over 64 KiB
@@ -182,7 +201,7 @@ async def test_a_chunked_body_over_the_limit_midway_cuts_the_backend_and_answers
             if backend.ended[0]:
                 break
             await asyncio.sleep(0.1)
-        after = await raw_exchange(address, GET, read_timeout=2)
+        after = await raw_exchange(address, get(prefix), read_timeout=2)
     assert status_of(reply) == 413 and backend.ended[0]
     assert status_of(after) == 200
 
@@ -217,12 +236,29 @@ async def main():
 asyncio.run(main())
 """
 
+FORWARD_PROCESS = """
+import asyncio
+from deploylab.http import Limits
+from deploylab.proxy import ForwardProxy
 
-def _upload(port: int, seconds: float) -> bytes:
+async def main():
+    limits = Limits(max_body=1 << 30)
+    async with ForwardProxy(port={port}, limits=limits, allow_destinations=["127.0.0.1/32"]):
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+PROCESSES = {"balancer": BALANCER_PROCESS, "reverse-proxy": PROXY_PROCESS}
+PROCESSES["forward-proxy"] = FORWARD_PROCESS
+
+
+def _upload(port: int, seconds: float, prefix: bytes) -> bytes:
     """POST UPLOAD bytes as fast as the server takes them; return the answer."""
     piece = b"u" * 65536
     with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
-        sock.sendall(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % UPLOAD)
+        sock.sendall(
+            b"POST " + prefix + b"/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % UPLOAD
+        )
         for _ in range(UPLOAD // len(piece)):
             sock.sendall(piece)
         answer = b""
@@ -236,7 +272,7 @@ def _upload(port: int, seconds: float) -> bytes:
 
 @pytest.mark.parametrize("kind", FRONTS)
 def test_a_64_mib_upload_streams_with_bounded_memory(kind):
-    code = BALANCER_PROCESS if kind == "balancer" else PROXY_PROCESS
+    code = PROCESSES[kind]
 
     async def run() -> tuple[bytes, int]:
         async with SinkBackend() as backend:
@@ -255,7 +291,8 @@ def test_a_64_mib_upload_streams_with_bounded_memory(kind):
                 sampler = threading.Thread(target=sample)
                 sampler.start()
                 try:
-                    answer = await asyncio.to_thread(_upload, server.port, 60)
+                    prefix = backend.url.encode() if kind == "forward-proxy" else b""
+                    answer = await asyncio.to_thread(_upload, server.port, 60, prefix)
                 finally:
                     done.set()
                     sampler.join(2)
