@@ -30,7 +30,7 @@ def register(commands) -> None:
         group="serve",
     )
     _balancer_arguments(p)
-    p.add_argument("--config", default=None, help="TOML file (see deploylab.balancer.runtime)")
+    p.add_argument("--config", default=None, help="TOML file (see deploylab.balancer.config)")
     p.add_argument(
         "--request-events",
         action="store_true",
