@@ -169,7 +169,7 @@ def _serve_balancer(args: argparse.Namespace) -> int:
         if balancer.control is not None:
             port = balancer.control.port
             token_file = Path(args.control_token_file or default_token_file(port))
-            write_token_file(token_file, balancer.control_token)
+            write_token_file(token_file, balancer.control.token)
             print(f"control API on {balancer.control.url} (token in {token_file})", flush=True)
 
     serve_until_signal(balancer, ready)

@@ -20,6 +20,7 @@ import random
 import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Literal, get_args
@@ -177,7 +178,7 @@ def _swrr_add(peer: Peer, now: float) -> float:
     return effective
 
 
-def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = frozenset()):
+def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: AbstractSet[int] = frozenset()):
     """nginx's ``ngx_http_upstream_get_peer``: smooth weighted round robin.
 
     Skips peers that are down, tried (``id(peer)`` in ``tried``), failed out or at
@@ -190,7 +191,7 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
     ['a', 'b', 'a']
     """
     best = None
-    total = 0
+    total: float = 0
     for peer in peers:  # the checks of Peer.usable and _swrr_add, inlined: the hot path
         if peer.down or peer.draining or not peer.healthy or (tried and id(peer) in tried):
             continue
@@ -202,7 +203,7 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
             continue
         if peer.max_conns and peer.conns >= peer.max_conns:
             continue
-        weight = peer.effective_weight
+        weight: float = peer.effective_weight
         if peer.slow_start and peer.recovered_at is not None:
             weight = min(weight, peer.weight_limit(now))
         peer.current_weight += weight
@@ -219,7 +220,7 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
     return best
 
 
-def least_conn_pick(peers: Sequence[Peer], now: float, tried: set[int] = frozenset()):
+def least_conn_pick(peers: Sequence[Peer], now: float, tried: AbstractSet[int] = frozenset()):
     """nginx's ``ngx_http_upstream_get_least_conn_peer``.
 
     The peer with the fewest active connections per unit of weight, compared without
@@ -243,7 +244,7 @@ def least_conn_pick(peers: Sequence[Peer], now: float, tried: set[int] = frozens
     if best is None:
         return None
     if many:
-        total = 0
+        total: float = 0
         for i, peer in usable:
             if i < start or peer.conns * best.weight != best.conns * peer.weight:
                 continue

@@ -4,15 +4,18 @@ backpressure (each side pauses reading while the other cannot take more)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from deploylab.balancer.core import NoLiveUpstreams, Peer
+from deploylab.balancer.core import NoLiveUpstreams, Peer, Selection
 from deploylab.balancer.stats import stats_of
 
 if TYPE_CHECKING:
     from deploylab.balancer.runtime import Balancer
 
 __all__ = ["TcpClient", "l4_key"]
+
+#: What a protocol's ``transport`` is before ``connection_made`` (never used then).
+_UNCONNECTED = cast(asyncio.Transport, None)
 
 
 def l4_key(algorithm: str, key: str, address: str | None) -> str | None:
@@ -39,10 +42,10 @@ def _flow(transport, pause: bool) -> None:
 class _TcpUpstream(asyncio.Protocol):
     def __init__(self, client: TcpClient) -> None:
         self.client = client
-        self.transport = None
+        self.transport: asyncio.Transport = _UNCONNECTED
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if not self.client.transport.is_closing():
@@ -61,15 +64,15 @@ class _TcpUpstream(asyncio.Protocol):
 class TcpClient(asyncio.Protocol):
     def __init__(self, balancer: Balancer) -> None:
         self.balancer = balancer
-        self.transport = None
+        self.transport: asyncio.Transport = _UNCONNECTED
         self.upstream: _TcpUpstream | None = None
         self.buffer: list[bytes] = []
         self.peer: Peer | None = None
-        self.selection = None
+        self.selection: Selection = cast(Selection, None)  # set in connection_made
         self.started = 0.0
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
         self.balancer._clients.add(self)
         self.started = self.balancer._loop.time()
         peername = transport.get_extra_info("peername")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
@@ -102,7 +102,7 @@ class ClientConn(asyncio.Protocol):
         self.limits = balancer.limits
         self.reading_paused = False
         self.parser = httptools.HttpRequestParser(self)
-        self.transport = None
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)  # connection_made
         self.queue: deque = deque()
         self.busy = False
         self.url = b""
@@ -393,6 +393,7 @@ class L7Forwarding:
 
     upstream: Upstream
     retry: RetryPolicy
+    clock: float
     key: str
     keepalive: int
     connect_timeout: float

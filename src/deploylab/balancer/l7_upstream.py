@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import re
 import select
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
 from deploylab.balancer.core import Peer, Selection
 
 if TYPE_CHECKING:
-    from deploylab.balancer.l7 import ClientConn
-    from deploylab.balancer.runtime import Balancer
+    from deploylab.balancer.l7 import ClientConn, L7Forwarding
 
 __all__ = ["BODY_WINDOW", "MAX_RESPONSE_HEAD", "BodyPipe", "ChunkedEnd", "Exchange", "UpstreamConn"]
 
@@ -231,7 +230,7 @@ class Exchange:
         self.selection = selection
         self.started = started
         self.pipe = pipe
-        self.peer: Peer | None = None
+        self.peer: Peer = cast(Peer, None)  # chosen by the first attempt
         self.conn: UpstreamConn | None = None
         self.reused = False
         self.sent_to_client = False
@@ -268,13 +267,13 @@ class UpstreamConn(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, balancer: Balancer, peer: Peer) -> None:
+    def __init__(self, balancer: L7Forwarding, peer: Peer) -> None:
         self.balancer = balancer
         self.peer = peer
-        self.transport = None
-        self.poller = None
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)  # connection_made
+        self.poller: select.poll | None = None
         self.exchange: Exchange | None = None
-        self.parser = None
+        self.parser: httptools.HttpResponseParser | None = None
         self.parsed = False  # llhttp reached the end of the last message
         self.scanner: ChunkedEnd | None = None
         self.complete = False
@@ -342,7 +341,7 @@ class UpstreamConn(asyncio.Protocol):
             done = self.left == 0
         elif left == _CHUNKED_BODY:
             try:
-                end = self.scanner.feed(data)
+                end = cast(ChunkedEnd, self.scanner).feed(data)
             except ValueError:
                 end = None
                 self.left, self.keep_alive = _UNTIL_CLOSE, False  # llhttp raises below

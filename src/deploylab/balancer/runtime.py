@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, cast
 
 from deploylab.balancer.config import load_toml, parse_backend
 from deploylab.balancer.core import HealthCheck, Peer, RetryPolicy, Upstream
@@ -35,6 +36,9 @@ from deploylab.events import EventBus
 from deploylab.http.messages import Limits
 from deploylab.http.server import default_max_connections
 from deploylab.loopback import wait_for_signal
+
+if TYPE_CHECKING:
+    from deploylab.balancer.control import ControlServer
 
 #: ``run_until_signal`` is the shared :func:`deploylab.loopback.wait_for_signal`.
 run_until_signal = wait_for_signal
@@ -112,12 +116,13 @@ class Balancer(L7Forwarding):
         self.max_connections = max_connections or default_max_connections()
         self.control_port = control_port
         self.control_token = control_token
-        self.control = None  # the ControlServer, when control_port is set
+        self.control: ControlServer | None = None  # when control_port is set
         #: the loop's time, refreshed by the housekeeping task every 0.25 s: client and
         #: upstream read timestamps use it, so the hot path makes no clock call per read
         self.clock = 0.0
         self._server: asyncio.Server | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        #: the running loop, set by start() (nothing runs before that)
+        self._loop: asyncio.AbstractEventLoop = cast(asyncio.AbstractEventLoop, None)
         self._clients: set = set()
         self._inflight: set[Exchange] = set()
         self._tasks: list[asyncio.Task] = []
@@ -154,10 +159,10 @@ class Balancer(L7Forwarding):
         if self.control_port is not None:
             from deploylab.balancer.control import ControlServer
 
-            self.control = await ControlServer(
-                self, port=self.control_port, token=self.control_token
-            ).start()
-            self.control_token = self.control.token
+            control = ControlServer(self, port=self.control_port, token=self.control_token)
+            await control.start()
+            self.control = control
+            self.control_token = control.token
         self.bus.publish(
             "started",
             url=self.url,
@@ -329,6 +334,7 @@ class Balancer(L7Forwarding):
 
     async def _health_loop(self) -> None:
         check = self.health_check
+        assert check is not None  # this task runs only with a health check
         while True:
             peers = self.upstream.peers + self.upstream.backups
             results = await asyncio.gather(*(self._probe(p) for p in peers))
@@ -343,19 +349,21 @@ class Balancer(L7Forwarding):
             await asyncio.sleep(check.interval)
 
     async def _probe(self, peer: Peer) -> bool:
+        check = self.health_check
+        assert check is not None
         host, port = peer.name.rsplit(":", 1)
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, int(port)), self.health_check.timeout
+                asyncio.open_connection(host, int(port)), check.timeout
             )
         except (TimeoutError, OSError):
             return False
         try:
             writer.write(
-                f"GET {self.health_check.path} HTTP/1.1\r\nHost: {peer.name}\r\n"
+                f"GET {check.path} HTTP/1.1\r\nHost: {peer.name}\r\n"
                 "Connection: close\r\n\r\n".encode()
             )
-            line = await asyncio.wait_for(reader.readline(), self.health_check.timeout)
+            line = await asyncio.wait_for(reader.readline(), check.timeout)
             return line[9:10] in (b"2", b"3")
         except (TimeoutError, OSError):
             return False

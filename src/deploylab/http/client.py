@@ -189,9 +189,10 @@ class ConnectionPool:
         client fails to send it all, its :class:`HTTPError` (408, 413…) propagates.
         """
         key = (host, port)
-        stream = body if isinstance(body, RequestBody) else None
-        if stream is not None:
-            data = serialize_request(method, target, headers, body_framing=stream.length)
+        stream: RequestBody | None = None
+        if isinstance(body, RequestBody):
+            stream = body
+            data = serialize_request(method, target, headers, body_framing=body.length)
         else:
             data = serialize_request(method, target, headers, body)
         for attempt in (1, 2):
