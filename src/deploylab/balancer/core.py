@@ -9,6 +9,10 @@ passed in (``now``, seconds), never read from a clock, so tests and widgets can 
 Beyond nginx (open source) and said so where it happens: power of two choices
 (``random_two``), active health checks (:class:`HealthCheck`) and slow start.
 
+Why one module of ~750 lines: every algorithm, the failure accounting and the
+:data:`ALGORITHM_RULES` registry share :class:`Peer`'s state and are read side by side with
+the nginx C files they mirror; split, each piece would import the others' private state.
+
 >>> upstream = Upstream([Peer("a", weight=5), Peer("b"), Peer("c")])
 >>> upstream.sequence(7)
 ['a', 'a', 'b', 'a', 'c', 'a', 'a']
