@@ -79,3 +79,19 @@ def test_one_helper_runs_a_server_until_a_signal():
         if "add_signal_handler" in path.read_text(encoding="utf-8"):
             handlers.append(str(path.relative_to(PACKAGE)))
     assert handlers == ["loopback.py"]
+
+
+def test_the_cli_takes_its_algorithm_choices_from_the_registry():
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "deploylab.cli", "nginx-conf", "balancer", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    url = "http://127.0.0.1:8081"
+    refused = run("--algorithm", "fastest", "--backend", url)
+    accepted = run("--algorithm", "least-conn", "--backend", url)
+    assert refused.returncode == 2 and "'fastest'" in refused.stderr
+    assert ", ".join(ALGORITHMS) in refused.stderr
+    assert accepted.returncode == 0 and "least_conn;" in accepted.stdout

@@ -103,13 +103,21 @@ def register(commands) -> None:
     p.add_argument("--layer", type=int, choices=(4, 7), default=7)
 
 
+def _algorithm(text: str) -> str:
+    """``--algorithm`` through the core's registry (``least-conn`` means ``least_conn``)."""
+    try:
+        return check_algorithm(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _balancer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
         "--algorithm",
         default="round_robin",
-        type=check_algorithm,
+        type=_algorithm,
         choices=ALGORITHMS,
         help="how to choose a backend (nginx's names): %(choices)s",
     )
