@@ -70,8 +70,9 @@ class ConnectionPool:
     so a large response that keeps streaming is never cut.
 
     Exchanges are strict: informational (1xx) answers are read past to the final status,
-    ``Expect`` is never sent (the whole body goes at once), and a connection goes back to the
-    pool only when the response ended cleanly with nothing after it.
+    ``Expect`` is never sent (the body follows the head without waiting, whole or as it
+    arrives), and a connection goes back to the pool only when the response ended cleanly
+    with nothing after it.
 
     >>> from deploylab.http.server import HTTPServer
     >>> async def demo():

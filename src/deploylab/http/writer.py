@@ -13,8 +13,9 @@ from deploylab.http.messages import Headers, Response, reason_phrase
 
 _FRAMING = ("content-length", "transfer-encoding", "connection")
 #: Request fields the writer never sends upstream: ``Expect: 100-continue`` asks the next hop
-#: to wait before the body, but a request written here carries its whole body at once (the
-#: proxy answered the client's ``Expect`` itself, as nginx does).
+#: to wait before the body, but a request written here is followed by its body without
+#: waiting, whole or as it arrives (the proxy answered the client's ``Expect`` itself, as
+#: nginx does).
 _REQUEST_ONLY_HERE = ("expect",)
 _NO_BODY_STATUS = (204, 304)
 
