@@ -338,3 +338,21 @@ def test_a_64_mib_upload_streams_with_bounded_memory(kind):
     answer, grown = asyncio.run(run())
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"%d" % UPLOAD)
     assert grown < 24 * 1024 * 1024, f"RSS grew by {grown / 2**20:.0f} MiB for a 64 MiB upload"
+
+
+@pytest.mark.parametrize("kind", FRONTS)
+async def test_a_request_pipelined_after_a_streamed_body_gets_its_own_answer(kind):
+    async with SinkBackend() as backend, front(kind, backend.url) as (address, prefix):
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(b"POST " + prefix + b"/up HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+        await asyncio.wait_for(backend.first_bytes.wait(), 2)
+        writer.write(b"def" + get(prefix))  # the rest of the body, then a GET right behind
+        replies = b""
+        while replies.count(b"HTTP/1.1 200") < 2:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            if not chunk:
+                break
+            replies += chunk
+        writer.close()
+    first, second = replies.split(b"HTTP/1.1 200")[1:3]
+    assert first.endswith(b"\r\n\r\n6") and second.endswith(b"\r\n\r\n0")
