@@ -5,24 +5,30 @@ The core (:mod:`deploylab.balancer.core`) is pure and time is passed in; the run
 """
 
 from deploylab.balancer.backend import DemoBackend
+from deploylab.balancer.config import parse_backend
 from deploylab.balancer.core import (
+    ALGORITHM_RULES,
     ALGORITHMS,
+    Algorithm,
     HealthCheck,
     NoLiveUpstreams,
     Peer,
     RetryPolicy,
     Selection,
     Upstream,
+    check_algorithm,
     hash_key_value,
     ip_hash_value,
     ketama_points,
     least_conn_pick,
     smooth_weighted_pick,
 )
-from deploylab.balancer.runtime import Balancer, parse_backend
+from deploylab.balancer.runtime import Balancer
 
 __all__ = [
     "ALGORITHMS",
+    "ALGORITHM_RULES",
+    "Algorithm",
     "Balancer",
     "DemoBackend",
     "HealthCheck",
@@ -31,6 +37,7 @@ __all__ = [
     "RetryPolicy",
     "Selection",
     "Upstream",
+    "check_algorithm",
     "hash_key_value",
     "ip_hash_value",
     "ketama_points",

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from deploylab.balancer.core import ALGORITHMS, check_algorithm
+
 
 def register(commands) -> None:
     p = commands.add(
@@ -28,7 +30,7 @@ def register(commands) -> None:
         group="serve",
     )
     _balancer_arguments(p)
-    p.add_argument("--config", default=None, help="TOML file (see deploylab.balancer.runtime)")
+    p.add_argument("--config", default=None, help="TOML file (see deploylab.balancer.config)")
     p.add_argument(
         "--request-events",
         action="store_true",
@@ -101,13 +103,23 @@ def register(commands) -> None:
     p.add_argument("--layer", type=int, choices=(4, 7), default=7)
 
 
+def _algorithm(text: str) -> str:
+    """``--algorithm`` through the core's registry (``least-conn`` means ``least_conn``)."""
+    try:
+        return check_algorithm(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _balancer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
         "--algorithm",
         default="round_robin",
-        help="round_robin, least_conn, ip_hash, hash, hash_consistent, random_two",
+        type=_algorithm,
+        choices=ALGORITHMS,
+        help="how to choose a backend (nginx's names): %(choices)s",
     )
     p.add_argument("--key", default="$request_uri", help="hash key (hash algorithms)")
     p.add_argument(
@@ -122,68 +134,53 @@ def _balancer_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _serve_backend(args: argparse.Namespace) -> int:
-
     from deploylab.balancer.backend import DemoBackend
-    from deploylab.balancer.runtime import run_until_signal
+    from deploylab.loopback import serve_until_signal
 
-    async def main() -> None:
-        async with DemoBackend(args.port, args.host, args.name, args.work_ms) as backend:
-            print(f"backend {backend.name} listening on {backend.url}", flush=True)
-            await run_until_signal()
+    def ready(backend: DemoBackend) -> None:
+        print(f"backend {backend.name} listening on {backend.url}", flush=True)
 
-    run = _runner()
-    run(main())
+    serve_until_signal(DemoBackend(args.port, args.host, args.name, args.work_ms), ready)
     return 0
-
-
-def _runner():
-    import asyncio
-
-    try:
-        import uvloop
-
-        return uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency, but not on Windows
-        return asyncio.run
 
 
 def _serve_balancer(args: argparse.Namespace) -> int:
     from deploylab.balancer.control import default_token_file, write_token_file
-    from deploylab.balancer.runtime import Balancer, run_until_signal
+    from deploylab.balancer.runtime import Balancer
+    from deploylab.loopback import serve_until_signal
 
-    async def main() -> None:
-        if args.config:
-            balancer = Balancer.from_toml(args.config)
-        else:
-            if not args.backend:
-                raise ValueError(
-                    "no --backend given: expected at least one URL like http://127.0.0.1:8081"
-                )
-            balancer = Balancer(
-                args.backend,
-                algorithm=args.algorithm,
-                port=args.port,
-                host=args.host,
-                layer=args.layer,
-                key=args.key,
-                request_events=args.request_events,
+    if args.config:
+        balancer = Balancer.from_toml(args.config)
+    else:
+        if not args.backend:
+            raise ValueError(
+                "no --backend given: expected at least one URL like http://127.0.0.1:8081"
             )
-        if args.control is not None:
-            balancer.control_port = args.control
-        async with balancer:
-            print(
-                f"balancer (L{balancer.layer}, {balancer.upstream.algorithm}) listening on "
-                f"{balancer.url} -> {', '.join(balancer.backends)}",
-                flush=True,
-            )
-            if balancer.control is not None:
-                port = balancer.control.port
-                token_file = Path(args.control_token_file or default_token_file(port))
-                write_token_file(token_file, balancer.control_token)
-                print(f"control API on {balancer.control.url} (token in {token_file})", flush=True)
-            await run_until_signal()
+        balancer = Balancer(
+            args.backend,
+            algorithm=args.algorithm,
+            port=args.port,
+            host=args.host,
+            layer=args.layer,
+            key=args.key,
+            request_events=args.request_events,
+        )
+    if args.control is not None:
+        balancer.control_port = args.control
 
-    _runner()(main())
+    def ready(balancer: Balancer) -> None:
+        print(
+            f"balancer (L{balancer.layer}, {balancer.upstream.algorithm}) listening on "
+            f"{balancer.url} -> {', '.join(balancer.backends)}",
+            flush=True,
+        )
+        if balancer.control is not None:
+            port = balancer.control.port
+            token_file = Path(args.control_token_file or default_token_file(port))
+            write_token_file(token_file, balancer.control.token)
+            print(f"control API on {balancer.control.url} (token in {token_file})", flush=True)
+
+    serve_until_signal(balancer, ready)
     return 0
 
 

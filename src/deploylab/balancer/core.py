@@ -9,6 +9,10 @@ passed in (``now``, seconds), never read from a clock, so tests and widgets can 
 Beyond nginx (open source) and said so where it happens: power of two choices
 (``random_two``), active health checks (:class:`HealthCheck`) and slow start.
 
+Why one module of ~750 lines: every algorithm, the failure accounting and the
+:data:`ALGORITHM_RULES` registry share :class:`Peer`'s state and are read side by side with
+the nginx C files they mirror; split, each piece would import the others' private state.
+
 >>> upstream = Upstream([Peer("a", weight=5), Peer("b"), Peer("c")])
 >>> upstream.sequence(7)
 ['a', 'a', 'b', 'a', 'c', 'a', 'a']
@@ -19,18 +23,24 @@ from __future__ import annotations
 import random
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from ipaddress import ip_address
+from typing import Literal, get_args
 
 __all__ = [
     "ALGORITHMS",
+    "ALGORITHM_RULES",
+    "Algorithm",
+    "AlgorithmRule",
     "HealthCheck",
     "NoLiveUpstreams",
     "Peer",
     "RetryPolicy",
     "Selection",
     "Upstream",
+    "check_algorithm",
     "hash_key_value",
     "ip_hash_value",
     "ketama_points",
@@ -41,10 +51,38 @@ __all__ = [
 #: Algorithm names (nginx directive in brackets): ``round_robin`` (default, smooth weighted),
 #: ``least_conn``, ``ip_hash``, ``hash`` (``hash KEY``), ``hash_consistent``
 #: (``hash KEY consistent``), ``random_two`` (``random two least_conn``; power of two choices).
-ALGORITHMS = ("round_robin", "least_conn", "ip_hash", "hash", "hash_consistent", "random_two")
+Algorithm = Literal["round_robin", "least_conn", "ip_hash", "hash", "hash_consistent", "random_two"]
+ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 
-#: Algorithms that do not allow ``backup`` servers in nginx.
-_NO_BACKUP = ("ip_hash", "hash", "hash_consistent", "random_two")
+
+@dataclass(frozen=True)
+class AlgorithmRule:
+    """What one algorithm is, in one place: its nginx directive (``{key}`` stands for the
+    hash key; empty for round robin, nginx's default), whether nginx allows ``backup``
+    servers with it, and the :class:`Upstream` method that picks a primary server."""
+
+    name: Algorithm
+    directive: str
+    allows_backup: bool
+    pick: Callable[[Upstream, Selection, float], Peer | None]
+
+
+def check_algorithm(name: str) -> Algorithm:
+    """``name`` as an :data:`Algorithm` (``least-conn`` is accepted for ``least_conn``), or
+    a ValueError naming it and the choices.
+
+    >>> check_algorithm("least-conn")
+    'least_conn'
+    >>> check_algorithm("fastest")
+    Traceback (most recent call last):
+    ...
+    ValueError: algorithm 'fastest': expected one of round_robin, least_conn, ip_hash, hash, hash_consistent, random_two
+    """
+    normal = name.replace("-", "_")
+    for algorithm in ALGORITHMS:
+        if algorithm == normal:
+            return algorithm
+    raise ValueError(f"algorithm {name!r}: expected one of {', '.join(ALGORITHMS)}")
 
 
 class NoLiveUpstreams(LookupError):
@@ -144,7 +182,7 @@ def _swrr_add(peer: Peer, now: float) -> float:
     return effective
 
 
-def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = frozenset()):
+def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: AbstractSet[int] = frozenset()):
     """nginx's ``ngx_http_upstream_get_peer``: smooth weighted round robin.
 
     Skips peers that are down, tried (``id(peer)`` in ``tried``), failed out or at
@@ -157,7 +195,7 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
     ['a', 'b', 'a']
     """
     best = None
-    total = 0
+    total: float = 0
     for peer in peers:  # the checks of Peer.usable and _swrr_add, inlined: the hot path
         if peer.down or peer.draining or not peer.healthy or (tried and id(peer) in tried):
             continue
@@ -169,7 +207,7 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
             continue
         if peer.max_conns and peer.conns >= peer.max_conns:
             continue
-        weight = peer.effective_weight
+        weight: float = peer.effective_weight
         if peer.slow_start and peer.recovered_at is not None:
             weight = min(weight, peer.weight_limit(now))
         peer.current_weight += weight
@@ -186,7 +224,7 @@ def smooth_weighted_pick(peers: Sequence[Peer], now: float, tried: set[int] = fr
     return best
 
 
-def least_conn_pick(peers: Sequence[Peer], now: float, tried: set[int] = frozenset()):
+def least_conn_pick(peers: Sequence[Peer], now: float, tried: AbstractSet[int] = frozenset()):
     """nginx's ``ngx_http_upstream_get_least_conn_peer``.
 
     The peer with the fewest active connections per unit of weight, compared without
@@ -210,7 +248,7 @@ def least_conn_pick(peers: Sequence[Peer], now: float, tried: set[int] = frozens
     if best is None:
         return None
     if many:
-        total = 0
+        total: float = 0
         for i, peer in usable:
             if i < start or peer.conns * best.weight != best.conns * peer.weight:
                 continue
@@ -475,10 +513,8 @@ class Upstream:
         algorithm: str = "round_robin",
         rng: random.Random | None = None,
     ) -> None:
-        algorithm = algorithm.replace("-", "_")
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
-        self.algorithm = algorithm
+        self.algorithm: Algorithm = check_algorithm(algorithm)
+        self._rule = ALGORITHM_RULES[self.algorithm]
         self.peers: list[Peer] = []
         self.backups: list[Peer] = []
         self.rng = rng or random.Random(0)
@@ -493,7 +529,7 @@ class Upstream:
     # -- configuration ---------------------------------------------------------------------
     def add(self, peer: Peer) -> Peer:
         """Append a server (at runtime too: later requests may pick it)."""
-        if peer.backup and self.algorithm in _NO_BACKUP:
+        if peer.backup and not self._rule.allows_backup:
             raise ValueError(
                 f"backup server {peer.name!r}: not allowed with {self.algorithm} (as in nginx)"
             )
@@ -552,18 +588,13 @@ class Upstream:
             if peer.max_conns and peer.conns >= peer.max_conns:
                 return None
             return peer
-        algorithm = self.algorithm
-        if algorithm == "round_robin":
-            return smooth_weighted_pick(peers, now, sel.tried)
-        if algorithm == "least_conn":
-            return least_conn_pick(peers, now, sel.tried)
-        if algorithm == "ip_hash":
-            return self._ip_hash(sel, now)
-        if algorithm == "hash":
-            return self._hash(sel, now)
-        if algorithm == "hash_consistent":
-            return self._chash(sel, now)
-        return self._random_two(sel, now)
+        return self._rule.pick(self, sel, now)
+
+    def _round_robin(self, sel: Selection, now: float) -> Peer | None:
+        return smooth_weighted_pick(self.peers, now, sel.tried)
+
+    def _least_conn(self, sel: Selection, now: float) -> Peer | None:
+        return least_conn_pick(self.peers, now, sel.tried)
 
     def _walk(self, value: int) -> Peer:
         w = value % self.total_weight
@@ -700,3 +731,19 @@ class Upstream:
             }
             for p in self.peers + self.backups
         ]
+
+
+#: One rule per algorithm (uvicorn's ``HTTP_PROTOCOLS`` style): the CLI's ``choices``, the
+#: validation, the pick dispatch and the nginx writer all read this table.
+ALGORITHM_RULES: dict[Algorithm, AlgorithmRule] = {
+    rule.name: rule
+    for rule in (
+        AlgorithmRule("round_robin", "", True, Upstream._round_robin),
+        AlgorithmRule("least_conn", "least_conn;", True, Upstream._least_conn),
+        AlgorithmRule("ip_hash", "ip_hash;", False, Upstream._ip_hash),
+        AlgorithmRule("hash", "hash {key};", False, Upstream._hash),
+        AlgorithmRule("hash_consistent", "hash {key} consistent;", False, Upstream._chash),
+        AlgorithmRule("random_two", "random two least_conn;", False, Upstream._random_two),
+    )
+}
+assert tuple(ALGORITHM_RULES) == ALGORITHMS, "one rule per Algorithm, in the same order"

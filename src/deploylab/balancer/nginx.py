@@ -9,17 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from deploylab.balancer.core import Peer
-from deploylab.balancer.runtime import parse_backend
+from deploylab.balancer.config import parse_backend
+from deploylab.balancer.core import ALGORITHM_RULES, Peer, check_algorithm
 
 __all__ = ["nginx_config", "server_line", "upstream_block"]
-
-_DIRECTIVE = {
-    "round_robin": "",
-    "least_conn": "least_conn;",
-    "ip_hash": "ip_hash;",
-    "random_two": "random two least_conn;",
-}
 
 
 def server_line(peer: Peer) -> str:
@@ -60,20 +53,10 @@ def upstream_block(
         server 127.0.0.1:8081;
     }
     """
-    algorithm = algorithm.replace("-", "_")
+    directive = ALGORITHM_RULES[check_algorithm(algorithm)].directive
     lines = [f"upstream {name} {{"]
-    if algorithm == "hash":
-        lines.append(f"{indent}hash {key};")
-    elif algorithm == "hash_consistent":
-        lines.append(f"{indent}hash {key} consistent;")
-    elif algorithm in _DIRECTIVE:
-        if _DIRECTIVE[algorithm]:
-            lines.append(indent + _DIRECTIVE[algorithm])
-    else:
-        raise ValueError(
-            f"algorithm {algorithm!r}: expected one of round_robin, least_conn, "
-            "ip_hash, hash, hash_consistent, random_two"
-        )
+    if directive:
+        lines.append(indent + directive.format(key=key))
     lines += [indent + server_line(parse_backend(b)) for b in backends]
     if keepalive:
         lines.append(f"{indent}keepalive {keepalive};")

@@ -13,6 +13,7 @@ import collections
 import select
 import time
 
+from deploylab.http.body import RequestBody
 from deploylab.http.messages import Headers, HTTPError, Limits, Response
 from deploylab.http.parser import ResponseParser
 from deploylab.http.writer import serialize_request
@@ -69,8 +70,9 @@ class ConnectionPool:
     so a large response that keeps streaming is never cut.
 
     Exchanges are strict: informational (1xx) answers are read past to the final status,
-    ``Expect`` is never sent (the whole body goes at once), and a connection goes back to the
-    pool only when the response ended cleanly with nothing after it.
+    ``Expect`` is never sent (the body follows the head without waiting, whole or as it
+    arrives), and a connection goes back to the pool only when the response ended cleanly
+    with nothing after it.
 
     >>> from deploylab.http.server import HTTPServer
     >>> async def demo():
@@ -166,7 +168,7 @@ class ConnectionPool:
         method: str,
         target: str,
         headers: Headers,
-        body: bytes = b"",
+        body: bytes | RequestBody = b"",
         *,
         timeout: float | None = None,
         stream_over: int | None = None,
@@ -181,16 +183,28 @@ class ConnectionPool:
         consumed, each read bounded by ``timeout``) and ``length``; the connection returns
         to the pool when the stream ends cleanly. Without it, a body over
         ``limits.max_body`` is an :class:`UpstreamError`.
+
+        ``body`` may be a :class:`~deploylab.http.body.RequestBody` still arriving: it is
+        sent as it comes (chunked when its length is unknown), each write waiting until the
+        upstream has taken the previous ones; such a request is never resent. When the
+        client fails to send it all, its :class:`HTTPError` (408, 413…) propagates.
         """
         key = (host, port)
-        data = serialize_request(method, target, headers, body)
+        stream: RequestBody | None = None
+        if isinstance(body, RequestBody):
+            stream = body
+            data = serialize_request(method, target, headers, body_framing=body.length)
+        else:
+            data = serialize_request(method, target, headers, body)
         for attempt in (1, 2):
             conn = self._take_idle(key) if attempt == 1 else None
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(host, port)
             try:
-                response, keep = await self._exchange(conn, data, method, timeout, stream_over)
+                response, keep = await self._exchange(
+                    conn, data, method, timeout, stream_over, stream
+                )
             except _StreamingResponse as streaming:
                 response = streaming.head
                 per_read = timeout if timeout is not None else self.read_timeout
@@ -198,7 +212,7 @@ class ConnectionPool:
                 return response
             except _StaleConnection:
                 conn.close()
-                if reused and method in _IDEMPOTENT:
+                if reused and method in _IDEMPOTENT and stream is None:
                     continue
                 raise UpstreamError(
                     f"{host}:{port} closed the connection without answering"
@@ -220,6 +234,7 @@ class ConnectionPool:
         method: str,
         timeout: float | None,
         stream_over: int | None = None,
+        body: RequestBody | None = None,
     ):
         head = method == "HEAD"
         streaming = stream_over is not None and not head
@@ -227,6 +242,8 @@ class ConnectionPool:
         conn.writer.write(data)
         got_bytes = False
         per_read = timeout if timeout is not None else self.read_timeout
+        if body is not None:
+            await self._send_body(conn, body, per_read)
         try:
             if conn.writer.transport.get_write_buffer_size():  # (a timer only when it waits)
                 await asyncio.wait_for(conn.writer.drain(), per_read)
@@ -254,6 +271,25 @@ class ConnectionPool:
             if not got_bytes:
                 raise _StaleConnection from None
             raise UpstreamError(f"upstream connection failed: {error}") from None
+
+    async def _send_body(self, conn: _Conn, body: RequestBody, per_read: float) -> None:
+        """Write a body still arriving from the client, as it arrives, only as fast as the
+        upstream takes it. The client's errors (408, 413) propagate as they are."""
+        chunked = body.length is None
+        writer = conn.writer
+        try:
+            async for piece in body:
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                if writer.transport.get_write_buffer_size():
+                    await asyncio.wait_for(writer.drain(), per_read)
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+        except TimeoutError:
+            raise UpstreamTimeout(f"the upstream took no body data for {per_read} s") from None
+        except (ConnectionResetError, BrokenPipeError) as error:
+            raise UpstreamError(
+                f"upstream connection failed while sending the body: {error}"
+            ) from None
 
     async def _stream(self, key, conn: _Conn, parser: ResponseParser, per_read: float):
         """The body of a streamed response, piece by piece (see :meth:`request`)."""

@@ -103,6 +103,9 @@ class Request(_HeaderAccess):
     client: tuple[str, int] | None = None
     server: tuple[str, int] | None = None
     id: int = 0
+    #: the body still arriving (a :class:`deploylab.http.body.RequestBody`), when the server
+    #: streams bodies; ``body`` is then empty
+    body_stream: Any = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ import re
 
 import httptools
 
+from deploylab.http.body import RequestBody
 from deploylab.http.messages import Headers, HTTPError, Limits, Request, Response
 
 #: A ``Host`` value: a reg-name or IPv4 address, or an IPv6 literal, with an optional port
@@ -158,9 +159,12 @@ class RequestParser(_Base):
     headers are in: the server answers ``100 Continue`` so the client sends the body.
     """
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, stream_bodies: bool = False) -> None:
         super().__init__(limits or Limits())
         self._parser = httptools.HttpRequestParser(self)
+        self.stream_bodies = stream_bodies
+        self._stream: RequestBody | None = None
+        self._body_seen = 0
         self.upgraded = False
         self.closed = False
         self.expect_continue = False
@@ -199,7 +203,32 @@ class RequestParser(_Base):
             ):
                 self.expect_continue = True
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._body_seen = 0
+
+    def on_body(self, body: bytes) -> None:
+        stream = self._stream
+        if stream is None:
+            super().on_body(body)
+            return
+        self._body_seen += len(body)
+        if self._body_seen > self.limits.max_body:
+            raise HTTPError(413, f"body exceeds {self.limits.max_body} bytes")
+        stream.push(bytes(body))
+
+    @property
+    def streaming(self) -> RequestBody | None:
+        """The body of the request being read, when it streams (see ``stream_bodies``)."""
+        return self._stream
+
     def on_message_complete(self) -> None:
+        stream = self._stream
+        if stream is not None:  # its request went out with its head
+            self._stream = None
+            self._started = False
+            stream.finish()
+            return
         parser = self._parser
         self.expect_continue = False  # the body came anyway: no 100 for it any more
         self._done.append(
@@ -233,8 +262,46 @@ class RequestParser(_Base):
             if not self._done:
                 raise
             self.error = error
+        if (
+            self.stream_bodies
+            and self._stream is None
+            and self.error is None
+            and self._started
+            and self._headers_complete
+            and not self.upgraded
+            and not self.closed
+        ):
+            self._start_stream()
         done, self._done = self._done, []
         return done
+
+    def _start_stream(self) -> None:
+        """The head is in, the body is not: hand the request over now, its body to follow
+        in a :class:`RequestBody` (nginx's ``proxy_request_buffering off``)."""
+        headers = self._headers
+        chunked = any(name.lower() == "transfer-encoding" for name, _ in headers)
+        length = None if chunked else self._parser_length()
+        stream = self._stream = RequestBody(length)
+        self._body_seen = len(self._body)
+        stream.push(bytes(self._body))
+        self._body = bytearray()
+        parser = self._parser
+        self._done.append(
+            Request(
+                method=parser.get_method().decode("ascii"),
+                target=self._url.decode("latin-1"),
+                headers=headers,
+                version=parser.get_http_version(),
+                keep_alive=parser.should_keep_alive(),
+                body_stream=stream,
+            )
+        )
+
+    def _parser_length(self) -> int:
+        for name, value in self._headers:
+            if name.lower() == "content-length":
+                return int(value)
+        return 0
 
     def _feed_all(self, data: bytes) -> None:
         while True:

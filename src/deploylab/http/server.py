@@ -88,8 +88,12 @@ class HTTPServer:
         limits: Limits | None = None,
         events: EventBus | None = None,
         max_connections: int | None = None,
+        stream_bodies: bool = False,
     ) -> None:
         self.handler = handler
+        #: hand a request to the handler once its head is in, its body following in
+        #: ``request.body_stream`` (a proxy forwards it as it arrives, in bounded memory)
+        self.stream_bodies = stream_bodies
         self.host = host
         self.requested_port = port
         self.name = name
@@ -163,8 +167,9 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: HTTPServer) -> None:
         self.server = server
         self.limits = server.limits
-        self.parser = RequestParser(self.limits)
+        self.parser = RequestParser(self.limits, stream_bodies=server.stream_bodies)
         self.queue: collections.deque = collections.deque()
+        self.body_full = False  # reading paused until the handler takes more of a body
         self.worker: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_kind = ""
@@ -198,6 +203,21 @@ class _Connection(asyncio.Protocol):
             self.pump.cancel()
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
+        stream = self.parser.streaming
+        if stream is not None:  # the client left mid-body
+            stream.fail(HTTPError(400, "the client closed the connection mid-body"))
+
+    # a streamed request body: read only as fast as the handler forwards it
+    def _body_full(self) -> None:
+        self.body_full = True
+        self.transport.pause_reading()
+
+    def _body_drained(self) -> None:
+        self.body_full = False
+        if not self.closing and not self.broken and not self.parser.closed:
+            self.transport.resume_reading()
+            if self.parser.in_body:
+                self._arm(self.limits.body_timeout, "body")
 
     # write backpressure: the next answer waits until the client has read this one
     def pause_writing(self) -> None:
@@ -227,12 +247,15 @@ class _Connection(asyncio.Protocol):
             return
         if self.closing or self.broken:
             return
+        streaming = self.parser.streaming
         try:
             requests = self.parser.feed(data)
         except HTTPError as error:
             self.transport.pause_reading()
             self.broken = True
             self._disarm()
+            if streaming is not None:  # the handler forwarding it answers the error
+                streaming.fail(error)
             self._enqueue(error)
             return
         for request in requests:
@@ -249,6 +272,14 @@ class _Connection(asyncio.Protocol):
                 host=request.header("Host"),
                 headers=list(request.headers),
             )
+            stream = request.body_stream
+            if stream is not None:
+                if self.parser.expect_continue:  # 100 once the answers before it are out
+                    self.parser.expect_continue = False
+                    self._enqueue(_CONTINUE)
+                stream.on_full, stream.on_drain = self._body_full, self._body_drained
+                if stream.full:
+                    self._body_full()
             self._enqueue(request)
         if self.parser.error is not None:
             self.transport.pause_reading()
@@ -293,6 +324,13 @@ class _Connection(asyncio.Protocol):
 
     def _timeout(self) -> None:
         kind, self.timer, self.timer_kind = self.timer_kind, None, ""
+        stream = self.parser.streaming
+        if kind == "body" and stream is not None:
+            if not self.body_full:  # the client stalls (not the handler): 408 via the handler
+                self.broken = True
+                self.transport.pause_reading()
+                stream.fail(HTTPError(408, f"no body data for {self.limits.body_timeout} s"))
+            return
         if self.queue or (self.worker and not self.worker.done()):
             return
         if kind == "header" and self.parser.in_headers:
@@ -330,7 +368,7 @@ class _Connection(asyncio.Protocol):
         if self.eof:
             self.transport.close()
         elif not self.closing and not self.broken:
-            if not self.transport.is_reading() and not self.parser.closed:
+            if not self.transport.is_reading() and not self.parser.closed and not self.body_full:
                 self.transport.resume_reading()
             if self.parser.in_headers:
                 self._arm(self.limits.header_timeout, "header")
@@ -365,6 +403,11 @@ class _Connection(asyncio.Protocol):
             )
             response = Response.error(500, type(error).__name__)
         keep_alive = request.keep_alive and not self.closing and self.server._server is not None
+        stream = request.body_stream
+        if stream is not None and not stream.complete:
+            # answered before the client sent all of its body (an error, or a backend that
+            # did not wait for it): the rest would be read as the next request
+            keep_alive = False
         if response.tunnel is not None:
             keep_alive = True
         if self.transport.is_closing():

@@ -13,8 +13,9 @@ from deploylab.http.messages import Headers, Response, reason_phrase
 
 _FRAMING = ("content-length", "transfer-encoding", "connection")
 #: Request fields the writer never sends upstream: ``Expect: 100-continue`` asks the next hop
-#: to wait before the body, but a request written here carries its whole body at once (the
-#: proxy answered the client's ``Expect`` itself, as nginx does).
+#: to wait before the body, but a request written here is followed by its body without
+#: waiting, whole or as it arrives (the proxy answered the client's ``Expect`` itself, as
+#: nginx does).
 _REQUEST_ONLY_HERE = ("expect",)
 _NO_BODY_STATUS = (204, 304)
 
@@ -76,10 +77,22 @@ def serialize_response(
 
 
 def serialize_request(
-    method: str, target: str, headers: Headers, body: bytes = b"", *, keep_alive: bool = True
+    method: str,
+    target: str,
+    headers: Headers,
+    body: bytes = b"",
+    *,
+    keep_alive: bool = True,
+    body_framing: int | bool | None = False,
 ) -> bytes:
     """The bytes of a request; adds ``Content-Length`` when there is a body (or the method
     normally has one).
+
+    ``body_framing``: the head only, for a body sent after it as it arrives: its length, or
+    None for a chunked body.
+
+    >>> serialize_request("PUT", "/x", [("Host", "a")], body_framing=None)
+    b'PUT /x HTTP/1.1\\r\\nHost: a\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n'
 
     >>> serialize_request("GET", "/x", [("Host", "a")])
     b'GET /x HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n'
@@ -90,7 +103,11 @@ def serialize_request(
         raise ValueError(f"request target {target!r} contains whitespace")
     headers = [(name, value) for name, value in headers if name.lower() not in _REQUEST_ONLY_HERE]
     lines = [f"{method} {target} HTTP/1.1\r\n", *_lines(headers)]
-    if body or method in ("POST", "PUT", "PATCH"):
+    if body_framing is None:
+        lines.append("Transfer-Encoding: chunked\r\n")
+    elif body_framing is not False:
+        lines.append(f"Content-Length: {body_framing}\r\n")
+    elif body or method in ("POST", "PUT", "PATCH"):
         lines.append(f"Content-Length: {len(body)}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")

@@ -13,28 +13,17 @@ def _port(text: str) -> int:
 
 
 def _run(server) -> int:
-    import asyncio
     import logging
-    import signal
     import sys
+
+    from deploylab.loopback import serve_until_signal
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with server:
-            print(f"{server.name} listening on {server.url}", flush=True)
-            await stop.wait()
+    def ready(running) -> None:
+        print(f"{running.name} listening on {running.url}", flush=True)
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    serve_until_signal(server, ready)
     return 0
 
 

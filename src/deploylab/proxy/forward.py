@@ -162,7 +162,9 @@ class ForwardProxy(HTTPServer):
         limits: Limits | None = None,
         events: EventBus | None = None,
     ) -> None:
-        super().__init__(self.handle, host, port, name=name, limits=limits, events=events)
+        super().__init__(
+            self.handle, host, port, name=name, limits=limits, events=events, stream_bodies=True
+        )
         self.allow_clients = parse_networks(allow_clients)
         self.connect_ports = frozenset(int(p) for p in connect_ports)
         self.allow_destinations = parse_networks(allow_destinations)
@@ -304,7 +306,13 @@ class ForwardProxy(HTTPServer):
         )
         try:
             response = await self.pool.request(
-                host, port, request.method, path, headers, request.body, stream_over=STREAM_OVER
+                host,
+                port,
+                request.method,
+                path,
+                headers,
+                request.body if request.body_stream is None else request.body_stream,
+                stream_over=STREAM_OVER,
             )
         except UpstreamError as error:
             self.events.publish(

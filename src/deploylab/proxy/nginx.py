@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from deploylab.proxy.reverse import parse_backend
+from deploylab.balancer.config import backend_address
 
 
 def reverse_proxy_config(
@@ -36,7 +36,8 @@ def reverse_proxy_config(
     elif not listen_text.rpartition(":")[2].isdigit():
         raise ValueError(f"--listen {listen!r} is not a PORT or ADDRESS:PORT")
     servers = "\n".join(
-        f"        server {host}:{port};" for host, port in (parse_backend(url) for url in backends)
+        f"        server {host}:{port};"
+        for host, port in (backend_address(url) for url in backends)
     )
     if not servers:
         raise ValueError("nginx-conf reverse-proxy needs at least one --backend URL")

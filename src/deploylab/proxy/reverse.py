@@ -7,7 +7,8 @@ Like the seed's nginx set-up, it sets ``X-Real-IP`` (``$remote_addr``), appends 
 ``X-Powered-By`` headers and never names a backend in its error pages: 502 when a backend
 cannot be reached or answers garbage, 504 when it does not answer in time (each read from
 a backend is bounded, not the whole response, so a long download is never cut). Large
-response bodies are streamed, and a client's ``Expect: 100-continue`` is answered here.
+response bodies are streamed, request bodies are forwarded as they arrive (nginx's
+``proxy_request_buffering off``), and a client's ``Expect: 100-continue`` is answered here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import itertools
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from deploylab.balancer.config import backend_address
 from deploylab.events import EventBus
 from deploylab.http import (
     ConnectionPool,
@@ -35,22 +37,6 @@ STREAM_OVER = 256 * 1024
 
 #: Response headers that would tell the client what runs behind the proxy.
 REVEALING_HEADERS = ("Server", "X-Powered-By", "X-AspNet-Version")
-
-
-def parse_backend(url: str) -> tuple[str, int]:
-    """``(host, port)`` of a backend URL.
-
-    >>> parse_backend("http://127.0.0.1:8081")
-    ('127.0.0.1', 8081)
-    >>> parse_backend("127.0.0.1:8081")
-    Traceback (most recent call last):
-    ...
-    ValueError: backend '127.0.0.1:8081' is not an http://HOST:PORT URL
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"backend {url!r} is not an http://HOST:PORT URL")
-    return parts.hostname, parts.port or 80
 
 
 def hide_backend(headers, server_name: str = "deploylab") -> list[tuple[str, str]]:
@@ -80,8 +66,10 @@ class ReverseProxy(HTTPServer):
     ) -> None:
         if not backends:
             raise ValueError("a reverse proxy needs at least one --backend URL")
-        super().__init__(self.handle, host, port, name=name, limits=limits, events=events)
-        self.backends = [parse_backend(url) for url in backends]
+        super().__init__(
+            self.handle, host, port, name=name, limits=limits, events=events, stream_bodies=True
+        )
+        self.backends = [backend_address(url) for url in backends]
         self._turn = itertools.cycle(range(len(self.backends)))
         self.upstream_timeout = upstream_timeout
         self.add_forwarded = add_forwarded
@@ -124,7 +112,13 @@ class ReverseProxy(HTTPServer):
         )
         try:
             response = await self.pool.request(
-                host, port, request.method, target, headers, request.body, stream_over=STREAM_OVER
+                host,
+                port,
+                request.method,
+                target,
+                headers,
+                request.body if request.body_stream is None else request.body_stream,
+                stream_over=STREAM_OVER,
             )
         except UpstreamError as error:
             self.events.publish(

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 
 import traitlets
 
-from deploylab.balancer.core import NoLiveUpstreams, Peer, Upstream, ip_hash_value
+from deploylab.balancer.core import (
+    NoLiveUpstreams,
+    Peer,
+    Upstream,
+    check_algorithm,
+    ip_hash_value,
+)
 from deploylab.widgets.labels import LabelledWidget
 
 __all__ = ["BalancerWidget", "balancer_scenario", "scale_figure", "scenario_figure"]
@@ -55,7 +61,7 @@ def balancer_scenario(
     """
     names = [chr(ord("a") + i) for i in range(len(weights))]
     columns = []
-    for algorithm in algorithms:
+    for algorithm in [check_algorithm(name) for name in algorithms]:
         upstream = Upstream(
             [Peer(n, weight=w) for n, w in zip(names, weights, strict=True)], algorithm
         )
@@ -133,7 +139,7 @@ class BalancerWidget(LabelledWidget):
         **kwargs,
     ) -> None:
         self._settings = {
-            "algorithms": list(algorithms),
+            "algorithms": [check_algorithm(name) for name in algorithms],
             "weights": list(weights),
             "requests": requests,
         }
