@@ -72,7 +72,7 @@ MAX_TRAFFIC_REQUESTS = 3000
 #: Answers each client of the change traffic gets before the change is applied, and after
 #: the learner's steps are done (requests begun after them): traffic is flowing when the
 #: steps start and still flows once they end, counted in requests rather than waited for.
-TRAFFIC_BEFORE, TRAFFIC_AFTER = 3, 2
+TRAFFIC_BEFORE, TRAFFIC_AFTER = 3, 3
 _LEVEL = re.compile(r"\[(emerg|alert|crit|error)\] (?:\d+#\d+: )?(.*)")
 
 
@@ -157,8 +157,10 @@ class _Nginx:
     def install(self, site: str) -> None:
         (self.prefix / "site.conf").write_text(site)
 
-    def test(self, site_file: str = "site.conf") -> tuple[bool, str]:
-        """``nginx -t`` on the main config (including ``site_file``)."""
+    async def test(self, site_file: str = "site.conf") -> tuple[bool, str]:
+        """``nginx -t`` on the main config (including ``site_file``), without blocking the
+        event loop: the change traffic keeps flowing while a learner's ``nginx -t`` runs,
+        and a job's two files are tested at once."""
         config = self.config
         if site_file != "site.conf":
             config = self.prefix / "nginx-candidate.conf"
@@ -167,27 +169,20 @@ class _Nginx:
                     str(self.prefix / "site.conf"), str(self.prefix / site_file)
                 )
             )
+        process = await asyncio.create_subprocess_exec(
+            *(self.binary, "-t", "-q", "-e", "stderr", "-p", str(self.prefix), "-c", str(config)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
-            done = subprocess.run(
-                [
-                    self.binary,
-                    "-t",
-                    "-q",
-                    "-e",
-                    "stderr",
-                    "-p",
-                    str(self.prefix),
-                    "-c",
-                    str(config),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
+            _, errors = await asyncio.wait_for(process.communicate(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
             return False, "nginx -t did not finish within 5 s"
-        return done.returncode == 0, first_error(done.stderr)
+        return process.returncode == 0, first_error(errors.decode("utf-8", "replace"))
 
     def _new_log(self) -> str:
         try:
@@ -382,12 +377,16 @@ class _Job:
         await asyncio.gather(*(app.start() for app in self.apps))
         self.phase("apps")
         nginx.install(self.job["site"])
-        ok, message = nginx.test()
-        self.result["config_test"] = {"ok": ok, "message": message}
         change = self.job.get("change")
+        files = ["site.conf"]
         if change is not None:
             (nginx.prefix / "site-next.conf").write_text(change["site"])
-            ok_next, message_next = nginx.test("site-next.conf")
+            files.append("site-next.conf")
+        tested = await asyncio.gather(*(nginx.test(name) for name in files))
+        ok, message = tested[0]
+        self.result["config_test"] = {"ok": ok, "message": message}
+        if change is not None:
+            ok_next, message_next = tested[1]
             self.result["change_test"] = {"ok": ok_next, "message": message_next}
             ok = ok and ok_next
         self.phase("test")
@@ -486,7 +485,7 @@ class _Job:
     async def _step(self, nginx: _Nginx, step: str) -> tuple[bool, str]:
         action = STEPS.get(normalise_step(step) or "")
         if action == "test":
-            return nginx.test()
+            return await nginx.test()
         if action == "reload":
             return await nginx.reload()
         if action == "start":
