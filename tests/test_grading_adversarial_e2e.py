@@ -18,6 +18,7 @@ from pathlib import Path
 import adversarial as corpus
 import nbformat
 import pytest
+from test_grading_pipeline import seed_gradebook
 
 from deploylab.cli import main
 from deploylab.grading.course import Course
@@ -86,6 +87,7 @@ def graded_class(tmp_path_factory):
     root = base / "autograder"
     shutil.copytree(ROOT / "autograder" / "source", root / "source")
     shutil.copy(ROOT / "autograder" / "nbgrader_config.py", root / "nbgrader_config.py")
+    seed_gradebook(root)
     course = Course.locate(root, base / "labs")
     course_args = ["--course", str(course.root), "--labs-dir", str(course.labs_dir)]
     status, _ = _run_cli("grade", "release", LAB, *course_args)

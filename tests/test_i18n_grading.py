@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_grading_pipeline import seed_gradebook
 
 from deploylab.grading.autograde import sandbox_problem
 from deploylab.grading.cli import main  # the `deploylab grade …` commands
@@ -67,6 +68,7 @@ def test_korean_submission_grades_exactly_as_the_english_one(lab, tmp_path, caps
     course = tmp_path / "autograder"
     shutil.copytree(SOURCE, course / "source")
     shutil.copy(ROOT / "autograder" / "nbgrader_config.py", course / "nbgrader_config.py")
+    seed_gradebook(course)
     answers = solutions(lab)
     first = dict([next(iter(answers.items()))])
     submissions = tmp_path / "submissions"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -96,24 +97,44 @@ def rejection(template: str, scenario: dict = PROXY_LESSON) -> str:
     return message
 
 
-@pytest.fixture(params=["fresh uid", "user namespace"])
-def lab_sandbox(request, monkeypatch):
-    """Both sandbox modes: as root with a fresh uid, and bwrap's user namespace (uid 65534)."""
+@pytest.fixture(scope="module", params=["fresh uid", "user namespace"])
+def lab_sandbox_mode(request):
+    """Both sandbox modes: as root with a fresh uid, and bwrap's user namespace (uid 65534).
+
+    Module-scoped, so pytest runs the tests of one mode together and they share one sandbox
+    session (a sandbox and a Python in it: about a second on a busy machine), as a grading
+    run does; a test that breaks the session gets a new one (:func:`runner.run_job`)."""
     require_lab_sandbox()
-    if request.param == "user namespace":
-        problem = sandbox._probe(sandbox.check_available(), privileged=False)
-        if problem:
-            pytest.skip(f"user namespaces are not available here: {problem}")
-        monkeypatch.setattr(sandbox, "_privileged_mode", lambda: False)
-    elif not sandbox._privileged_mode():
-        pytest.skip("needs root (the fresh-uid mode)")
-    monkeypatch.setattr(runner, "_SESSION", None)
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "user namespace":
+            problem = sandbox._probe(sandbox.check_available(), privileged=False)
+            if problem:
+                pytest.skip(f"user namespaces are not available here: {problem}")
+            patch.setattr(sandbox, "_privileged_mode", lambda: False)
+        elif not sandbox._privileged_mode():
+            pytest.skip("needs root (the fresh-uid mode)")
+        patch.setattr(runner, "_SESSION", None)
+        yield request.param
+        if runner._SESSION is not None:
+            runner._SESSION.close()
+
+
+@pytest.fixture
+def lab_sandbox(lab_sandbox_mode, monkeypatch):
+    """The mode's shared session, and no result remembered from an earlier test."""
     from deploylab.nginx_lab import checks
 
     monkeypatch.setattr(checks, "_CACHE", {})
-    yield request.param
+    return lab_sandbox_mode
+
+
+@pytest.fixture
+def fresh_lab_sandbox(lab_sandbox):
+    """Like ``lab_sandbox``, but no session has been started yet."""
     if runner._SESSION is not None:
         runner._SESSION.close()
+        runner._SESSION = None
+    return lab_sandbox
 
 
 # ---------------------------------------------------------------------------------------
@@ -406,6 +427,19 @@ def test_try_site_shows_what_the_app_saw(lab_sandbox, capsys, monkeypatch):
     assert "does nothing while the notebook is graded" in capsys.readouterr().out
 
 
+def test_no_sandbox_where_its_module_cannot_be_imported(monkeypatch):
+    """A grading kernel sees only the package files its setup cells import: the lab's setup
+    cell calls warm_up() there, which must find no sandbox instead of failing the cell."""
+    import deploylab.grading
+
+    monkeypatch.setitem(sys.modules, "deploylab.grading.sandbox", None)
+    monkeypatch.delattr(deploylab.grading, "sandbox", raising=False)
+    monkeypatch.setattr(runner, "_SESSION", None)
+    assert runner.sandbox_available() is False
+    runner.warm_up()
+    assert runner._SESSION is None
+
+
 def test_root_never_runs_a_submitted_config_without_the_sandbox(monkeypatch):
     if os.geteuid() != 0:
         pytest.skip("about what root does")
@@ -415,7 +449,7 @@ def test_root_never_runs_a_submitted_config_without_the_sandbox(monkeypatch):
 
 
 @pytest.mark.nginx
-def test_a_session_leaves_nothing_on_the_host(lab_sandbox):
+def test_a_session_leaves_nothing_on_the_host(fresh_lab_sandbox):
     """The sandbox's files live in its own tmpfs: once it runs, the host keeps no directory
     for it (a grader killed with SIGKILL leaves nothing behind), and closing it ends bwrap."""
     runner.warm_up()

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "deploylab.balancer.cli",
     "deploylab.autoscale.cli",
     "deploylab.deploy.cli",
+    "deploylab.nginx_lab.cli",
     "deploylab.classroom.cli",
     "deploylab.i18n.cli",
 )

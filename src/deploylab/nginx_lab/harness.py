@@ -17,9 +17,11 @@ reads one job as JSON on stdin, then:
 5. stops nginx (its process group, by PID) and the apps, and prints one line: the job's token
    followed by the result as JSON.
 
-Every wait is bounded: each request, each step, and the whole job (``deadline`` seconds).
-It imports nothing heavier than asyncio and the demo backend, so a job starts quickly. It
-never reads ``/proc`` (the sandbox has none, so nginx cannot reach this process's pipes).
+Every wait is bounded: each request, each step, and the whole job (``deadline`` seconds),
+and waits for events (a worker's start in nginx's log, an answer to each client), not for
+fixed times. It imports nothing heavier than asyncio and the demo backend (and that only
+when a job runs: the checks import this module for :data:`STEPS`), so a job starts quickly.
+It never reads ``/proc`` (the sandbox has none, so nginx cannot reach this process's pipes).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from deploylab.balancer.backend import DemoBackend
+if TYPE_CHECKING:
+    from deploylab.balancer.backend import DemoBackend
 
 __all__ = ["STEPS", "main", "main_config", "normalise_step", "run_one", "serve"]
 
@@ -65,6 +69,10 @@ TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 MAX_ANSWER_BYTES = 64 * 1024
 #: Requests the change traffic may send in all (it also stops at the job's deadline).
 MAX_TRAFFIC_REQUESTS = 3000
+#: Answers each client of the change traffic gets before the change is applied, and after
+#: the learner's steps are done (requests begun after them): traffic is flowing when the
+#: steps start and still flows once they end, counted in requests rather than waited for.
+TRAFFIC_BEFORE, TRAFFIC_AFTER = 3, 3
 _LEVEL = re.compile(r"\[(emerg|alert|crit|error)\] (?:\d+#\d+: )?(.*)")
 
 
@@ -149,8 +157,10 @@ class _Nginx:
     def install(self, site: str) -> None:
         (self.prefix / "site.conf").write_text(site)
 
-    def test(self, site_file: str = "site.conf") -> tuple[bool, str]:
-        """``nginx -t`` on the main config (including ``site_file``)."""
+    async def test(self, site_file: str = "site.conf") -> tuple[bool, str]:
+        """``nginx -t`` on the main config (including ``site_file``), without blocking the
+        event loop: the change traffic keeps flowing while a learner's ``nginx -t`` runs,
+        and a job's two files are tested at once."""
         config = self.config
         if site_file != "site.conf":
             config = self.prefix / "nginx-candidate.conf"
@@ -159,27 +169,20 @@ class _Nginx:
                     str(self.prefix / "site.conf"), str(self.prefix / site_file)
                 )
             )
+        process = await asyncio.create_subprocess_exec(
+            *(self.binary, "-t", "-q", "-e", "stderr", "-p", str(self.prefix), "-c", str(config)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
-            done = subprocess.run(
-                [
-                    self.binary,
-                    "-t",
-                    "-q",
-                    "-e",
-                    "stderr",
-                    "-p",
-                    str(self.prefix),
-                    "-c",
-                    str(config),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
+            _, errors = await asyncio.wait_for(process.communicate(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
             return False, "nginx -t did not finish within 5 s"
-        return done.returncode == 0, first_error(done.stderr)
+        return process.returncode == 0, first_error(errors.decode("utf-8", "replace"))
 
     def _new_log(self) -> str:
         try:
@@ -349,25 +352,44 @@ class _Job:
             "requests": [],
             "change": None,
             "error_log": [],
+            # Seconds each phase took (apps, test, start, requests, change, close): where a
+            # job's time goes, for the lab's benchmark (``deploylab bench nginx-lab``).
+            "phases": {},
         }
+        self._phase_started = self.started_at
+
+    def phase(self, name: str) -> None:
+        """Record that phase ``name`` ends now (it began where the previous one ended)."""
+        now = time.monotonic()
+        self.result["phases"][name] = round(now - self._phase_started, 4)
+        self._phase_started = now
 
     def remaining(self, at_most: float) -> float:
         return max(0.05, min(at_most, self.deadline - time.monotonic()))
 
     async def run(self, nginx: _Nginx) -> None:
-        for app in self.job["backends"]:
-            backend = DemoBackend(int(app["port"]), app["host"], app["name"], record=self.records)
-            await backend.start()
-            self.apps.append(backend)
+        from deploylab.balancer.backend import DemoBackend
+
+        self.apps = [
+            DemoBackend(int(app["port"]), app["host"], app["name"], record=self.records)
+            for app in self.job["backends"]
+        ]
+        await asyncio.gather(*(app.start() for app in self.apps))
+        self.phase("apps")
         nginx.install(self.job["site"])
-        ok, message = nginx.test()
-        self.result["config_test"] = {"ok": ok, "message": message}
         change = self.job.get("change")
+        files = ["site.conf"]
         if change is not None:
             (nginx.prefix / "site-next.conf").write_text(change["site"])
-            ok_next, message_next = nginx.test("site-next.conf")
+            files.append("site-next.conf")
+        tested = await asyncio.gather(*(nginx.test(name) for name in files))
+        ok, message = tested[0]
+        self.result["config_test"] = {"ok": ok, "message": message}
+        if change is not None:
+            ok_next, message_next = tested[1]
             self.result["change_test"] = {"ok": ok_next, "message": message_next}
             ok = ok and ok_next
+        self.phase("test")
         if not ok:
             return
         started, message = await nginx.start()
@@ -375,12 +397,15 @@ class _Job:
         if not started:
             return
         self.result["listening"] = await self._listening()
+        self.phase("start")
         for request in self.job.get("requests", []):
             if time.monotonic() >= self.deadline:
                 break
             self.result["requests"].append(await self._observed(request))
+        self.phase("requests")
         if change is not None:
             self.result["change"] = await self._change(nginx, change)
+            self.phase("change")
 
     async def _listening(self) -> bool:
         try:
@@ -400,14 +425,21 @@ class _Job:
     async def _change(self, nginx: _Nginx, change: dict) -> dict:
         counts = {"sent": 0, "failed": 0, "failures": {}}
         stop = asyncio.Event()
+        answered = asyncio.Event()
         traffic = change["traffic"]
+        # Per client: requests begun and requests finished (each client sends one at a time).
+        begun = [0] * len(traffic)
+        finished = [0] * len(traffic)
 
-        async def client(request: dict) -> None:
+        async def client(number: int, request: dict) -> None:
             while not stop.is_set() and counts["sent"] < MAX_TRAFFIC_REQUESTS:
                 if time.monotonic() >= self.deadline:
                     return
                 counts["sent"] += 1
+                begun[number] += 1
                 outcome = await _request(request, self.listen, self.remaining(1))
+                finished[number] += 1
+                answered.set()
                 failure = outcome["error"] or (
                     None if outcome["status"] == 200 else f"status {outcome['status']}"
                 )
@@ -416,8 +448,20 @@ class _Job:
                     counts["failures"][failure] = counts["failures"].get(failure, 0) + 1
                 await asyncio.sleep(0.002)
 
-        clients = [asyncio.ensure_future(client(request)) for request in traffic]
-        await asyncio.sleep(0.15)
+        async def every_client_finished(targets: list[int]) -> None:
+            """Until each client has finished its request number ``targets[i]`` (or time is up)."""
+            while any(done < target for done, target in zip(finished, targets, strict=True)):
+                if time.monotonic() >= self.deadline or all(task.done() for task in clients):
+                    return
+                answered.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(answered.wait(), self.remaining(1))
+
+        clients = [
+            asyncio.ensure_future(client(number, request)) for number, request in enumerate(traffic)
+        ]
+        # Traffic flows before the change (every client has had its answers) ...
+        await every_client_finished([TRAFFIC_BEFORE] * len(traffic))
         nginx.install(change["site"])
         steps = []
         for step in change["steps"]:
@@ -425,7 +469,8 @@ class _Job:
             steps.append({"step": step, "ok": ok, "message": message})
             if not ok:
                 break
-        await asyncio.sleep(0.2)
+        # ... and after it: every client has sent whole requests once the steps were done.
+        await every_client_finished([count + TRAFFIC_AFTER for count in begun])
         stop.set()
         await asyncio.wait(clients, timeout=self.remaining(3))
         for task in clients:
@@ -440,7 +485,7 @@ class _Job:
     async def _step(self, nginx: _Nginx, step: str) -> tuple[bool, str]:
         action = STEPS.get(normalise_step(step) or "")
         if action == "test":
-            return nginx.test()
+            return await nginx.test()
         if action == "reload":
             return await nginx.reload()
         if action == "start":
@@ -465,6 +510,7 @@ class _Job:
             with contextlib.suppress(Exception):
                 await app.stop()
         self.result["error_log"] = nginx.log_tail()
+        self.phase("close")
         self.result["seconds"] = round(time.monotonic() - self.started_at, 3)
 
 
@@ -494,7 +540,12 @@ def run_one(job: dict) -> str:
 
 def serve() -> int:
     """Print ``ready``, then run each job read as one JSON line on stdin in a fresh prefix
-    under ``/tmp`` (the sandbox's private tmpfs), answering one line each, until EOF."""
+    under ``/tmp`` (the sandbox's private tmpfs), answering one line each, until EOF.
+
+    The demo apps' module is loaded before ``ready``, while the session warms up, not in
+    the first job."""
+    import deploylab.balancer.backend  # noqa: F401
+
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     for number, line in enumerate(sys.stdin, start=1):

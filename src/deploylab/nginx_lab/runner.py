@@ -73,9 +73,14 @@ def sandbox_available() -> bool:
     inside a sandbox that forbids making namespaces, such as a grading kernel's).
 
     Asks :mod:`deploylab.grading.sandbox`'s probes directly: its ``check_available`` raises
-    an error class whose module loads nbformat, seconds of start-up in a kernel.
+    an error class whose module loads nbformat, seconds of start-up in a kernel. A grading
+    kernel cannot even import that module (it sees only the package files its setup cells
+    need), which also means no sandbox here.
     """
-    from deploylab.grading import sandbox
+    try:
+        from deploylab.grading import sandbox
+    except ImportError:
+        return False
 
     bwrap = sandbox._bwrap_path()
     if bwrap is None:
