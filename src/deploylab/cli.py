@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "deploylab.deploy.cli",
     "deploylab.classroom.cli",
     "deploylab.i18n.cli",
+    "deploylab.export.cli",
 )
 
 #: Groups of subcommands shared by several topics: ``deploylab serve origin``,
