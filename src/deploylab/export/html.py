@@ -2,7 +2,7 @@
 with no kernel and no network, and as PDF for printing.
 
 A lesson is executed like the tests execute it (a fresh kernel in the lesson's directory; its
-servers start and stop within the run). nbclient stores the widget state in the notebook's
+servers start and stop within the run). The kernel's widget state is kept in the notebook's
 metadata, anywidget's state carries each widget's ESM and the recorded animation data, and
 ``templates/offline.html.j2`` inlines the widget manager (:mod:`.widget_manager`), so the file
 needs nothing but a browser.
@@ -10,6 +10,7 @@ needs nothing but a browser.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -68,26 +69,41 @@ def lesson_paths(root: Path, names: Sequence[str], lang: Language) -> list[Path]
     return chosen
 
 
-def execute_lesson(path: Path, lang: str = "en", timeout: int = 180):
+#: Run after the lesson, in its kernel: every live widget's state, as ipywidgets embeds it.
+_DUMP_WIDGET_STATE = (
+    "import json as _json, ipywidgets as _widgets\n"
+    "print(_json.dumps(_widgets.Widget.get_manager_state(drop_defaults=False)))"
+)
+
+
+def execute_lesson(path: Path, lang: str = "en", timeout: int = 180, widget_state: bool = False):
     """Run a notebook top to bottom in a fresh kernel, in its own directory; raises on error.
 
     ``lang`` is the workbook language the kernel sees (as ``deploylab lab --lang`` sets it),
-    so widgets label themselves in that language. The widget state is kept in the notebook's
-    metadata (nbclient's ``store_widget_state``), which is what the HTML export embeds.
+    so widgets label themselves in that language. With ``widget_state``, the state of every
+    widget still open when the lesson ends is asked of the kernel and kept in the notebook's
+    metadata, for the HTML export: nbclient's own record misses the updates a live server
+    makes from a background task (they answer no cell), such as the requests a live request
+    flow drew.
     """
     import nbformat
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
     os.environ[LANGUAGE_VARIABLE] = lang
+    if widget_state:
+        notebook.cells.append(nbformat.v4.new_code_cell(_DUMP_WIDGET_STATE))
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
-        store_widget_state=True,
         resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
+    if widget_state:
+        dump = notebook.cells.pop()
+        printed = "".join(output.get("text", "") for output in dump.outputs)
+        notebook.metadata["widgets"] = {WIDGET_STATE_MIMETYPE: json.loads(printed)}
     return notebook
 
 
@@ -108,7 +124,9 @@ def has_math(notebook) -> bool:
     return any(cell.cell_type == "markdown" and _TEX.search(cell.source) for cell in notebook.cells)
 
 
-def notebook_html(notebook, title: str, theme: str = "light", scripts=None) -> str:
+def notebook_html(
+    notebook, title: str, theme: str = "light", scripts=None, lang: str = "en"
+) -> str:
     """An executed notebook as one standalone HTML page: the widget manager, each widget
     library the widget state names and MathJax (if the prose has TeX) are inlined."""
     from nbconvert import HTMLExporter
@@ -119,6 +137,7 @@ def notebook_html(notebook, title: str, theme: str = "light", scripts=None) -> s
         template_file="offline.html.j2",
         theme=theme,
         embed_images=True,
+        language_code=lang,  # <html lang>, so a screen reader reads the Korean copy in Korean
     )
     scripts = dict(scripts if scripts is not None else widget_manager.scripts())
     state = notebook.metadata.get("widgets", {}).get(WIDGET_STATE_MIMETYPE, {})
@@ -153,16 +172,19 @@ def export_lessons(
     written = []
     for path in paths:
         log(f"export: executing {path.relative_to(root) if path.is_relative_to(root) else path}")
-        notebook = execute_lesson(path, lang=edition.code)
+        notebook = execute_lesson(path, lang=edition.code, widget_state=True)
         title = notebook.metadata.get("deploylab", {}).get("title", path.stem)
         html_path = out / f"{path.stem}.html"
-        html_path.write_text(notebook_html(notebook, title, theme, scripts), encoding="utf-8")
+        html_path.write_text(
+            notebook_html(notebook, title, theme, scripts, edition.code), encoding="utf-8"
+        )
         log(f"export: wrote {html_path}")
-        pdf_path = None
-        if pdf:
-            from .pdf import print_to_pdf
+        written.append(
+            ExportedLesson(path, html_path, html_path.with_suffix(".pdf") if pdf else None)
+        )
+    if pdf:
+        from .pdf import print_to_pdf
 
-            pdf_path = print_to_pdf(html_path, html_path.with_suffix(".pdf"))
-            log(f"export: wrote {pdf_path}")
-        written.append(ExportedLesson(path, html_path, pdf_path))
+        for printed in print_to_pdf([(copy.html, copy.pdf) for copy in written]):
+            log(f"export: wrote {printed}")
     return written

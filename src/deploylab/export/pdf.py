@@ -7,6 +7,8 @@ one), the widgets are given time to render from their embedded state, then Chrom
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 #: Chromium flags for a quiet headless run in a closed network (without the background
@@ -58,8 +60,17 @@ def block_network(page_or_context) -> list[str]:
     return refused
 
 
-def print_to_pdf(html: Path, pdf: Path, timeout_s: float = 60) -> Path:
-    """Open ``html`` offline in Chromium, wait for its widgets, print it to ``pdf``."""
+def print_to_pdf(pages: Sequence[tuple[Path, Path]], timeout_s: float = 60) -> list[Path]:
+    """Open each ``(html, pdf)`` page offline in one Chromium, wait for its widgets, print it.
+
+    Runs in a thread of its own: Playwright's synchronous API refuses to run where an asyncio
+    loop is running, as one is after nbclient has executed a notebook in this thread.
+    """
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(_print_all, list(pages), timeout_s).result()
+
+
+def _print_all(pages: list[tuple[Path, Path]], timeout_s: float) -> list[Path]:
     try:
         from playwright.sync_api import sync_playwright
     except ModuleNotFoundError:
@@ -67,18 +78,22 @@ def print_to_pdf(html: Path, pdf: Path, timeout_s: float = 60) -> Path:
             "playwright is missing: pip install playwright (no browser download needed;"
             " Debian's chromium is used), or pass --no-pdf"
         ) from None
+    written = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=chromium_path(), headless=True, args=list(CHROMIUM_ARGS)
         )
         try:
-            page = browser.new_page(viewport={"width": 1024, "height": 1000})
-            refused = block_network(page)
-            page.goto(html.resolve().as_uri(), wait_until="load")
-            page.wait_for_function(WIDGETS_RENDERED, timeout=timeout_s * 1000)
-            page.pdf(path=str(pdf), format="A4", print_background=True)
+            for html, pdf in pages:
+                page = browser.new_page(viewport={"width": 1024, "height": 1000})
+                refused = block_network(page)
+                page.goto(html.resolve().as_uri(), wait_until="load")
+                page.wait_for_function(WIDGETS_RENDERED, timeout=timeout_s * 1000)
+                page.pdf(path=str(pdf), format="A4", print_background=True)
+                page.close()
+                if refused:
+                    raise PrintError(f"{html} asked for the network while printing: {refused[:5]}")
+                written.append(pdf)
         finally:
             browser.close()
-    if refused:
-        raise PrintError(f"{html} asked for the network while printing: {refused[:5]}")
-    return pdf
+    return written

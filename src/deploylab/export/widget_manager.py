@@ -10,6 +10,7 @@ set-up; ``deploylab export-html`` does it on first use), and then inlined into e
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -166,10 +167,32 @@ def widget_module_script(module: str) -> str:
     )
 
 
+#: How the manager bundle names a font file it ships beside itself (Font Awesome, for icons).
+_FONT_REFERENCE = re.compile(r'\b\w+\.p\+"(\w+\.woff2)"')
+
+
+def _fonts_inlined(bundle: str, dist: Path) -> str:
+    """``bundle`` with each WOFF2 font it loads from its own directory made a ``data:`` URL.
+
+    Chromium takes the WOFF2 source first, so the other formats are never fetched.
+    """
+
+    def data_url(match: re.Match) -> str:
+        font = (dist / match.group(1)).read_bytes()
+        return json.dumps(f"data:font/woff2;base64,{base64.b64encode(font).decode()}")
+
+    return _FONT_REFERENCE.sub(data_url, bundle)
+
+
 def scripts(assets_dir: Path = ASSETS_DIR) -> dict[str, str]:
     """The text of each pinned file, keyed by package name, fetching them first if needed."""
     fetch(assets_dir)
-    return {
+    texts = {
         npm_file.package: npm_file.location(assets_dir).read_text(encoding="utf-8")
         for npm_file in NPM_FILES
     }
+    manager = NPM_FILES[1]
+    texts[manager.package] = _fonts_inlined(
+        texts[manager.package], manager.location(assets_dir).parent
+    )
+    return texts
