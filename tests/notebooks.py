@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+from deploylab.export.html import execute_lesson
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]-*.ipynb"))
@@ -35,16 +36,8 @@ def execute_notebook(path: Path, timeout: int = 180, lang: str = "en") -> nbform
     """Run a notebook top to bottom in a fresh kernel, in its own directory; raises on error.
 
     ``lang`` is the workbook language the kernel sees (``DEPLOYLAB_LANG``, as ``deploylab lab
-    --lang`` sets it), so widgets label themselves in that language.
+    --lang`` sets it), so widgets label themselves in that language. ``deploylab export-html``
+    executes lessons the same way (``DEPLOYLAB_TEST`` only shortens the lessons' live runs).
     """
-    notebook = nbformat.read(path, as_version=4)
     os.environ["DEPLOYLAB_TEST"] = "1"
-    os.environ["DEPLOYLAB_LANG"] = lang
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute()
-    return notebook
+    return execute_lesson(path, lang=lang, timeout=timeout)

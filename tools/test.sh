@@ -23,5 +23,7 @@ git diff --exit-code --stat -- lessons-ko/ labs-ko/ assets/glossary.md || { echo
 untracked=$(git ls-files --others --exclude-standard -- lessons-ko/ labs-ko/)
 [ -z "$untracked" ] || { echo "!! untracked generated files in the Korean edition: $untracked" >&2; exit 1; }
 deploylab translate check || { echo "!! translations are missing or stale (cell ids above): translate them in i18n/ko/" >&2; exit 1; }
+echo "==> the widget manager for take-home HTML copies (npm, once)"
+deploylab export-html --fetch-only || echo "!! could not fetch it from npm: tests/test_export_html.py will skip (fail on CI)" >&2
 echo "==> pytest"
 exec pytest "$@"

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "deploylab.nginx_lab.cli",
     "deploylab.classroom.cli",
     "deploylab.i18n.cli",
+    "deploylab.export.cli",
 )
 
 #: Groups of subcommands shared by several topics: ``deploylab serve origin``,
