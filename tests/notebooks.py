@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
 
@@ -32,12 +34,18 @@ def lesson_settings(path: Path) -> dict:
     return nbformat.read(path, as_version=4).metadata.get("deploylab", {})
 
 
-def execute_notebook(path: Path, timeout: int = 180, lang: str = "en") -> nbformat.NotebookNode:
-    """Run a notebook top to bottom in a fresh kernel, in its own directory; raises on error.
+@functools.cache
+def _executed_lesson(path: Path, lang: str) -> nbformat.NotebookNode:
+    os.environ["DEPLOYLAB_TEST"] = "1"  # shortens the lessons' live runs
+    return execute_lesson(path, lang=lang, widget_state=True)
 
-    ``lang`` is the workbook language the kernel sees (``DEPLOYLAB_LANG``, as ``deploylab lab
-    --lang`` sets it), so widgets label themselves in that language. ``deploylab export-html``
-    executes lessons the same way (``DEPLOYLAB_TEST`` only shortens the lessons' live runs).
+
+def executed_lesson(path: Path, lang: str = "en") -> nbformat.NotebookNode:
+    """A copy of the lesson run top to bottom once per test session, with its widget state.
+
+    Runs in a fresh kernel, in the lesson's own directory, in the language ``lang`` (as
+    ``deploylab lab --lang`` sets it), the way ``deploylab export-html`` does; raises on error.
+    The notebook tests and the take-home export test both need every lesson executed; each
+    run takes up to a minute, so the session runs each lesson once and hands out copies.
     """
-    os.environ["DEPLOYLAB_TEST"] = "1"
-    return execute_lesson(path, lang=lang, timeout=timeout)
+    return copy.deepcopy(_executed_lesson(path, lang))

@@ -10,7 +10,7 @@ from notebooks import (
     KOREAN_LESSONS,
     LESSONS,
     ROOT,
-    execute_notebook,
+    executed_lesson,
     lesson_settings,
 )
 
@@ -33,7 +33,7 @@ def test_every_lesson_has_a_korean_edition():
 @pytest.mark.slow
 @pytest.mark.parametrize(("lesson", "lang"), EDITION_LESSONS, ids=edition_id)
 def test_lesson_executes_without_error(lesson, lang):
-    notebook = execute_notebook(lesson, lang=lang)
+    notebook = executed_lesson(lesson, lang=lang)
     errors = [
         output
         for cell in notebook.cells

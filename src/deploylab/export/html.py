@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploylab.i18n.languages import LANGUAGE_VARIABLE, Language, language
 from deploylab.workbook import find_workbook_root
@@ -160,8 +161,14 @@ def export_lessons(
     pdf: bool = True,
     root: Path | None = None,
     log: Callable[[str], object] = print,
+    executor: Callable[..., Any] | None = None,
 ) -> list[ExportedLesson]:
-    """Execute each lesson and write ``OUT/<lesson>.html`` (and ``.pdf``); returns what was written."""
+    """Execute each lesson and write ``OUT/<lesson>.html`` (and ``.pdf``); returns what was written.
+
+    ``executor(path, lang=...)`` runs one lesson and returns it with its widget state
+    (default: :func:`execute_lesson` with ``widget_state=True``); the tests pass one that
+    reuses the lessons they already executed.
+    """
     edition = language(lang)
     if theme not in ("light", "dark"):
         raise ValueError(f"unknown theme {theme!r}: expected light or dark")
@@ -172,7 +179,10 @@ def export_lessons(
     written = []
     for path in paths:
         log(f"export: executing {path.relative_to(root) if path.is_relative_to(root) else path}")
-        notebook = execute_lesson(path, lang=edition.code, widget_state=True)
+        if executor is None:
+            notebook = execute_lesson(path, lang=edition.code, widget_state=True)
+        else:
+            notebook = executor(path, lang=edition.code)
         title = notebook.metadata.get("deploylab", {}).get("title", path.stem)
         html_path = out / f"{path.stem}.html"
         html_path.write_text(
