@@ -216,3 +216,22 @@ def test_every_committed_notebook_names_the_kernel_as_jupyterlab_does():
             assert kernelspec == NOTEBOOK_KERNELSPEC, path
             checked += 1
     assert checked >= 20
+
+
+def test_a_copied_notebook_carries_what_the_real_kernel_reports():
+    """JupyterLab writes the kernel's ``language_info`` when it connects; the workspace copy
+    already has it (from a real ipykernel here), so opening it changes nothing."""
+    from jupyter_client.manager import start_new_kernel
+
+    from deploylab.workspace import as_jupyterlab_saves
+
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        reply = client.kernel_info(reply=True, timeout=120)["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    lesson = (ROOT / "lessons" / "00-start-here.ipynb").read_bytes()
+    copied = json.loads(as_jupyterlab_saves(lesson))
+    assert copied["metadata"]["language_info"] == reply["language_info"]
+    assert copied["cells"] == json.loads(lesson)["cells"]

@@ -5,9 +5,10 @@ overwriting their work.
 student) both fill a workspace with :func:`sync_workspace`. The first run copies everything;
 later runs add files the course gained, replace files the learner never changed, and when the
 course ships a new version of a file the learner *did* change, keep theirs and put the new one
-beside it (``01-proxies.course-update.ipynb``). What was copied is remembered in a hidden
+beside it (``01-proxies.course-update.ipynb``). What was written is remembered in a hidden
 manifest (digests only), which is how "the learner changed it" is told apart from "the course
-changed it".
+changed it". Notebooks are written with the kernel metadata JupyterLab would write on opening
+them (:func:`as_jupyterlab_saves`), so opening one does not mark it changed.
 
 Standard library only: the hub runs this file with Debian's ``/usr/bin/python3 -I`` as the
 student (``python3 -I -c "$(cat workspace.py)" MATERIAL WORKSPACE PART...``), so a symlink a
@@ -29,6 +30,7 @@ __all__ = [
     "MANIFEST",
     "NOTEBOOK_KERNELSPEC",
     "WorkspaceReport",
+    "as_jupyterlab_saves",
     "beside_name",
     "sync_workspace",
 ]
@@ -84,6 +86,48 @@ class WorkspaceReport:
         for path, why in self.skipped:
             out.append(f"left {path} alone: {why}")
         return out
+
+
+def ipykernel_language_info(python_version: str | None = None) -> dict:
+    """The ``language_info`` ipykernel reports (and JupyterLab writes into a notebook when the
+    kernel connects) for a Python of ``python_version`` (default: this one)."""
+    import platform
+
+    return {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": python_version or platform.python_version(),
+    }
+
+
+def as_jupyterlab_saves(data: bytes, python_version: str | None = None) -> bytes:
+    """A committed notebook's bytes as JupyterLab saves it once a Python kernel has connected:
+    the kernel's ``kernelspec`` and full ``language_info`` (the committed files hold only the
+    language name, the version being the learner's), in nbformat's layout. Anything that is
+    not a notebook is returned as it is.
+
+    >>> raw = b'{"cells": [], "metadata": {"language_info": {"name": "python"}}}'
+    >>> saved = json.loads(as_jupyterlab_saves(raw, "3.11.2"))
+    >>> saved["metadata"]["language_info"]["version"], saved["metadata"]["kernelspec"]["name"]
+    ('3.11.2', 'python3')
+    >>> as_jupyterlab_saves(b"not json")
+    b'not json'
+    """
+    try:
+        notebook = json.loads(data)
+        metadata = notebook["metadata"]
+    except (ValueError, KeyError, TypeError):
+        return data
+    if metadata.get("kernelspec", NOTEBOOK_KERNELSPEC).get("name") != "python3":
+        return data
+    metadata["kernelspec"] = dict(NOTEBOOK_KERNELSPEC)
+    metadata["language_info"] = ipykernel_language_info(python_version)
+    text = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    return text.encode("utf-8")
 
 
 def _digest(path: Path) -> str:
@@ -150,6 +194,8 @@ def sync_workspace(material: Path, workspace: Path, parts=LEARNER_PARTS) -> Work
     report = WorkspaceReport(str(workspace))
     for relative in _course_files(material, parts):
         data = (material / relative).read_bytes()
+        if relative.endswith(".ipynb"):
+            data = as_jupyterlab_saves(data)
         shipped = hashlib.sha256(data).hexdigest()
         target = workspace / relative
         if target.is_symlink() or (target.exists() and not target.is_file()):
