@@ -55,7 +55,7 @@ def instructor(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def browser_context(tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -67,9 +67,19 @@ def page(tmp_path_factory):
             viewport={"width": 1024, "height": 900},
         )
         try:
-            yield context.new_page()
+            yield context
         finally:
             context.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    """A fresh tab per test (no dialog or half-loaded page left by the one before)."""
+    tab = browser_context.new_page()
+    try:
+        yield tab
+    finally:
+        tab.close(run_before_unload=False)
 
 
 def api(base: str, token: str, path: str, method: str = "GET", body=None):
@@ -140,7 +150,10 @@ def test_opening_and_running_a_lesson_changes_only_the_learners_copy(learner, pa
 def test_the_assignments_panel_shows_no_error(learner, page):
     base, token, _, _ = learner
     page.goto(f"{base}/lab?token={token}")
-    page.get_by_role("menuitem", name="Nbgrader", exact=True).click()
+    page.wait_for_selector("#jp-main-statusbar", timeout=300_000)  # JupyterLab has started
+    page.wait_for_timeout(2000)
+    page.keyboard.press("Escape")
+    page.get_by_role("menuitem", name="Nbgrader", exact=True).click(timeout=120_000)
     shot(page, "03-nbgrader-menu")
     items = page.locator(".lm-Menu-itemLabel").all_inner_texts()
     assert "Formgrader" not in items and "Course List" not in items  # instructors only
