@@ -334,7 +334,7 @@ def test_a_hand_in_time_the_student_wrote_is_not_believed(hub, sessions, graded)
     collected = hub.instructor_runs("collect", "ip-basics").stdout
     assert f"FLAGGED {student}'s ip-basics: it says 2020-01-01 00:00:00 UTC" in collected
     kept = hub.classroom.course_dir / "collected" / "ip-basics" / student
-    trusted = parse_utc((kept / "timestamp.txt").read_text().strip())
+    trusted = parse_utc((kept / "timestamp.txt").read_text().strip()).replace(tzinfo=UTC)
     assert trusted >= handed_in - timedelta(seconds=60), trusted
     assert (kept / "claimed_timestamp.txt").read_text().strip() == early
 
