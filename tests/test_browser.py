@@ -56,9 +56,10 @@ def chromium_binary() -> str:
     pytest.skip("chromium binary not found")
 
 
-def serve_workbook(tmp_path_factory, lang: str):
-    """``deploylab lab --no-browser --lang LANG`` on a free loopback port, with isolated
-    Jupyter state; yields (base URL, token)."""
+def serve_workbook(tmp_path_factory, lang: str, *extra_args: str, workspace: Path | None = None):
+    """``deploylab lab --no-browser --lang LANG [EXTRA_ARGS]`` on a free loopback port, with
+    isolated Jupyter state and the learner's workspace in ``workspace`` (default: a fresh
+    temporary one); yields (base URL, token)."""
     chromium_binary()
     state = tmp_path_factory.mktemp(f"jupyter-state-{lang}")
     settings = state / "settings"
@@ -80,11 +81,7 @@ def serve_workbook(tmp_path_factory, lang: str):
             }
         )
     )
-    # JupyterLab serves a copy of the workbook, so nothing it does can touch the checkout.
-    workbook = state / "workbook"
-    for folder in ("lessons", "labs", "lessons-ko", "labs-ko"):
-        if (ROOT / folder).is_dir():
-            shutil.copytree(ROOT / folder, workbook / folder)
+    # JupyterLab serves the learner's workspace (a copy), so nothing it does touches the checkout.
     token = secrets.token_hex(16)
     port = free_port()
     env = {
@@ -97,6 +94,7 @@ def serve_workbook(tmp_path_factory, lang: str):
         "IPYTHONDIR": str(state / "ipython"),
         "MPLCONFIGDIR": str(state / "matplotlib"),
         "DEPLOYLAB_TEST": "1",
+        "DEPLOYLAB_WORKSPACE": str(workspace or state / "workspace"),
     }
     import subprocess
 
@@ -114,6 +112,7 @@ def serve_workbook(tmp_path_factory, lang: str):
             str(ROOT),
             "--lang",
             lang,
+            *extra_args,
         ],
         env=env,
         stdout=log,

@@ -274,6 +274,110 @@ def test_a_student_cannot_hand_in_as_someone_else(hub, sessions, graded):
     assert kept.read_bytes() == own.read_bytes()
 
 
+def test_a_student_cannot_read_change_or_replace_another_students_hand_in(hub, graded):
+    """nbgrader's submit leaves a hand-in directory world-writable (0777) with world-readable
+    files; here the attacker has learnt the victim's hand-in name and tries everything."""
+    attacker, victim = hub.students[2], hub.students[0]
+    inbound = hub.classroom.exchange_course_dir / "inbound"
+    entry = max(inbound.glob(f"{victim}+ip-basics+*"), key=lambda path: path.stat().st_ctime)
+    notebook = entry / "ip-basics.ipynb"
+    before = {path.name: path.read_bytes() for path in entry.iterdir()}
+    early = inbound / f"{victim}+ip-basics+2000-01-01 00:00:00.000000 UTC+AAAAAAAAAAAA"
+    attempts = {
+        "read the answers": ["cat", str(notebook)],
+        "read the secret that names the feedback": ["cat", str(entry / "submission_secret.txt")],
+        "list it": ["ls", str(entry)],
+        "change it in place": ["sh", "-c", f'echo forged >> "{notebook}"'],
+        "delete it": ["rm", "-f", str(notebook)],
+        "plant a file": ["sh", "-c", f'echo forged > "{entry}/planted.ipynb"'],
+        "rename the hand-in": ["mv", str(entry), str(early)],
+        "replace the hand-in": ["sh", "-c", f'mv "{entry}" "{entry}.x" && mkdir "{entry}"'],
+    }
+    for what, command in attempts.items():
+        assert _fails(hub.as_user(attacker, *command)), what
+    assert {path.name: path.read_bytes() for path in entry.iterdir()} == before
+    assert not early.exists() and not Path(f"{entry}.x").exists()
+    # Still the instructors': collecting and grading read it (see the grading tests).
+    assert entry.stat().st_gid == hub.classroom.course_dir.stat().st_gid
+
+
+def test_a_hand_in_time_the_student_wrote_is_not_believed(hub, sessions, graded):
+    """A student hands in late, then writes an early time into timestamp.txt and sets every
+    mtime back: the hand-in is flagged and graded as received (its ctime, set by the kernel)."""
+    from datetime import UTC, datetime, timedelta
+
+    from nbgrader.utils import parse_utc
+
+    student = hub.students[2]
+    course = hub.classroom.course
+    config = {"JUPYTER_CONFIG_PATH": str(hub.classroom.config_dir("student"))}
+    workspace = os.path.expanduser(f"~{student}/deploylab")
+    fetched = hub.as_user(
+        student, "sh", "-c",
+        f"cd {workspace} && (test -d ip-basics || nbgrader fetch_assignment ip-basics "
+        f"--course {course}) && nbgrader submit ip-basics --course {course}",
+        env=config,
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    handed_in = datetime.now(UTC)
+    inbound = hub.classroom.exchange_course_dir / "inbound"
+    entry = max(inbound.glob(f"{student}+ip-basics+*"), key=lambda path: path.stat().st_ctime)
+    early = "2020-01-01 00:00:00.000000 UTC"
+    forged = hub.as_user(
+        student, "sh", "-c",
+        f'printf "%s" "{early}" > "{entry}/timestamp.txt" && '
+        f'touch -d 2020-01-01 "{entry}"/* "{entry}"',
+    )  # fmt: skip
+    assert forged.returncode == 0, forged.stderr
+    assert (entry / "timestamp.txt").read_text() == early
+    assert (entry / "ip-basics.ipynb").stat().st_mtime < handed_in.timestamp() - 3600
+    collected = hub.instructor_runs("collect", "ip-basics").stdout
+    assert f"FLAGGED {student}'s ip-basics: it says 2020-01-01 00:00:00 UTC" in collected
+    kept = hub.classroom.course_dir / "collected" / "ip-basics" / student
+    trusted = parse_utc((kept / "timestamp.txt").read_text().strip()).replace(tzinfo=UTC)
+    assert trusted >= handed_in - timedelta(seconds=60), trusted
+    assert (kept / "claimed_timestamp.txt").read_text().strip() == early
+
+
+def test_a_manual_grade_in_formgrader_reaches_the_students_feedback(hub, sessions, graded):
+    """The instructor gives points by hand in formgrader (its own API, as its page does) and
+    comments; after 'classroom grade' the student's fetched feedback shows both."""
+    instructor, student = sessions[hub.instructor], hub.students[1]  # scored 5 of 9
+    base = f"/user/{hub.instructor}/formgrader/api"
+    notebooks = json.loads(instructor.request(f"{base}/submitted_notebooks/ip-basics/ip-basics")[2])
+    submission = next(item for item in notebooks if item["student"] == student)
+    grades = json.loads(instructor.request(f"{base}/grades?submission_id={submission['id']}")[2])
+    classes = next(grade for grade in grades if grade["name"] == "classes-tests")
+    status, _, text = instructor.request(
+        f"{base}/grade/{classes['id']}", method="PUT", body={"manual_score": 4.0}
+    )
+    assert status == 200, text
+    comments = json.loads(
+        instructor.request(f"{base}/comments?submission_id={submission['id']}")[2]
+    )
+    answer = next(comment for comment in comments if comment["name"] == "classes")
+    status, _, text = instructor.request(
+        f"{base}/comment/{answer['id']}", method="PUT", body={"manual_comment": "See class D."}
+    )
+    assert status == 200, text
+    hub.instructor_runs("grade", "ip-basics")
+    session = sessions[student]
+    status, _, text = session.request(
+        f"/user/{student}/assignments/fetch_feedback",
+        method="POST",
+        form={"course_id": hub.classroom.course, "assignment_id": "ip-basics"},
+    )
+    assert status == 200 and json.loads(text)["success"], text
+    pages = session.api("/contents/ip-basics/feedback")["content"]
+    newest = sorted(page["path"] for page in pages)[-1]
+    page = session.api(f"/contents/{quote(newest)}/ip-basics.html")["content"]
+    assert "Score: <b>9 / 9</b>" in page, page[:2000]
+    assert "changed this to <b>4 / 4</b> points" in page and "See class D." in page
+    exported = hub.instructor_runs("export").stdout
+    rows = {row["student_id"]: row for row in csv.DictReader(io.StringIO(exported))}
+    assert rows[student]["ip-basics"] == "9"
+
+
 def test_a_student_cannot_reach_another_students_server(hub, sessions):
     attacker, victim = hub.students[2], hub.students[0]
     session = sessions[attacker]

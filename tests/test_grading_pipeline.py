@@ -554,3 +554,40 @@ def test_bad_arguments_name_the_value(tmp_path, capsys):
     )
     assert status == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_manual_grades_and_comments_reach_feedback_and_export(
+    ip_basics_batch, ip_basics_table, tmp_path
+):
+    """What an instructor enters in formgrader (a manual score on a test cell, a comment on
+    an answer) shows on the student's regenerated feedback page and in the export."""
+    import html
+
+    from nbgrader.api import Gradebook
+
+    batch_course, _ = ip_basics_batch
+    shutil.copytree(batch_course.root, tmp_path / "autograder")
+    course = Course.locate(tmp_path / "autograder", batch_course.labs_dir)
+    assert ip_basics_table["partial-7"] == ("7", "9", "graded")
+    # As formgrader's handlers do: find the row by id, set the field, commit.
+    with Gradebook(course.db_url) as gradebook:
+        grade = gradebook.find_grade("classes-tests", "ip-basics", "ip-basics", "partial-7")
+        gradebook.find_grade_by_id(grade.id).manual_score = 4.0
+        comment = gradebook.find_comment("classes", "ip-basics", "ip-basics", "partial-7")
+        gradebook.find_comment_by_id(comment.id).manual_comment = "Class D & E: <see p. 12>"
+        gradebook.db.commit()
+    assert main(["grade", "feedback", "ip-basics", *course_args(course)]) == 0
+    page = (course.feedback_dir("partial-7", "ip-basics") / "ip-basics.html").read_text()
+    assert "Score: <b>9 / 9</b>" in page, page[:1500]
+    assert "changed this to <b>4 / 4</b> points" in page
+    assert html.escape("Class D & E: <see p. 12>") in page  # shown, and escaped
+    untouched = (course.feedback_dir("partial-8", "ip-basics") / "ip-basics.html").read_text()
+    assert "Score: <b>8 / 9</b>" in untouched and "Your instructor" not in untouched
+    out = io.StringIO()
+    import contextlib
+
+    with contextlib.redirect_stdout(out):
+        assert main(["grade", "export", *course_args(course)]) == 0
+    rows = {row["student_id"]: row for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert rows["partial-7"]["ip-basics"] == "9"

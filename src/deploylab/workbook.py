@@ -1,6 +1,9 @@
 """Finding the workbook on disk, opening it in JupyterLab, and checking the machine's tools.
 
-Adds the ``deploylab lab`` and ``deploylab doctor`` commands.
+Adds the ``deploylab lab`` and ``deploylab doctor`` commands. ``deploylab lab`` serves the
+learner's *workspace* (default ``~/deploylab-workspace``, outside the checkout), a copy of the
+lessons, labs, Korean edition and assets kept in step by :mod:`deploylab.workspace`; the
+checkout itself, with ``autograder/`` (solutions and hidden tests), is not served.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 START_HERE = Path("lessons") / "00-start-here.ipynb"
+#: Environment variable naming the learner's workspace (``deploylab lab --workspace`` wins).
+WORKSPACE_VARIABLE = "DEPLOYLAB_WORKSPACE"
 
 
 class WorkbookNotFoundError(FileNotFoundError):
@@ -24,17 +29,62 @@ def find_workbook_root(start: Path | None = None) -> Path:
     """Return the workbook's root directory (the one holding ``lessons/`` and ``labs/``).
 
     Looks upward from ``start`` (default: the current directory), then next to the installed
-    package (an editable install from a clone).
+    package (an editable install from a clone). A learner's workspace (which also holds
+    ``lessons/00-start-here.ipynb``, and its manifest) is never taken for the workbook.
     """
+    from deploylab.workspace import MANIFEST
+
     candidates = [start or Path.cwd()]
     candidates += list(candidates[0].resolve().parents)
     candidates += [Path(__file__).resolve().parents[2]]
     for directory in candidates:
-        if (directory / START_HERE).is_file():
+        if (directory / START_HERE).is_file() and not (directory / MANIFEST).exists():
             return directory.resolve()
     raise WorkbookNotFoundError(
-        f"no workbook found from {candidates[0]}: expected a directory holding {START_HERE}"
+        f"no workbook found from {candidates[0]}: expected a directory holding {START_HERE} "
+        "(a workspace of yours is not one)"
     )
+
+
+class WorkspaceError(ValueError):
+    """The workspace asked for cannot be used; the message names it and says why."""
+
+
+def default_workspace() -> Path:
+    """``$DEPLOYLAB_WORKSPACE``, else ``~/deploylab-workspace``."""
+    return Path(os.environ.get(WORKSPACE_VARIABLE) or Path.home() / "deploylab-workspace")
+
+
+def check_workspace(workspace: Path, root: Path) -> Path:
+    """``workspace`` resolved, if it neither is nor holds nor sits inside the checkout ``root``
+    (served as JupyterLab's root, it must not reach ``autograder/`` or tracked files).
+
+    >>> check_workspace(Path("/srv/ws"), Path("/src/deploylab"))
+    PosixPath('/srv/ws')
+    >>> check_workspace(Path("/src/deploylab/lessons"), Path("/src/deploylab"))
+    Traceback (most recent call last):
+    ...
+    deploylab.workbook.WorkspaceError: workspace /src/deploylab/lessons overlaps the checkout /src/deploylab; expected a directory outside it (default ~/deploylab-workspace)
+    """
+    workspace, root = workspace.expanduser().resolve(), root.resolve()
+    if workspace == root or root in workspace.parents or workspace in root.parents:
+        raise WorkspaceError(
+            f"workspace {workspace} overlaps the checkout {root}; expected a directory outside "
+            "it (default ~/deploylab-workspace)"
+        )
+    return workspace
+
+
+def prepare_learner_workspace(root: Path, workspace: Path, *, log=print) -> Path:
+    """Fill or update the learner's ``workspace`` from the checkout ``root`` (never
+    overwriting their changes, see :func:`deploylab.workspace.sync_workspace`); says in the
+    terminal what it did. Returns the workspace."""
+    from deploylab.workspace import sync_workspace
+
+    workspace = check_workspace(workspace, root)
+    for line in sync_workspace(root, workspace).lines():
+        log(f"deploylab: {line}")
+    return workspace
 
 
 @dataclass(frozen=True)
@@ -132,9 +182,70 @@ def write_language_overrides(config_dir: Path, locale: str) -> Path:
     return path
 
 
+def link_course(workspace: Path, root: Path) -> Path:
+    """``workspace/course``: a link to the checkout's ``autograder/`` for formgrader (which
+    only works on a course inside the server's root); only ``deploylab lab --instructor``."""
+    link, target = workspace / "course", root / "autograder"
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return link
+    if link.exists() or link.is_symlink():
+        raise WorkspaceError(f"{link} exists and is not a link to {target}; move it away")
+    link.symlink_to(target, target_is_directory=True)
+    return link
+
+
+def write_nbgrader_settings(
+    config_dir: Path, root: Path, workspace: Path, *, instructor: bool = False
+) -> list[Path]:
+    """The nbgrader set-up of a ``deploylab lab`` server, in ``config_dir`` (put on
+    ``JUPYTER_CONFIG_PATH``); returns the files written.
+
+    Both roles get an exchange of their own (so the Assignments panel finds one) with labs
+    fetched into the workspace. A learner gets what a student gets on the hub: no formgrader
+    and no course list. An ``instructor`` gets formgrader on the checkout's course (through
+    ``workspace/course``, see :func:`link_course`) without its unsandboxed Autograde button.
+    """
+    import json
+
+    from deploylab.classroom.hub import (
+        STUDENT_DISABLED_LAB_PLUGINS,
+        STUDENT_DISABLED_SERVER_EXTENSIONS,
+    )
+
+    exchange = workspace.parent / f".{workspace.name}-exchange"
+    for part in ("inbound", "outbound", "feedback"):
+        (exchange / "deploylab" / part).mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Written by 'deploylab lab' for this server only.",
+        "c = get_config()  # noqa: F821",
+        "c.CourseDirectory.course_id = 'deploylab'",
+        f"c.Exchange.root = {str(exchange)!r}",
+        f"c.Exchange.assignment_dir = {str(workspace)!r}",
+    ]
+    if instructor:
+        lines.append(f"c.CourseDirectory.root = {str(link_course(workspace, root))!r}")
+        extensions = {"deploylab.classroom.formgrader": True}
+        plugins: tuple[str, ...] = ()
+    else:
+        course_link = workspace / "course"
+        if course_link.is_symlink() and course_link.resolve() == (root / "autograder").resolve():
+            course_link.unlink()  # left by an --instructor run: learners do not see the course
+        extensions = dict.fromkeys(STUDENT_DISABLED_SERVER_EXTENSIONS, False)
+        plugins = STUDENT_DISABLED_LAB_PLUGINS
+    settings = config_dir / "nbgrader_config.py"
+    settings.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    server = config_dir / "jupyter_server_config.json"
+    server.write_text(json.dumps({"ServerApp": {"jpserver_extensions": extensions}}), "utf-8")
+    page = config_dir / "labconfig" / "page_config.json"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(json.dumps({"disabledExtensions": dict.fromkeys(plugins, True)}), "utf-8")
+    return [settings, server, page]
+
+
 def _lab(args: argparse.Namespace) -> int:
     import tempfile
 
+    from deploylab.classroom.install import patch_validate_message
     from deploylab.i18n.languages import LANGUAGE_VARIABLE, language
 
     lang = language(args.lang)
@@ -144,21 +255,27 @@ def _lab(args: argparse.Namespace) -> int:
             f"{root / lang.lessons_dir} has no {START_HERE.name}: "
             f"run `deploylab translate build --lang {lang.code}` first"
         )
+    workspace = prepare_learner_workspace(
+        root, Path(args.workspace) if args.workspace else default_workspace()
+    )
+    patch_validate_message(Path(sys.prefix))
     command = jupyter_lab_command(
-        root, args.port, open_browser=not args.no_browser, lessons_dir=lang.lessons_dir
+        workspace, args.port, open_browser=not args.no_browser, lessons_dir=lang.lessons_dir
     )
     print(
-        f"deploylab: serving the workbook at {root} on http://127.0.0.1:{args.port}/ ({lang.name})"
+        f"deploylab: serving your workspace {workspace} on http://127.0.0.1:{args.port}/ "
+        f"({lang.name}); the course is {root}"
     )
     # Kernels inherit the server's environment, so widgets learn the language from it.
     env = {**os.environ, LANGUAGE_VARIABLE: lang.code}
     with tempfile.TemporaryDirectory(prefix="deploylab-lab-") as config_dir:
+        write_nbgrader_settings(Path(config_dir), root, workspace, instructor=args.instructor)
         if not lang.is_source:
             write_language_overrides(Path(config_dir), lang.jupyterlab_locale)
-            env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
-                filter(None, [config_dir, os.environ.get("JUPYTER_CONFIG_PATH")])
-            )
-        return subprocess.call(command, cwd=root, env=env)
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            filter(None, [config_dir, os.environ.get("JUPYTER_CONFIG_PATH")])
+        )
+        return subprocess.call(command, cwd=workspace, env=env)
 
 
 def register(commands) -> None:
@@ -169,6 +286,17 @@ def register(commands) -> None:
     lab.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
     lab.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     lab.add_argument("--root", help="workbook directory (default: found from here)")
+    lab.add_argument(
+        "--workspace",
+        help="your copy of the lessons and labs, served by JupyterLab "
+        "(default: $DEPLOYLAB_WORKSPACE or ~/deploylab-workspace)",
+    )
+    lab.add_argument(
+        "--instructor",
+        action="store_true",
+        help="also open formgrader on the checkout's course (workspace/course links to "
+        "autograder/, with solutions and hidden tests: not for learners)",
+    )
     lab.add_argument(
         "--lang",
         default="en",

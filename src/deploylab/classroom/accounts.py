@@ -84,34 +84,23 @@ def remove_account(username: str) -> bool:
     return True
 
 
-#: Copies lessons the learner does not have yet; runs as the learner (see prepare_workspace).
-_COPY_NEW_LESSONS = """
-import os, shutil, sys
-from pathlib import Path
-lessons, workspace = Path(sys.argv[1]), Path(sys.argv[2])
-target = workspace / "lessons"
-target.mkdir(parents=True, exist_ok=True)
-for source in sorted(lessons.glob("*.ipynb")):
-    destination = target / source.name
-    if not (destination.exists() or destination.is_symlink()):
-        shutil.copyfile(source, destination)
-"""
-#: The kernel's name as JupyterLab writes it into a notebook it opens; a copy that says
-#: otherwise is marked changed the moment it is opened.
-KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
+def prepare_workspace(username: str, material: Path) -> Path:
+    """``~username/deploylab/``: the person's own copy of the lessons (English and Korean)
+    and assets, made and kept in step by :func:`deploylab.workspace.sync_workspace`.
 
-
-def prepare_workspace(username: str, lessons: Path) -> Path:
-    """``~username/deploylab/lessons/``: the person's own copy of the lessons.
-
-    Files already there are never overwritten (they hold the learner's work); lessons added
-    to the course since are copied in. The copy runs as the learner, not as root, so a
-    symlink they plant in their home cannot make root write elsewhere. Returns the workspace.
+    Files the learner changed are never overwritten; what the course added or updated since
+    is copied in. The copy runs as the learner (Debian's Python, the standard library only),
+    not as root, so a symlink they plant in their home cannot make root write elsewhere.
+    Returns the workspace.
     """
+    from deploylab import workspace as workspace_module
+
     account = pwd.getpwnam(username)
     workspace = Path(account.pw_dir) / WORKSPACE
+    routine = Path(workspace_module.__file__).read_text(encoding="utf-8")
     completed = subprocess.run(
-        ["/usr/bin/python3", "-I", "-c", _COPY_NEW_LESSONS, str(lessons), str(workspace)],
+        ["/usr/bin/python3", "-I", "-c", routine, str(material), str(workspace),
+         *workspace_module.HUB_PARTS],
         user=account.pw_uid,
         group=account.pw_gid,
         extra_groups=[],
@@ -119,7 +108,7 @@ def prepare_workspace(username: str, lessons: Path) -> Path:
         env={"HOME": account.pw_dir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         capture_output=True,
         text=True,
-    )
+    )  # fmt: skip
     if completed.returncode != 0:
         raise ClassroomError(
             f"could not copy the lessons into {workspace} as {username}: "

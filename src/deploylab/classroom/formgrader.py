@@ -1,10 +1,10 @@
-"""What formgrader may not do on a classroom hub.
+"""What formgrader may not do, on a classroom hub and under ``deploylab lab``.
 
 Formgrader's "Autograde" button runs nbgrader's own autograde inside the instructor's server:
 the student's code would run as the instructor, with the instructor's files, network and
 environment, outside deploylab's sandbox; it also deletes the autograded notebook that
-deploylab's grading wrote. On the hub this Jupyter server extension (enabled for instructors
-only) replaces that action with a refusal that names the command that grades safely. The rest
+deploylab's grading wrote. This Jupyter server extension (enabled for instructors on the hub,
+and by ``deploylab lab``) replaces that action with a refusal that names the command that grades safely. The rest
 of formgrader (browsing submissions, manual grading, the gradebook) is unchanged.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 __all__ = ["REFUSAL", "refuse_unsandboxed_autograde"]
 
 REFUSAL = (
-    "Autograde from formgrader is turned off on this hub: it would run student code "
-    "unsandboxed, as you. Grade in a terminal with 'deploylab classroom grade LAB' "
-    "(bubblewrap sandbox; feedback is released to students)."
+    "Autograde from formgrader is turned off: it would run student code unsandboxed, as you. "
+    "Grade in a terminal with 'deploylab classroom grade LAB' on a classroom hub, or "
+    "'deploylab grade autograde LAB' on one machine (both use the bubblewrap sandbox)."
 )
 
 

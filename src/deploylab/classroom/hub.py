@@ -23,7 +23,6 @@ import urllib.request
 from pathlib import Path
 
 from deploylab.classroom import accounts, install, limits
-from deploylab.classroom.accounts import KERNEL_DISPLAY_NAME
 from deploylab.classroom.layout import (
     DEFAULT_PREFIX,
     WORKSPACE,
@@ -33,6 +32,7 @@ from deploylab.classroom.layout import (
 )
 from deploylab.classroom.roster import COLUMNS, Member
 from deploylab.loopback import free_port
+from deploylab.workspace import HUB_PARTS
 
 __all__ = ["bring_down", "bring_up", "hub_api", "status"]
 
@@ -47,18 +47,6 @@ STUDENT_DISABLED_SERVER_EXTENSIONS = (
     "nbgrader.server_extensions.formgrader",
     "nbgrader.server_extensions.course_list",
 )
-
-
-def match_running_kernel(notebook: Path) -> None:
-    """Name the kernel in a learner's copy of a notebook as the running kernel reports it, so
-    opening the notebook does not mark it changed (the committed files say 'Python 3')."""
-    data = json.loads(notebook.read_text(encoding="utf-8"))
-    kernelspec = data.setdefault("metadata", {}).setdefault("kernelspec", {})
-    if kernelspec.get("name", "python3") == "python3":
-        kernelspec.update(
-            {"name": "python3", "language": "python", "display_name": KERNEL_DISPLAY_NAME}
-        )
-        notebook.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", "utf-8")
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -81,6 +69,9 @@ def _nbgrader_settings(classroom: Classroom, role: str) -> str:
         "import os",
         f"c.Exchange.assignment_dir = os.path.expanduser('~/{WORKSPACE}')",
     ]
+    if role == "student":
+        # nbgrader's submit leaves a hand-in world-writable; this one closes it (exchange.py).
+        lines.append("c.ExchangeFactory.submit = 'deploylab.classroom.exchange.PrivateSubmit'")
     if role == "instructor":
         lines += [
             # Formgrader works only on a course inside the server's root: the workspace holds
@@ -120,7 +111,7 @@ def _roster_text(members: list[Member]) -> str:
 
 
 def lay_out_course(
-    classroom: Classroom, source_course: Path, lessons: Path, members: list[Member]
+    classroom: Classroom, source_course: Path, checkout: Path, members: list[Member]
 ) -> None:
     """The course directory (instructors' group only) and the exchange, with nbgrader's modes.
 
@@ -137,13 +128,17 @@ def lay_out_course(
     state.chmod(0o755)
     classroom.hub_dir.mkdir(exist_ok=True)
     classroom.hub_dir.chmod(0o700)
-    # A root-owned copy of the lessons, which each workspace is filled from.
-    if (state / "lessons").exists():
-        shutil.rmtree(state / "lessons")
-    shutil.copytree(lessons, state / "lessons", ignore=shutil.ignore_patterns(".ipynb_*"))
-    for path in [state / "lessons", *(state / "lessons").rglob("*")]:
-        if path.suffix == ".ipynb":
-            match_running_kernel(path)
+    # A root-owned, world-readable copy of what students get (lessons, Korean edition,
+    # assets), which each workspace is filled from (see deploylab.workspace).
+    material = classroom.material_dir
+    if material.exists():
+        shutil.rmtree(material)
+    for part in HUB_PARTS:
+        if (checkout / part).is_dir():
+            shutil.copytree(
+                checkout / part, material / part, ignore=shutil.ignore_patterns(".ipynb_*")
+            )
+    for path in [material, *material.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     # The course: hidden tests and gradebook; instructors only (setgid: files stay in group).
     course = classroom.course_dir
@@ -184,7 +179,8 @@ def lay_out_course(
     modes = {
         course_exchange: 0o2755,
         course_exchange / "outbound": 0o2755,  # everyone may fetch released labs
-        course_exchange / "inbound": 0o2733,  # write-only: no one lists others' submissions
+        # write-only: no one lists others' hand-ins; sticky: no one renames or removes them
+        course_exchange / "inbound": 0o3733,
         course_exchange / "feedback": 0o2711,  # files named by a per-submission secret
     }
     for directory, mode in modes.items():
@@ -335,11 +331,11 @@ def bring_up(
     protect_checkout(root, log=log)
     for member in members:
         accounts.ensure_account(member, course)
-    lay_out_course(classroom, root / "autograder", root / "lessons", members)
+    lay_out_course(classroom, root / "autograder", root, members)
     write_role_configs(classroom)
     classroom.save()
     for member in members:
-        accounts.prepare_workspace(member.username, classroom.state_dir / "lessons")
+        accounts.prepare_workspace(member.username, classroom.material_dir)
         if member.is_instructor:
             accounts.link_course(member.username, classroom.course_dir)
     token_file = classroom.hub_dir / "service-token"

@@ -19,17 +19,38 @@ import re
 import shutil
 import stat
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from deploylab.classroom.layout import Classroom, ClassroomError
+from deploylab.workspace import as_jupyterlab_saves
 
-__all__ = ["CollectedSubmission", "collect", "export", "grade", "release", "return_feedback"]
+__all__ = [
+    "CollectedSubmission",
+    "claim_problem",
+    "collect",
+    "export",
+    "grade",
+    "received_at",
+    "release",
+    "return_feedback",
+]
 
 #: nbgrader's inbound entry name: ``student+lab+timestamp+random`` (or without ``+random``).
 INBOUND_NAME = re.compile(r"^(?P<student>[^+]+)\+(?P<lab>[^+]+)\+(?P<timestamp>[^+]+)(\+.*)?$")
-#: Files of a submission that are copied (nbgrader writes the last two itself).
-SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
+#: What the student's own process wrote into a hand-in: the time it claims, and the secret
+#: that names its feedback page.
+CLAIMED_TIME_FILE = "timestamp.txt"
+SECRET_FILE = "submission_secret.txt"
+#: In a collected submission: the student's claimed time (the trusted one is timestamp.txt).
+CLAIMED_COPY = "claimed_timestamp.txt"
 MAX_SUBMISSION_BYTES = 20 * 1024 * 1024
+#: How far a hand-in's own timestamp may be from when it reached the exchange (nbgrader
+#: writes it before copying; a large notebook on a busy disk takes a while) before it is
+#: flagged as not believable.
+CLAIM_TOLERANCE = timedelta(minutes=2)
+#: nbgrader's timestamp format (``Exchange.timestamp_format``), which its gradebook parses.
+NBGRADER_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"
 
 
 def _grade_cli(*arguments: str) -> int:
@@ -55,8 +76,6 @@ def _check_can_write_course(classroom: Classroom) -> None:
 def release(classroom: Classroom, lab: str, *, log=print) -> Path:
     """Generate the student version of ``lab`` and put it in the exchange's outbound folder,
     where the Assignments panel lists it; returns the outbound directory."""
-    from deploylab.classroom.hub import match_running_kernel
-
     _check_can_write_course(classroom)
     status = _grade_cli("grade", "release", lab, *_course_options(classroom))
     if status != 0:
@@ -67,9 +86,9 @@ def release(classroom: Classroom, lab: str, *, log=print) -> Path:
     if staging.exists():
         shutil.rmtree(staging)
     shutil.copytree(student_version, staging)
+    for notebook in staging.rglob("*.ipynb"):  # as JupyterLab saves it: opening changes nothing
+        notebook.write_bytes(as_jupyterlab_saves(notebook.read_bytes()))
     for path in [staging, *staging.rglob("*")]:
-        if path.suffix == ".ipynb":
-            match_running_kernel(path)
         path.chmod(0o755 if path.is_dir() else 0o644)
     target = outbound / lab
     if target.exists():
@@ -87,54 +106,120 @@ def release(classroom: Classroom, lab: str, *, log=print) -> Path:
 
 @dataclass(frozen=True)
 class CollectedSubmission:
-    """The latest acceptable hand-in of one student (or why one was refused)."""
+    """The latest acceptable hand-in of one student (or why one was refused).
+
+    ``received`` is when it last changed in the exchange, from the inode change times (ctime)
+    of its directory and files: the kernel sets them and an unprivileged user cannot set them
+    back, unlike ``timestamp.txt`` and mtimes, which the student's own process writes.
+    """
 
     student: str
-    timestamp: str
+    timestamp: str  # as claimed (the inbound name's)
     directory: Path | None
     refused: str = ""
+    received: datetime | None = None
+    flagged: str = ""
 
 
-def _owner(path: Path) -> str:
-    uid = path.lstat().st_uid
+def _owner(path: Path, uid: int | None = None) -> str:
+    uid = path.lstat().st_uid if uid is None else uid
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return f"uid {uid}"
 
 
-def _copy_submission(source: Path, student: str, lab: str, target: Path) -> str:
-    """Copy a hand-in; returns '' or why it is refused. Only regular files the student owns
-    are taken (no symlinks, no one else's files), and only the lab's notebook."""
-    wanted = [f"{lab}.ipynb", *SUBMISSION_FILES]
-    target.mkdir(parents=True, exist_ok=True)
-    for name in wanted:
-        path = source / name
-        try:
-            info = path.lstat()
-        except FileNotFoundError:
-            if name == f"{lab}.ipynb":
-                return f"no {name} in the hand-in"
-            continue
+def received_at(entry: Path) -> datetime:
+    """When a hand-in last changed: the latest ctime of its directory and what is in it."""
+    latest = entry.lstat().st_ctime
+    for child in entry.iterdir():
+        latest = max(latest, child.lstat().st_ctime)
+    return datetime.fromtimestamp(latest, tz=UTC)
+
+
+def claim_problem(claimed: str, received: datetime) -> str:
+    """'' when the time a hand-in claims agrees with when it reached the exchange, else why.
+
+    >>> at = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+    >>> claim_problem("2026-12-02 09:00:05.000000 UTC", at)
+    ''
+    >>> claim_problem("2026-11-30 23:59:00.000000 UTC", at)
+    'it says 2026-11-30 23:59:00 UTC but reached the exchange at 2026-12-02 09:00:00 UTC'
+    """
+    from nbgrader.utils import parse_utc
+
+    try:
+        stated = parse_utc(claimed).replace(tzinfo=UTC)  # nbgrader returns naive UTC
+    except (ValueError, OverflowError):
+        return f"its timestamp {claimed[:64]!r} is not a time"
+    if abs(stated - received) <= CLAIM_TOLERANCE:
+        return ""
+    return (
+        f"it says {stated:%Y-%m-%d %H:%M:%S} UTC but reached the exchange at "
+        f"{received:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+def _read_owned(path: Path, student: str) -> tuple[bytes | None, str, float]:
+    """A hand-in file's bytes, '' or why it is refused, and its ctime as read (fstat of the
+    very file read: no swap between the check and the read)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None, "", 0.0
+    except OSError as error:
+        return None, f"{path.name} cannot be read ({error.strerror})", 0.0
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
-            return f"{name} is not a regular file"
-        if _owner(path) != student:
-            return f"{name} belongs to {_owner(path)}, not {student}"
+            return None, f"{path.name} is not a regular file", 0.0
+        owner = _owner(path, info.st_uid)
+        if owner != student:
+            return None, f"{path.name} belongs to {owner}, not {student}", 0.0
         if info.st_size > MAX_SUBMISSION_BYTES:
-            return f"{name} is {info.st_size} bytes (over {MAX_SUBMISSION_BYTES})"
-        with open(path, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as handle:
-            (target / name).write_bytes(handle.read())
-    return ""
+            return None, f"{path.name} is {info.st_size} bytes (over {MAX_SUBMISSION_BYTES})", 0.0
+        return handle.read(MAX_SUBMISSION_BYTES + 1), "", info.st_ctime
+
+
+def _copy_submission(source: Path, student: str, lab: str, target: Path) -> tuple[str, dict]:
+    """Copy a hand-in; returns ('' or why it is refused, the times found). Only regular files
+    the student owns are taken (no symlinks, no one else's files), and only the lab's
+    notebook and the secret; the claimed time is kept as ``claimed_timestamp.txt`` and
+    ``timestamp.txt`` says when the hand-in really reached the exchange."""
+    target.mkdir(parents=True, exist_ok=True)
+    latest = source.lstat().st_ctime
+    claimed = ""
+    for name in (f"{lab}.ipynb", SECRET_FILE, CLAIMED_TIME_FILE):
+        data, problem, changed = _read_owned(source / name, student)
+        if problem:
+            return problem, {}
+        if data is None:
+            if name == f"{lab}.ipynb":
+                return f"no {name} in the hand-in", {}
+            continue
+        latest = max(latest, changed)
+        if name == CLAIMED_TIME_FILE:
+            claimed = data.decode("utf-8", "replace").strip()[:64]
+            (target / CLAIMED_COPY).write_text(claimed + "\n", encoding="utf-8")
+        else:
+            (target / name).write_bytes(data)
+    received = datetime.fromtimestamp(latest, tz=UTC)
+    trusted = received.strftime(NBGRADER_TIME_FORMAT)
+    (target / CLAIMED_TIME_FILE).write_text(trusted + "\n", encoding="utf-8")
+    return "", {"received": received, "claimed": claimed}
 
 
 def collect(classroom: Classroom, lab: str, *, log=print) -> dict[str, CollectedSubmission]:
     """Copy each roster student's latest hand-in of ``lab`` from the exchange into
     ``course/collected/<lab>/<student>/``; a hand-in is taken only if the student it names owns
-    it. Returns the students' collected submissions; students with none are left out."""
+    it. "Latest" and the time graded for lateness are when it last changed in the exchange
+    (:func:`received_at`), never the time the student's process wrote; a hand-in whose own
+    timestamp disagrees is flagged. Returns the students' collected submissions; students with
+    none are left out."""
     _check_can_write_course(classroom)
     inbound = classroom.exchange_course_dir / "inbound"
     students = set(classroom.students)
-    latest: dict[str, tuple[str, Path]] = {}
+    latest: dict[str, tuple[datetime, str, Path]] = {}
     refused: dict[str, CollectedSubmission] = {}
     for entry in sorted(inbound.iterdir()):
         match = INBOUND_NAME.match(entry.name)
@@ -149,25 +234,31 @@ def collect(classroom: Classroom, lab: str, *, log=print) -> dict[str, Collected
             log(f"classroom: REFUSED {entry.name}: handed in by {owner}, not by {student}")
             refused[student] = CollectedSubmission(student, timestamp, None, f"owned by {owner}")
             continue
-        if student not in latest or timestamp > latest[student][0]:
-            latest[student] = (timestamp, entry)
+        received = received_at(entry)
+        if student not in latest or received > latest[student][0]:
+            latest[student] = (received, timestamp, entry)
     collected_root = classroom.course_dir / "collected" / lab
     collected: dict[str, CollectedSubmission] = {}
-    for student, (timestamp, entry) in sorted(latest.items()):
+    for student, (_, timestamp, entry) in sorted(latest.items()):
         target = collected_root / student
         staging = collected_root / f".{student}.new"
         if staging.exists():
             shutil.rmtree(staging)
-        problem = _copy_submission(entry, student, lab, staging)
+        problem, times = _copy_submission(entry, student, lab, staging)
         if problem:
             shutil.rmtree(staging)
             log(f"classroom: REFUSED {entry.name}: {problem}")
             refused[student] = CollectedSubmission(student, timestamp, None, problem)
             continue
+        flagged = claim_problem(times["claimed"] or timestamp, times["received"])
+        if flagged:
+            log(f"classroom: FLAGGED {student}'s {lab}: {flagged}; graded as received")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-        collected[student] = CollectedSubmission(student, timestamp, target)
+        collected[student] = CollectedSubmission(
+            student, timestamp, target, received=times["received"], flagged=flagged
+        )
     missing = sorted(students - set(collected))
     log(
         f"classroom: collected {len(collected)} of {len(students)} students' {lab}"

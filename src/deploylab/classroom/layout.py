@@ -3,6 +3,7 @@
 One *state directory* (default ``/srv/deploylab-classroom``) holds one classroom::
 
     classroom.json        world-readable description: course, port, members and roles
+    material/             world-readable: lessons, lessons-ko, assets (workspaces copy these)
     hub/                  root only (0700): hub config, database, passwords, token, logs
     config/student/       Jupyter config for students' servers (nbgrader without formgrader)
     config/instructor/    ... for instructors (formgrader on the course directory)
@@ -81,6 +82,11 @@ class Classroom:
     @property
     def hub_dir(self) -> Path:
         return self.state_dir / "hub"
+
+    @property
+    def material_dir(self) -> Path:
+        """Root-owned copy of what each student's workspace is filled from."""
+        return self.state_dir / "material"
 
     @property
     def course_dir(self) -> Path:

@@ -2,8 +2,9 @@
 
 JupyterHub's local-process spawner, plus: the person's server joins their own control groups
 (memory, CPU, tasks) before it drops to their uid; their workspace (a copy of the lessons) is
-made before the first start and never overwritten; the Jupyter configuration of their role
-(student: Assignments panel only; instructor: formgrader on the course) is put on their path.
+made or brought up to date before each start, never overwriting their changes; the Jupyter
+configuration of their role (student: Assignments panel only; instructor: formgrader on the
+course) is put on their path.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class ClassroomSpawner(LocalProcessSpawner):
         return env
 
     async def start(self):
-        lessons = Path(self.classroom_state) / "lessons"
-        await asyncio.to_thread(accounts.prepare_workspace, self.user.name, lessons)
+        material = Path(self.classroom_state) / "material"
+        await asyncio.to_thread(accounts.prepare_workspace, self.user.name, material)
         self._groups = await asyncio.to_thread(limits.make_groups, self.user.name, self._limits())
         if not self._groups:
             self.log.warning("no control group for %s: only an address-space rlimit applies",

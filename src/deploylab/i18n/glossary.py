@@ -14,6 +14,7 @@ from pathlib import Path
 
 from deploylab.i18n.catalog import TITLE_ID, read_catalog
 from deploylab.i18n.languages import Language
+from deploylab.workspace import NOTEBOOK_KERNELSPEC
 
 __all__ = [
     "Glossary",
@@ -158,11 +159,7 @@ def write_glossary(root: Path, lang: Language) -> list[Path]:
         "title": glossary.title,
         "generated_from": glossary_path(root, lang).relative_to(root).as_posix(),
     }
-    notebook.metadata["kernelspec"] = {
-        "display_name": "Python 3",
-        "language": "python",
-        "name": "python3",
-    }
+    notebook.metadata["kernelspec"] = dict(NOTEBOOK_KERNELSPEC)
     notebook_path = root / lang.lessons_dir / GLOSSARY_NOTEBOOK
     notebook_path.parent.mkdir(parents=True, exist_ok=True)
     notebook_path.write_text(nbformat.writes(notebook, version=4) + "\n", encoding="utf-8")
