@@ -84,11 +84,16 @@ def _doctor(_args: argparse.Namespace) -> int:
 
 
 def jupyter_lab_command(
-    root: Path, port: int, open_browser: bool, lessons_dir: str = "lessons"
+    root: Path,
+    port: int,
+    open_browser: bool,
+    lessons_dir: str = "lessons",
+    default_url: str | None = None,
 ) -> list[str]:
     """The ``jupyter lab`` command line that serves the workbook on 127.0.0.1.
 
-    It opens ``<lessons_dir>/00-start-here.ipynb``: ``lessons-ko`` for the Korean edition.
+    It opens ``default_url`` when given (``deploylab present`` opens a lesson as slides),
+    else ``<lessons_dir>/00-start-here.ipynb``: ``lessons-ko`` for the Korean edition.
     """
     start_here = Path(lessons_dir) / START_HERE.name
     command = [
@@ -98,7 +103,7 @@ def jupyter_lab_command(
         "--ip=127.0.0.1",
         f"--port={port}",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.default_url=/lab/tree/{start_here.as_posix()}",
+        f"--LabApp.default_url={default_url or '/lab/tree/' + start_here.as_posix()}",
     ]
     if not open_browser:
         command.append("--no-browser")
@@ -132,23 +137,17 @@ def write_language_overrides(config_dir: Path, locale: str) -> Path:
     return path
 
 
-def _lab(args: argparse.Namespace) -> int:
+def serve_workbook(
+    root: Path, lang, port: int, open_browser: bool, default_url: str | None = None
+) -> int:
+    """Run JupyterLab on the workbook at ``root`` in ``lang`` (a :class:`Language`) until it
+    stops; returns its exit status. Shared by ``deploylab lab`` and ``deploylab present``."""
     import tempfile
 
-    from deploylab.i18n.languages import LANGUAGE_VARIABLE, language
+    from deploylab.i18n.languages import LANGUAGE_VARIABLE
 
-    lang = language(args.lang)
-    root = find_workbook_root(Path(args.root) if args.root else None)
-    if not (root / lang.lessons_dir / START_HERE.name).is_file():
-        raise ValueError(
-            f"{root / lang.lessons_dir} has no {START_HERE.name}: "
-            f"run `deploylab translate build --lang {lang.code}` first"
-        )
     command = jupyter_lab_command(
-        root, args.port, open_browser=not args.no_browser, lessons_dir=lang.lessons_dir
-    )
-    print(
-        f"deploylab: serving the workbook at {root} on http://127.0.0.1:{args.port}/ ({lang.name})"
+        root, port, open_browser, lessons_dir=lang.lessons_dir, default_url=default_url
     )
     # Kernels inherit the server's environment, so widgets learn the language from it.
     env = {**os.environ, LANGUAGE_VARIABLE: lang.code}
@@ -159,6 +158,22 @@ def _lab(args: argparse.Namespace) -> int:
                 filter(None, [config_dir, os.environ.get("JUPYTER_CONFIG_PATH")])
             )
         return subprocess.call(command, cwd=root, env=env)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from deploylab.i18n.languages import language
+
+    lang = language(args.lang)
+    root = find_workbook_root(Path(args.root) if args.root else None)
+    if not (root / lang.lessons_dir / START_HERE.name).is_file():
+        raise ValueError(
+            f"{root / lang.lessons_dir} has no {START_HERE.name}: "
+            f"run `deploylab translate build --lang {lang.code}` first"
+        )
+    print(
+        f"deploylab: serving the workbook at {root} on http://127.0.0.1:{args.port}/ ({lang.name})"
+    )
+    return serve_workbook(root, lang, args.port, open_browser=not args.no_browser)
 
 
 def register(commands) -> None:
