@@ -11,6 +11,7 @@ import pytest
 import deploylab.widgets.balancer
 import deploylab.widgets.deploy_timeline
 import deploylab.widgets.request_flow
+import deploylab.widgets.slide_mode
 import deploylab.widgets.vpc  # noqa: F401  (their classes are found as LabelledWidget subclasses)
 from deploylab.widgets.course_map import COURSE_STOPS, CourseMap
 from deploylab.widgets.labels import WIDGET_LABELS, LabelledWidget

@@ -1,7 +1,10 @@
 """Lessons as live slides: ``deploylab present LESSON`` and the slide metadata of every lesson.
 
-A lesson is presented with RISE for JupyterLab (the ``jupyterlab-rise`` package): the notebook
-itself, with a live kernel and live widgets, shown one slide at a time. Which cell starts a
+The slides are RISE's (``slideshow`` cell metadata, ``rise`` notebook metadata, so RISE for
+JupyterLab reads the same deck: ``deploylab present --rise``); they are shown in JupyterLab
+itself by :class:`deploylab.widgets.slide_mode.SlideMode`, because RISE's own page cannot load
+the widget manager of JupyterLab 4.6 (jupyterlab-contrib/rise issue 119) and the lessons'
+point is their live widgets. Which cell starts a
 slide is decided here, once, by :func:`slide_type_of` (a ``##`` heading starts a slide, a
 ``###`` heading a sub-slide, a cell that would overflow the slide starts a sub-slide of its
 own); ``python -m deploylab.slides lessons/*.ipynb`` writes the result into each lesson and a test checks that it stays
@@ -18,6 +21,7 @@ __all__ = [
     "LESSON_PATTERN",
     "RISE_SETTINGS",
     "SLIDE_LINES",
+    "PRESENT_ARGUMENTS",
     "LessonNotFoundError",
     "apply_slide_metadata",
     "find_lesson",
@@ -36,7 +40,7 @@ SLIDE_LINES = 22
 #: Notebook metadata read by jupyterlab-rise: start as slides, large font (the CSS below),
 #: the slide scrolls rather than clips when a cell is long, and slide numbers for questions.
 RISE_SETTINGS = {
-    "autolaunch": True,
+    "autolaunch": False,  # True would open RISE beside the notebook (its page has no widgets)
     "scroll": True,
     "enable_chalkboard": False,
     "slideNumber": True,
@@ -120,7 +124,8 @@ def _lines(cell) -> int:
 def slide_type_of(cell, lines_on_slide: int) -> str:
     """The ``slideshow.slide_type`` of ``cell`` given how many lines the slide holds so far.
 
-    Speaker notes stay notes; a ``#``/``##`` heading starts a slide, a ``###`` heading a
+    Speaker notes stay notes; the slide-mode control cell (``metadata.deploylab.slide_control``)
+    joins the slide it is on; a ``#``/``##`` heading starts a slide, a ``###`` heading a
     sub-slide; a cell that would push the slide past :data:`SLIDE_LINES` starts a sub-slide;
     anything else joins the slide (``-``).
 
@@ -136,8 +141,11 @@ def slide_type_of(cell, lines_on_slide: int) -> str:
     >>> slide_type_of(note, 0)
     'notes'
     """
-    if cell.get("metadata", {}).get("slideshow", {}).get("slide_type") == "notes":
+    metadata = cell.get("metadata", {})
+    if metadata.get("slideshow", {}).get("slide_type") == "notes":
         return "notes"
+    if metadata.get("deploylab", {}).get("slide_control"):
+        return "-"  # the slide-mode bar: it floats over the slides and takes no room
     text = _source(cell).lstrip()
     if cell.get("cell_type") == "markdown":
         if text.startswith(("# ", "## ")):
@@ -170,8 +178,14 @@ def apply_slide_metadata(notebook) -> bool:
     return changed
 
 
+#: What ``deploylab present`` adds to JupyterLab: kernels learn that slide mode should start
+#: at once and run each slide's cells on entry, which needs the page's ``window.jupyterapp``.
+PRESENT_ARGUMENTS = ("--LabApp.expose_app_in_browser=True",)
+
+
 def _present(args: argparse.Namespace) -> int:
     from deploylab.i18n.languages import language
+    from deploylab.widgets.slide_mode import PRESENT_VARIABLE
     from deploylab.workbook import find_workbook_root, serve_workbook
 
     lang = language(args.lang)
@@ -183,11 +197,23 @@ def _present(args: argparse.Namespace) -> int:
         raise LessonNotFoundError(
             f"{lesson} is outside the workbook at {root}: expected a lesson under it"
         ) from None
-    url = rise_url(relative)
+    url = rise_url(relative) if args.rise else f"/lab/tree/{relative}"
     print(f"deploylab: presenting {relative} at http://127.0.0.1:{args.port}{url} ({lang.name})")
-    print("  keys: Space / → next slide; in a focused widget Space plays/pauses and → steps;")
-    print("  Esc leaves the widget; Alt+R ends the slideshow; speaker notes: t")
-    return serve_workbook(root, lang, args.port, not args.no_browser, default_url=url)
+    if args.rise:
+        print("  RISE page: slides only; widgets do not render there (jupyterlab-rise issue 119)")
+    else:
+        print("  Shift+Enter on the slide-mode cell starts the slides; each slide's code runs")
+        print("  as you enter it. Keys: → / Space / Page Down next, ← / Page Up back, Home, End;")
+        print("  in a focused widget Space plays/pauses and → steps; n speaker notes; Esc leaves")
+    return serve_workbook(
+        root,
+        lang,
+        args.port,
+        not args.no_browser,
+        default_url=url,
+        extra_arguments=() if args.rise else PRESENT_ARGUMENTS,
+        extra_environment={PRESENT_VARIABLE: "1"},
+    )
 
 
 def register(commands) -> None:
@@ -201,6 +227,9 @@ def register(commands) -> None:
     present.add_argument("--port", type=int, default=8888, help="port (default 8888)")
     present.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     present.add_argument("--root", help="workbook directory (default: found from here)")
+    present.add_argument(
+        "--rise", action="store_true", help="open RISE's own slide page instead (no widgets there)"
+    )
     present.add_argument(
         "--lang", default="en", choices=sorted(LANGUAGES), help="edition (default: en; ko: 한국어)"
     )

@@ -138,7 +138,13 @@ def write_language_overrides(config_dir: Path, locale: str) -> Path:
 
 
 def serve_workbook(
-    root: Path, lang, port: int, open_browser: bool, default_url: str | None = None
+    root: Path,
+    lang,
+    port: int,
+    open_browser: bool,
+    default_url: str | None = None,
+    extra_arguments: tuple[str, ...] = (),
+    extra_environment: dict[str, str] | None = None,
 ) -> int:
     """Run JupyterLab on the workbook at ``root`` in ``lang`` (a :class:`Language`) until it
     stops; returns its exit status. Shared by ``deploylab lab`` and ``deploylab present``."""
@@ -149,8 +155,9 @@ def serve_workbook(
     command = jupyter_lab_command(
         root, port, open_browser, lessons_dir=lang.lessons_dir, default_url=default_url
     )
+    command += extra_arguments
     # Kernels inherit the server's environment, so widgets learn the language from it.
-    env = {**os.environ, LANGUAGE_VARIABLE: lang.code}
+    env = {**os.environ, LANGUAGE_VARIABLE: lang.code, **(extra_environment or {})}
     with tempfile.TemporaryDirectory(prefix="deploylab-lab-") as config_dir:
         if not lang.is_source:
             write_language_overrides(Path(config_dir), lang.jupyterlab_locale)

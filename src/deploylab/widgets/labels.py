@@ -100,6 +100,14 @@ WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
             "step": "한 단계",
             "hint": "재생이나 한 단계를 누르세요: 라우트마다 네트워크 비트를 목적지와 비교합니다.",
         },
+        "slide_mode": {
+            "back": "◂ 이전",
+            "next": "다음 ▸",
+            "counter": "슬라이드 {n} / {total}",
+            "no_notes": "(이 슬라이드에는 발표자 노트가 없습니다)",
+            "leave": "슬라이드 끝내기 (Esc)",
+            "present": "슬라이드로 발표하기",
+        },
         "demos": {  # deploylab.widgets.demos: the instructor's demo buttons
             "a backend dies mid-traffic": "트래픽 중에 백엔드가 죽는다",
             "a cached page goes stale": "캐시된 페이지가 오래된다",
