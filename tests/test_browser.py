@@ -657,8 +657,9 @@ def test_lesson_runs_as_slides_with_the_keyboard(
             )
             visible = page.locator(".jp-Notebook-cell:not(.dl-off-slide)").count()
             assert visible >= 1, f"{lesson.name}: {expected} shows no cell"
+            # the slide's code runs on entry: a presenter waits for it, and so does the test
+            page.wait_for_function(SLIDE_CELLS_DONE, timeout=timeout_ms, polling=300)
             if page.locator(".jp-Cell:not(.dl-off-slide) .dl-demo-button").count():
-                page.wait_for_function(SLIDE_CELLS_DONE, timeout=timeout_ms, polling=500)
                 demo_said += press_demo_buttons(page, lesson.stem, artifacts_dir)
         # Every slide was entered, so every code cell runs: wait for the last, then the widget.
         page.wait_for_function(

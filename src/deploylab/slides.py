@@ -19,9 +19,9 @@ from pathlib import Path
 
 __all__ = [
     "LESSON_PATTERN",
+    "PRESENT_ARGUMENTS",
     "RISE_SETTINGS",
     "SLIDE_LINES",
-    "PRESENT_ARGUMENTS",
     "LessonNotFoundError",
     "apply_slide_metadata",
     "find_lesson",
@@ -73,15 +73,16 @@ def find_lesson(lessons_dir: Path, wanted: str) -> Path:
     a stem (``02-load-balancing``) or a path to a notebook.
 
     >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     for stem in ("00-start-here", "02-load-balancing"):
-    ...         _ = (Path(folder) / f"{stem}.ipynb").write_text("{}")
-    ...     [find_lesson(Path(folder), w).name for w in ("2", "02", "load-balancing")]
-    ...     find_lesson(Path(folder), "balancing")
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for stem in ("00-start-here", "02-load-balancing"):
+    ...     _ = (folder / f"{stem}.ipynb").write_text("{}")
+    >>> [find_lesson(folder, w).name for w in ("2", "02", "load-balancing")]
     ['02-load-balancing.ipynb', '02-load-balancing.ipynb', '02-load-balancing.ipynb']
+    >>> find_lesson(folder, "balancing")
     Traceback (most recent call last):
     ...
     deploylab.slides.LessonNotFoundError: no lesson 'balancing' in ...: expected a number, a name or a path of one of 00-start-here, 02-load-balancing
+    >>> import shutil; shutil.rmtree(folder)
     """
     path = Path(wanted)
     if path.suffix == ".ipynb" and path.is_file():

@@ -65,8 +65,8 @@ class DemoPanel(ipywidgets.VBox):
     ['say hi']
     >>> asyncio.run(panel.press("say hi"))
     'hi'
-    >>> panel.outcome.value
-    'hi'
+    >>> panel.outcome.value  # announced to screen readers
+    '<span role="status">hi</span>'
     """
 
     def __init__(self, widget, demos: Sequence[Demo]) -> None:

@@ -47,7 +47,17 @@ function render({ model, el }) {
   el.append(bar);
 
   let notebook = null, ownCell = null, presenting = false;
-  const cells = () => (notebook ? [...notebook.querySelectorAll(".jp-Notebook-cell")] : []);
+  // The notebook's cell widgets when JupyterLab exposes its application (exact even for
+  // cells not in the page); else the cells in the page, in order.
+  const notebookWidget = () => {
+    const content = window.jupyterapp?.shell?.currentWidget?.content;
+    return content?.widgets && content.node === notebook ? content : null;
+  };
+  const cells = () => {
+    const content = notebookWidget();
+    if (content) return content.widgets.map((cell) => cell.node);
+    return notebook ? [...notebook.querySelectorAll(".jp-Notebook-cell")] : [];
+  };
   const slides = () => model.get("slides");
 
   // Code cells run on entry to their slide (once each, in order) when JupyterLab exposes its
@@ -58,8 +68,8 @@ function render({ model, el }) {
   const runOnEntry = (indices) => (queue = queue.then(() => runCells(indices)).catch(() => {}));
   const runCells = async (indices) => {
     const app = window.jupyterapp;
-    const content = app?.shell?.currentWidget?.content;
-    if (!model.get("run_on_entry") || !content?.widgets || content.node !== notebook) return;
+    const content = notebookWidget();
+    if (!model.get("run_on_entry") || !content) return;
     for (const j of indices) {
       const cell = content.widgets[j];
       if (!cell || ran.has(j) || cell.model.type !== "code" || cell === ownCellWidget(content)) continue;
@@ -125,6 +135,9 @@ function render({ model, el }) {
     ownCell?.classList.add("dl-slide-control-cell");
     presenting = true;
     notebook.classList.add("dl-presenting");
+    // Every cell in the page (as RISE does): windowing would leave hidden slides' cells out.
+    const content = notebookWidget();
+    if (content) content.notebookConfig = { ...content.notebookConfig, windowingMode: "none" };
     document.addEventListener("keydown", onKey, true);
     document.activeElement?.blur?.();
     // Room for the slide: fold JupyterLab's side panels away (when the page exposes the app).
