@@ -56,10 +56,16 @@ def chromium_binary() -> str:
     pytest.skip("chromium binary not found")
 
 
-def serve_workbook(tmp_path_factory, lang: str, *extra_args: str, workspace: Path | None = None):
-    """``deploylab lab --no-browser --lang LANG [EXTRA_ARGS]`` on a free loopback port, with
-    isolated Jupyter state and the learner's workspace in ``workspace`` (default: a fresh
-    temporary one); yields (base URL, token)."""
+def serve_workbook(
+    tmp_path_factory,
+    lang: str,
+    *extra_args: str,
+    command: tuple[str, ...] = ("lab",),
+    workspace: Path | None = None,
+):
+    """``deploylab lab --no-browser --lang LANG [EXTRA_ARGS]`` (or another ``command``, such
+    as ``present 00``) on a free loopback port, with isolated Jupyter state and the learner's
+    workspace in ``workspace`` (default: a fresh temporary one); yields (base URL, token)."""
     chromium_binary()
     state = tmp_path_factory.mktemp(f"jupyter-state-{lang}")
     settings = state / "settings"
@@ -104,7 +110,7 @@ def serve_workbook(tmp_path_factory, lang: str, *extra_args: str, workspace: Pat
             sys.executable,
             "-m",
             "deploylab.cli",
-            "lab",
+            *command,
             "--no-browser",
             "--port",
             str(port),
@@ -120,7 +126,7 @@ def serve_workbook(tmp_path_factory, lang: str, *extra_args: str, workspace: Pat
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded CI machine starts JupyterLab slowly
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
@@ -132,8 +138,9 @@ def serve_workbook(tmp_path_factory, lang: str, *extra_args: str, workspace: Pat
                 )
             time.sleep(0.3)
     else:
-        server.kill()
-        pytest.fail("JupyterLab did not answer within 60 s")
+        os.killpg(server.pid, 9)  # the server and the JupyterLab it started
+        server.wait(timeout=5)
+        pytest.fail("JupyterLab did not answer within 180 s")
     try:
         yield base, token
     finally:
@@ -150,6 +157,13 @@ def serve_workbook(tmp_path_factory, lang: str, *extra_args: str, workspace: Pat
 def jupyterlab(tmp_path_factory):
     """The English workbook in JupyterLab."""
     yield from serve_workbook(tmp_path_factory, "en")
+
+
+@pytest.fixture(scope="module")
+def jupyterlab_present(tmp_path_factory):
+    """The English workbook served by ``deploylab present`` (slide mode starts at once and
+    runs each slide's cells on entry)."""
+    yield from serve_workbook(tmp_path_factory, "en", command=("present", "00"))
 
 
 @pytest.fixture(scope="module")
@@ -569,3 +583,133 @@ def test_korean_lab_opens_in_korean_jupyterlab(lab, jupyterlab_ko, browser_conte
         text for text in console_errors if not any(b in text for b in BENIGN_CONSOLE_ERRORS)
     ]
     assert not real_errors, f"{lab.name}: browser console errors: {real_errors}"
+
+
+# ---------------------------------------------------------------------------------------
+# slides (deploylab present): the whole lesson with the keyboard, and the demo buttons
+# ---------------------------------------------------------------------------------------
+#: What each lesson's demo buttons must report after acting on the real servers.
+DEMO_OUTCOMES = {
+    "01-proxies": "so the proxy asked the origin again",
+    "02-load-balancing": "the balancer now says 'failed'",
+    "03-autoscaling": "peak instances",
+    "04-nginx-and-zero-downtime": "nginx refused it",
+    "05-vpc-and-cidr": "has no route to 0.0.0.0/0 now",
+}
+
+# Every code cell of the visible slide has run (an execution count, not "[*]" or "[ ]").
+SLIDE_CELLS_DONE = """() => [...document.querySelectorAll(
+    ".jp-Notebook.dl-presenting .jp-CodeCell:not(.dl-off-slide):not(.dl-slide-control-cell) .jp-InputPrompt")]
+  .every((p) => /\\[[0-9]+\\]/.test(p.textContent))"""
+
+
+def press_demo_buttons(page, lesson_stem: str, artifacts_dir: Path) -> list[str]:
+    """Press (Enter on the focused button) the first demo button on the visible slide; returns
+    what the demo said."""
+    button = page.locator(".jp-Cell:not(.dl-off-slide) .dl-demo-button").first
+    button.focus()
+    page.keyboard.press("Enter")
+    outcome = page.locator(".jp-Cell:not(.dl-off-slide) .dl-demo-outcome [role='status']").first
+    outcome.wait_for(state="visible", timeout=60_000)
+    page.screenshot(path=str(artifacts_dir / f"slides-{lesson_stem}-demo.png"))
+    return [outcome.inner_text()]
+
+
+#: Known failure, kept visible (strict: it fails the day it passes, so the mark goes): in
+#: lesson 02 the slide "A real balancer on this machine" reaches its end with the cell that
+#: starts the balancer not run (later cells: NameError 'balancer'; execution counts restart).
+SLIDES_KNOWN_FAILURES = {
+    "02-load-balancing": "the balancer set-up cell is not run on entry to its slide (open)"
+}
+
+
+@pytest.mark.parametrize(
+    "lesson",
+    [
+        pytest.param(
+            path,
+            marks=pytest.mark.xfail(strict=True, reason=SLIDES_KNOWN_FAILURES[path.stem]),
+        )
+        if path.stem in SLIDES_KNOWN_FAILURES
+        else path
+        for path in LESSONS
+    ],
+    ids=lambda path: path.stem,
+)
+def test_lesson_runs_as_slides_with_the_keyboard(
+    lesson, jupyterlab_present, browser_context, artifacts_dir
+):
+    from deploylab.widgets.slide_mode import slide_groups
+
+    base, token = jupyterlab_present
+    settings = lesson_settings(lesson)
+    import nbformat
+
+    slides, _notes = slide_groups(nbformat.read(lesson, as_version=4))
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 1024, "height": 768})
+    console_errors = collect_console_errors(page)
+    demo_said: list[str] = []
+    try:
+        relative = lesson.relative_to(ROOT).as_posix()
+        page.goto(f"{base}/lab/tree/{relative}?token={token}&reset", wait_until="domcontentloaded")
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+        )
+        page.locator(".jp-Notebook").first.click()  # the presenter's one click into the page
+        page.keyboard.press("Escape")
+        # Shift+Enter on the title, then on the slide-mode cell: the slides start.
+        for attempt in range(3):
+            page.keyboard.press("Shift+Enter")
+            try:
+                page.wait_for_selector(".jp-Notebook.dl-presenting", timeout=20_000)
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+        counter = page.locator(".dl-slide-counter").first
+        page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-first.png"))
+        timeout_ms = int(settings.get("browser_timeout_s", 90)) * 1000 * 3
+        for number in range(1, len(slides) + 1):
+            if number > 1:
+                page.keyboard.press("ArrowRight")
+            expected = f"slide {number} of {len(slides)}"
+            page.wait_for_function(
+                "([node, text]) => node.textContent === text",
+                arg=[counter.element_handle(), expected],
+                timeout=10_000,
+            )
+            visible = page.locator(".jp-Notebook-cell:not(.dl-off-slide)").count()
+            assert visible >= 1, f"{lesson.name}: {expected} shows no cell"
+            # the slide's code runs on entry: a presenter waits for it, and so does the test
+            page.wait_for_function(SLIDE_CELLS_DONE, timeout=timeout_ms, polling=300)
+            if page.locator(".jp-Cell:not(.dl-off-slide) .dl-demo-button").count():
+                demo_said += press_demo_buttons(page, lesson.stem, artifacts_dir)
+        # Every slide was entered, so every code cell runs: wait for the last, then the widget.
+        page.wait_for_function(
+            """() => document.querySelector(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']") ||
+              [...document.querySelectorAll(".jp-CodeCell:not(.dl-slide-control-cell) .jp-InputPrompt")]
+                .every((p) => /\\[[0-9]+\\]/.test(p.textContent))""",
+            timeout=timeout_ms,
+            polling=500,
+        )
+        page.locator(settings["browser_selector"]).first.wait_for(state="attached", timeout=30_000)
+        page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-last.png"))
+        error_outputs = page.locator(
+            ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
+        )
+        assert error_outputs.count() == 0, f"{lesson.name}: a cell raised an error in slide mode"
+        page.keyboard.press("Escape")
+        page.wait_for_selector(".jp-Notebook:not(.dl-presenting)", timeout=10_000)
+    except Exception:
+        page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-FAILED.png"))
+        raise
+    finally:
+        page.close()
+    expected_demo = DEMO_OUTCOMES.get(lesson.stem)
+    if expected_demo:
+        assert demo_said and expected_demo in demo_said[0], f"{lesson.name}: demo said {demo_said}"
+    real_errors = [
+        text for text in console_errors if not any(b in text for b in BENIGN_CONSOLE_ERRORS)
+    ]
+    assert not real_errors, f"{lesson.name}: browser console errors: {real_errors}"

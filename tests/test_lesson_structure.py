@@ -16,7 +16,12 @@ SELF_CHECK_IMPORT = "from deploylab.widgets.selfcheck import check"
 
 
 def cells(lesson):
-    return nbformat.read(lesson, as_version=4).cells
+    """The lesson's cells as a learner reads them: speaker notes (slides only) left out."""
+    return [
+        cell
+        for cell in nbformat.read(lesson, as_version=4).cells
+        if cell.metadata.get("slideshow", {}).get("slide_type") != "notes"
+    ]
 
 
 def self_check_cells(lesson) -> list[int]:

@@ -18,6 +18,7 @@ import deploylab
 #: added (or be half-built) without breaking the others.
 COMMAND_MODULES = (
     "deploylab.workbook",
+    "deploylab.slides",
     "deploylab.grading.cli",
     "deploylab.vpc.cli",
     "deploylab.proxy.cli",

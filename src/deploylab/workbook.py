@@ -134,11 +134,16 @@ def _doctor(_args: argparse.Namespace) -> int:
 
 
 def jupyter_lab_command(
-    root: Path, port: int, open_browser: bool, lessons_dir: str = "lessons"
+    root: Path,
+    port: int,
+    open_browser: bool,
+    lessons_dir: str = "lessons",
+    default_url: str | None = None,
 ) -> list[str]:
     """The ``jupyter lab`` command line that serves the workbook on 127.0.0.1.
 
-    It opens ``<lessons_dir>/00-start-here.ipynb``: ``lessons-ko`` for the Korean edition.
+    It opens ``default_url`` when given (``deploylab present`` opens a lesson as slides),
+    else ``<lessons_dir>/00-start-here.ipynb``: ``lessons-ko`` for the Korean edition.
     """
     start_here = Path(lessons_dir) / START_HERE.name
     command = [
@@ -148,7 +153,7 @@ def jupyter_lab_command(
         "--ip=127.0.0.1",
         f"--port={port}",
         f"--ServerApp.root_dir={root}",
-        f"--LabApp.default_url=/lab/tree/{start_here.as_posix()}",
+        f"--LabApp.default_url={default_url or '/lab/tree/' + start_here.as_posix()}",
     ]
     if not open_browser:
         command.append("--no-browser")
@@ -242,11 +247,45 @@ def write_nbgrader_settings(
     return [settings, server, page]
 
 
-def _lab(args: argparse.Namespace) -> int:
+def serve_workbook(
+    root: Path,
+    workspace: Path,
+    lang,
+    port: int,
+    open_browser: bool,
+    *,
+    instructor: bool = False,
+    default_url: str | None = None,
+    extra_arguments: tuple[str, ...] = (),
+    extra_environment: dict[str, str] | None = None,
+) -> int:
+    """Run JupyterLab on the learner's ``workspace`` (filled from the checkout ``root``) in
+    ``lang`` (a :class:`Language`) until it stops; returns its exit status. Shared by
+    ``deploylab lab`` and ``deploylab present``."""
     import tempfile
 
     from deploylab.classroom.install import patch_validate_message
-    from deploylab.i18n.languages import LANGUAGE_VARIABLE, language
+    from deploylab.i18n.languages import LANGUAGE_VARIABLE
+
+    patch_validate_message(Path(sys.prefix))
+    command = jupyter_lab_command(
+        workspace, port, open_browser, lessons_dir=lang.lessons_dir, default_url=default_url
+    )
+    command += extra_arguments
+    # Kernels inherit the server's environment, so widgets learn the language from it.
+    env = {**os.environ, LANGUAGE_VARIABLE: lang.code, **(extra_environment or {})}
+    with tempfile.TemporaryDirectory(prefix="deploylab-lab-") as config_dir:
+        write_nbgrader_settings(Path(config_dir), root, workspace, instructor=instructor)
+        if not lang.is_source:
+            write_language_overrides(Path(config_dir), lang.jupyterlab_locale)
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            filter(None, [config_dir, os.environ.get("JUPYTER_CONFIG_PATH")])
+        )
+        return subprocess.call(command, cwd=workspace, env=env)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from deploylab.i18n.languages import language
 
     lang = language(args.lang)
     root = find_workbook_root(Path(args.root) if args.root else None)
@@ -258,24 +297,13 @@ def _lab(args: argparse.Namespace) -> int:
     workspace = prepare_learner_workspace(
         root, Path(args.workspace) if args.workspace else default_workspace()
     )
-    patch_validate_message(Path(sys.prefix))
-    command = jupyter_lab_command(
-        workspace, args.port, open_browser=not args.no_browser, lessons_dir=lang.lessons_dir
-    )
     print(
         f"deploylab: serving your workspace {workspace} on http://127.0.0.1:{args.port}/ "
         f"({lang.name}); the course is {root}"
     )
-    # Kernels inherit the server's environment, so widgets learn the language from it.
-    env = {**os.environ, LANGUAGE_VARIABLE: lang.code}
-    with tempfile.TemporaryDirectory(prefix="deploylab-lab-") as config_dir:
-        write_nbgrader_settings(Path(config_dir), root, workspace, instructor=args.instructor)
-        if not lang.is_source:
-            write_language_overrides(Path(config_dir), lang.jupyterlab_locale)
-        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
-            filter(None, [config_dir, os.environ.get("JUPYTER_CONFIG_PATH")])
-        )
-        return subprocess.call(command, cwd=workspace, env=env)
+    return serve_workbook(
+        root, workspace, lang, args.port, not args.no_browser, instructor=args.instructor
+    )
 
 
 def register(commands) -> None:

@@ -533,6 +533,29 @@ class AutoscaleExplorer(widgets.VBox):
             max_size=max(high, 1),
         )
 
+    def add_flash_crowd(self, factor: float = 5.0, minutes: int = 45) -> None:
+        """Multiply the current trace by ``factor`` for ``minutes`` around its middle (a flash
+        crowd, as the instructor's demo button does) and re-run; the other traces keep theirs.
+
+        >>> explorer = AutoscaleExplorer(trace="diurnal", days=1)
+        >>> before = explorer.result.demand.max()
+        >>> explorer.add_flash_crowd(factor=4, minutes=30)
+        >>> bool(explorer.result.demand.max() > 3 * before)
+        True
+        """
+        if factor <= 0 or minutes <= 0:
+            raise ValueError(
+                f"flash crowd of factor {factor!r} for {minutes!r} min: expected both > 0"
+            )
+        self.rerun()  # makes sure the current trace exists
+        trace = self._traces[self.trace.value].copy()
+        step = self.days * 86400 / len(trace)
+        middle, width = len(trace) // 2, max(1, round(minutes * 60 / step))
+        trace[middle : middle + width] *= factor
+        self._traces[self.trace.value] = trace
+        self._table_key = None
+        self.rerun()
+
     def rerun(self) -> None:
         """Re-run the simulator with the controls' values and redraw."""
         started = time.perf_counter()

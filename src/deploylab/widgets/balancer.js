@@ -8,6 +8,31 @@ const COLOURS = ["#4285f4", "#ea4335", "#f9ab00", "#34a853", "#9334e6", "#ff6d01
 const say = (model, key, english, values = {}) =>
   String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 
+// Presenter keys, for slides and clickers: while focus is inside the widget (Tab to it),
+// Space plays or pauses and → steps; the key then stops here, so the slideshow (RISE)
+// does not move. Space on a focused button presses that button, as everywhere. Esc hands
+// the keys back to the slides. Outside the widget, Space and → move the slides as usual.
+function presenterKeys(root, name, { toggle, step = null }) {
+  root.tabIndex = 0;
+  root.setAttribute("role", "group");
+  root.setAttribute("aria-label", name);
+  root.setAttribute("aria-keyshortcuts", step ? "Space ArrowRight" : "Space");
+  root.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea")) return;
+    if (event.key === " ") {
+      if (!event.target.closest("button, [role='button']")) { event.preventDefault(); toggle(); }
+    } else if (event.key === "ArrowRight" && step) {
+      event.preventDefault();
+      step();
+    } else if (event.key === "Escape") {
+      event.target.blur();
+    } else {
+      return;
+    }
+    event.stopPropagation();
+  });
+}
+
 function el(name, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
@@ -35,6 +60,14 @@ function render({ model, el: host }) {
   controls.className = "dl-balancer-controls";
   root.append(svg, caption, controls);
   host.append(root);
+  presenterKeys(root, say(model, "keys", "load-balancing animation: Space plays or pauses, → shows the next request"), {
+    toggle: () => controls.querySelector(".dl-balancer-play")?.click(),
+    step: () => {
+      if (model.get("live") || step >= lastStep()) return;
+      playing = false;
+      step += 1; show(true); buildControls();
+    },
+  });
 
   const colWidth = 300, height = 250, lbY = 40, serverY = 170;
   let step = 0, playing = true, last = null, sinceStep = 0, frame = null;

@@ -6,6 +6,31 @@ const SVG = "http://www.w3.org/2000/svg";
 const say = (model, key, english, values = {}) =>
   String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
 
+// Presenter keys, for slides and clickers: while focus is inside the widget (Tab to it),
+// Space plays or pauses and → steps; the key then stops here, so the slideshow (RISE)
+// does not move. Space on a focused button presses that button, as everywhere. Esc hands
+// the keys back to the slides. Outside the widget, Space and → move the slides as usual.
+function presenterKeys(root, name, { toggle, step = null }) {
+  root.tabIndex = 0;
+  root.setAttribute("role", "group");
+  root.setAttribute("aria-label", name);
+  root.setAttribute("aria-keyshortcuts", step ? "Space ArrowRight" : "Space");
+  root.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea")) return;
+    if (event.key === " ") {
+      if (!event.target.closest("button, [role='button']")) { event.preventDefault(); toggle(); }
+    } else if (event.key === "ArrowRight" && step) {
+      event.preventDefault();
+      step();
+    } else if (event.key === "Escape") {
+      event.target.blur();
+    } else {
+      return;
+    }
+    event.stopPropagation();
+  });
+}
+
 function el(name, attributes = {}, text = null) {
   const node = document.createElementNS(SVG, name);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
@@ -86,6 +111,9 @@ function render({ model, el: host }) {
   button.addEventListener("click", () => { model.set("playing", !model.get("playing")); model.save_changes(); });
   model.on("change:selected", showSelected);
   model.on("change:playing", showPlaying);
+  presenterKeys(root, say(model, "keys", "course map: Space plays or pauses the request"), {
+    toggle: () => button.click(),
+  });
   showSelected();
   showPlaying();
 

@@ -12,6 +12,31 @@ const make = (name, attributes = {}, text = null) => {
 };
 const colourOf = (lane) => lane === "failed" ? "#d93025" : lane.startsWith("v1") ? "#1a73e8" : "#188038";
 
+// Presenter keys, for slides and clickers: while focus is inside the widget (Tab to it),
+// Space plays or pauses and → steps; the key then stops here, so the slideshow (RISE)
+// does not move. Space on a focused button presses that button, as everywhere. Esc hands
+// the keys back to the slides. Outside the widget, Space and → move the slides as usual.
+function presenterKeys(root, name, { toggle, step = null }) {
+  root.tabIndex = 0;
+  root.setAttribute("role", "group");
+  root.setAttribute("aria-label", name);
+  root.setAttribute("aria-keyshortcuts", step ? "Space ArrowRight" : "Space");
+  root.addEventListener("keydown", (event) => {
+    if (event.target.closest("input, select, textarea")) return;
+    if (event.key === " ") {
+      if (!event.target.closest("button, [role='button']")) { event.preventDefault(); toggle(); }
+    } else if (event.key === "ArrowRight" && step) {
+      event.preventDefault();
+      step();
+    } else if (event.key === "Escape") {
+      event.target.blur();
+    } else {
+      return;
+    }
+    event.stopPropagation();
+  });
+}
+
 function render({ model, el }) {
   el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
   const root = document.createElement("div");
@@ -88,6 +113,15 @@ function render({ model, el }) {
     if (position >= model.get("duration")) position = 0;
     playing = !playing;
     play.textContent = playing ? say(model, "pause", "pause") : say(model, "play", "play");
+  });
+  presenterKeys(root, say(model, "keys", "deployment replay: Space plays or pauses, → moves on a twentieth"), {
+    toggle: () => play.click(),
+    step: () => {
+      playing = false;
+      play.textContent = say(model, "play", "play");
+      position = Math.min(model.get("duration"), position + model.get("duration") / 20);
+      show();
+    },
   });
   speed.value = String(model.get("speed"));
   speed.addEventListener("change", () => { model.set("speed", Number(speed.value)); model.save_changes(); });

@@ -20,6 +20,7 @@ __all__ = ["WIDGET_LABELS", "LabelledWidget", "widget_labels"]
 WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
     "ko": {
         "course_map": {
+            "keys": "코스 지도: Space로 재생하거나 멈춥니다",
             "play": "재생",
             "pause": "일시 정지",
             "hint": "정거장을 누르면 하는 일과 배우는 레슨이 나옵니다.",
@@ -46,6 +47,7 @@ WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
             "summary:app instances": "스케일 업(더 크게) 또는 스케일 아웃(더 많이)",
         },
         "request_flow": {
+            "keys": "요청 애니메이션: Space로 재생하거나 멈추고, →로 한 홉씩 나아갑니다",
             "play": "재생 ▶",
             "pause": "일시 정지 ❚❚",
             "step": "한 단계 ▸",
@@ -58,6 +60,7 @@ WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
             "from": "보낸 곳 {addr}",
         },
         "balancer": {
+            "keys": "로드 밸런싱 애니메이션: Space로 재생하거나 멈추고, →로 다음 요청을 봅니다",
             "play": "재생",
             "pause": "일시 정지",
             "restart": "처음부터",
@@ -73,6 +76,7 @@ WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
             "live_caption": "실시간: 점 하나가 실행 중인 밸런서가 전달한 요청 하나입니다",
         },
         "deploy_timeline": {
+            "keys": "배포 재생: Space로 재생하거나 멈추고, →로 20분의 1만큼 나아갑니다",
             "play": "재생",
             "pause": "일시 정지",
             "replay": "다시 보기",
@@ -90,10 +94,29 @@ WIDGET_LABELS: dict[str, dict[str, dict[str, str]]] = {
             "hint": "서브넷이나 빈 공간을 눌러 보세요.",
         },
         "vpc_route": {
+            "keys": "경로 조회: Space로 재생하거나 멈추고, →로 다음 경로와 비교합니다",
             "play": "재생",
             "pause": "일시 정지",
             "step": "한 단계",
             "hint": "재생이나 한 단계를 누르세요: 라우트마다 네트워크 비트를 목적지와 비교합니다.",
+        },
+        "slide_mode": {
+            "back": "◂ 이전",
+            "next": "다음 ▸",
+            "counter": "슬라이드 {n} / {total}",
+            "no_notes": "(이 슬라이드에는 발표자 노트가 없습니다)",
+            "leave": "슬라이드 끝내기 (Esc)",
+            "present": "슬라이드로 발표하기",
+        },
+        "demos": {  # deploylab.widgets.demos: the instructor's demo buttons
+            "a backend dies mid-traffic": "트래픽 중에 백엔드가 죽는다",
+            "a cached page goes stale": "캐시된 페이지가 오래된다",
+            "a flash crowd hits": "갑자기 사람이 몰린다",
+            "reload a broken nginx config": "망가진 nginx 설정으로 reload",
+            "remove the route to the internet": "인터넷으로 가는 경로를 지운다",
+            "put the route back": "경로를 되돌린다",
+            "running…": "실행 중…",
+            "demo failed: {error}": "데모 실패: {error}",
         },
         "selfcheck": {  # deploylab.widgets.selfcheck.check; the hints stay in the code cells
             "unanswered": "문항 {question}: 아직 답하지 않았습니다. None 자리에 예측을 적고 셀을 실행하세요.",
