@@ -591,25 +591,22 @@ def live_chart(
 
 
 def run_live_with_chart(chart: AutoscaleChart, config, refresh: float = 0.3):
-    """Run a live experiment (:class:`deploylab.autoscale.live.LiveConfig`) in a background
-    thread and redraw ``chart`` from this thread until it ends; returns the LiveResult.
+    """Run a live experiment (:class:`deploylab.autoscale.live.LiveConfig`) and redraw
+    ``chart`` from this thread until it ends; returns the LiveResult.
 
-    Widget updates stay in the calling (notebook) thread, the experiment in its own."""
-    from deploylab.autoscale.live import start_live
+    The runner (:class:`deploylab.autoscale.live.LiveRun`) owns the experiment's thread; this
+    view only subscribes to its samples and redraws in the calling (notebook) thread."""
+    from deploylab.autoscale.live import LiveRun
 
     samples: list[dict] = []
-    bus = EventBus("autoscaler")
-    bus.subscribe(
+    run = LiveRun(config)
+    run.bus.subscribe(
         lambda event: samples.append(dict(event.fields)) if event.kind == "sample" else None
     )
     capacity = 1000 / config.work_ms if config.work_ms else None
-    autoscaler, thread = start_live(config, bus)
-    while thread.is_alive():
-        thread.join(refresh)
-        chart.show_samples(list(samples), config.target, capacity)
-    if autoscaler.error is not None:
-        raise autoscaler.error
-    return autoscaler.result
+    return run.follow(
+        lambda: chart.show_samples(list(samples), config.target, capacity), every=refresh
+    )
 
 
 # ------------------------------------------------------------------------ static fallbacks
