@@ -9,6 +9,11 @@ nbgrader's rules except that harmless stderr does not zero a correct answer, and
 grades in nbgrader's gradebook so formgrader keeps working. Statuses, content hashes and
 scores also go to ``autograder/.deploylab/status.json`` (git-ignored): a rerun grades only new
 or changed submissions, and a failure is never shown as a silent 0.
+
+This module is the batch; each step is its own module: :mod:`~deploylab.grading.submissions`
+(read and decide), :mod:`~deploylab.grading.merge`, :mod:`~deploylab.grading.execute`,
+:mod:`~deploylab.grading.scoring`, :mod:`~deploylab.grading.gradebook` and
+:mod:`~deploylab.grading.results` (``status.json`` and the table).
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ stop. The notebook has a limit in all. Outputs kept are bounded and are text or 
 It never raises because of what the student's code does: it returns an
 :class:`ExecutionOutcome` whose ``status`` is one of ``graded``, ``timed out``,
 ``kernel died`` or ``needs review`` and whose ``tests`` say what each test cell earned.
+
+Its parts, one job each: :mod:`~deploylab.grading.kernel` (the kernel manager),
+:mod:`~deploylab.grading.trusted_process` (the test process), :mod:`~deploylab.grading.outputs`
+(what outputs are kept), :mod:`~deploylab.grading.scoring` (what a test cell earned),
+:mod:`~deploylab.grading.status` (the vocabulary), :mod:`~deploylab.grading.cells` (cell roles).
 """
 
 from __future__ import annotations
