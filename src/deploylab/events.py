@@ -381,6 +381,23 @@ EVENT_TYPES: dict[str, tuple[type[Event], ...]] = _registry(
 )
 
 
+def _field_names(cls: type[Event]) -> tuple[frozenset[str], frozenset[str]]:
+    """The names a class declares beyond the envelope, and those without a default."""
+    declared = [
+        item for item in dataclasses.fields(cls) if item.init and item.name not in _ENVELOPE
+    ]
+    required = [
+        item.name
+        for item in declared
+        if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+    ]
+    return frozenset(item.name for item in declared), frozenset(required)
+
+
+#: Computed once: ``publish`` runs on every request of a server.
+_FIELDS = {cls: _field_names(cls) for classes in EVENT_TYPES.values() for cls in classes}
+
+
 def make_event(kind: str, source: str, time: float, fields: dict[str, Any]) -> Event:
     """The typed event for ``kind`` whose required fields ``fields`` has (the first such
     class registered), or a plain :class:`Event` holding ``fields`` in ``extra``.
@@ -392,17 +409,8 @@ def make_event(kind: str, source: str, time: float, fields: dict[str, Any]) -> E
     {'t': 1.5}
     """
     for cls in EVENT_TYPES.get(kind, ()):
+        declared, required = _FIELDS[cls]
         named = {cls.renamed.get(key, key): value for key, value in fields.items()}
-        declared = {
-            item.name: item
-            for item in dataclasses.fields(cls)
-            if item.init and item.name not in _ENVELOPE
-        }
-        required = {
-            name
-            for name, item in declared.items()
-            if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
-        }
         if required <= named.keys():
             own = {key: value for key, value in named.items() if key in declared}
             extra = {
