@@ -422,7 +422,8 @@ def test_export_matches_the_table(ip_basics_batch, ip_basics_table, capsys):
         )
         == 0
     )
-    rows = list(csv.DictReader(target.open(encoding="utf-8")))
+    with target.open(encoding="utf-8") as exported:
+        rows = list(csv.DictReader(exported))
     nbgrader_columns = [
         "assignment",
         "duedate",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (Debian packages, .venv with the test extra) and run every check: lint, format,
-# generated labs and the Korean edition up to date, no stale translation, the whole pytest
-# suite including browser, nginx and root tests.
+# the import-layer contract (import-linter), types (mypy, strict on the cores), generated
+# labs and the Korean edition up to date, no stale translation, the whole pytest suite
+# including browser, nginx and root tests.
 # Extra arguments go to pytest (for example -m "not slow" for a quick run).
 source "$(dirname "$0")/setup.sh"
 [ "${DEPLOYLAB_SKIP_APT:-}" = 1 ] || install_system_packages
@@ -10,6 +11,10 @@ export PATH="$VENV/bin:$PATH"
 echo "==> ruff"
 ruff check .
 ruff format --check .
+echo "==> the layer contract (ARCHITECTURE.md; [tool.importlinter] in pyproject.toml)"
+lint-imports
+echo "==> types (mypy; strict on the pure cores)"
+mypy
 echo "==> labs/ is what 'deploylab grade release' generates"
 if deploylab grade --help >/dev/null 2>&1; then
   deploylab grade release

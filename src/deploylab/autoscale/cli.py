@@ -82,7 +82,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
-    from deploylab.autoscale.live import run_live_cli
+    from deploylab.autoscale.live_cli import run_live_cli
 
     return run_live_cli(args)
 

@@ -4,6 +4,9 @@ and scheduled actions.
 Every policy is a small object with ``evaluate(observation) -> Decision | None``. It keeps its
 own alarm history, and the time comes in with the observation, so the simulator and the live
 controller run exactly the same code. :func:`decide` combines several policies the way AWS does.
+
+Why one file of ~650 lines: the five policy kinds share the observation, decision and
+cooldown types and :func:`decide` must see them all; each class is small and doctested.
 """
 
 from __future__ import annotations

@@ -9,23 +9,41 @@ nbgrader's rules except that harmless stderr does not zero a correct answer, and
 grades in nbgrader's gradebook so formgrader keeps working. Statuses, content hashes and
 scores also go to ``autograder/.deploylab/status.json`` (git-ignored): a rerun grades only new
 or changed submissions, and a failure is never shown as a silent 0.
+
+This module is the batch; each step is its own module: :mod:`~deploylab.grading.submissions`
+(read and decide), :mod:`~deploylab.grading.merge`, :mod:`~deploylab.grading.execute`,
+:mod:`~deploylab.grading.scoring`, :mod:`~deploylab.grading.gradebook` and
+:mod:`~deploylab.grading.results` (``status.json`` and the table).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import hashlib
-import os
 import shutil
-import stat
 import sys
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import nbformat
+
+from deploylab.grading import sandbox as sandbox_module
 from deploylab.grading.course import Course, CourseError
+from deploylab.grading.execute import run_notebook
+from deploylab.grading.gradebook import (
+    ensure_lab_recorded,
+    has_submission,
+    open_gradebook,
+    save_grades,
+)
+from deploylab.grading.limits import Limits
+from deploylab.grading.merge import merge_submission
+from deploylab.grading.reference_imports import reference_imports, reference_names, setup_imports
+from deploylab.grading.results import STATUS_FILE, SubmissionResult, format_table, load_results
+from deploylab.grading.scoring import score_tests
+from deploylab.grading.scratch import scratch_directory
+from deploylab.grading.status import GRADED, NEEDS_REVIEW, STATUSES
+from deploylab.grading.submissions import Submission, lab_grade_ids, prepare_submission
 
 __all__ = [
     "STATUSES",
@@ -40,213 +58,12 @@ __all__ = [
     "setup_imports",
 ]
 
-GRADED = "graded"
-TIMED_OUT = "timed out"
-KERNEL_DIED = "kernel died"
-NOT_A_NOTEBOOK = "not a notebook"
-WRONG_LAB = "wrong lab"
-MISSING = "missing"  # only other labs' notebooks were handed in: nothing of this lab
-NEEDS_REVIEW = "needs review"
-#: Every status a submission can end with.
-STATUSES = (GRADED, TIMED_OUT, KERNEL_DIED, NOT_A_NOTEBOOK, WRONG_LAB, MISSING, NEEDS_REVIEW)
-
-#: Bump when grading changes in a way that should invalidate stored results.
-PIPELINE_VERSION = "2"
-STATUS_FILE = "status.json"
-#: nbgrader's submission time file (written by ``nbgrader submit``/``collect``), optional.
-TIMESTAMP_FILE = "timestamp.txt"
-
-
-@dataclass
-class SubmissionResult:
-    """How one student's submission of one lab ended.
-
-    ``score`` is ``None`` unless ``status`` is ``graded``: the points the tests would have
-    given otherwise are kept in ``provisional_score`` for the instructor, never exported as a
-    grade. ``cells`` maps each test cell's grade_id to ``[points earned or None, max points]``;
-    ``tests`` to the trusted verdict (outcome, points, instructor message) feedback is made of.
-    """
-
-    student: str
-    lab: str
-    status: str
-    max_score: float
-    score: float | None = None
-    provisional_score: float | None = None
-    detail: str = ""
-    digest: str = ""
-    cells: dict[str, list] = field(default_factory=dict)
-    tests: dict[str, dict] = field(default_factory=dict)
-    seconds: float = 0.0
-    timestamp: str = ""
-    reused: bool = False
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data.pop("reused")
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> SubmissionResult:
-        known = {name for name in cls.__dataclass_fields__ if name != "reused"}
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-
-# ---------------------------------------------------------------------------------------
-# Building the notebook that is executed
-# ---------------------------------------------------------------------------------------
-def _nbgrader_meta(cell) -> dict:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return meta if isinstance(meta, dict) else {}
-
-
-def _grade_id(cell) -> str | None:
-    grade_id = _nbgrader_meta(cell).get("grade_id")
-    return grade_id if isinstance(grade_id, str) else None
-
-
-def merge_submission(instructor, released, submitted):
-    """The notebook to execute: the instructor's cells, with the student's answers in them.
-
-    ``instructor`` is the source notebook (hidden tests included), ``released`` the student
-    version nbgrader generated (its stubs and checksums), ``submitted`` what the student
-    handed in. Every cell of the instructor version appears, in its order, with its metadata;
-    a solution cell takes the source of the student's cell with the same grade_id (the stub
-    if the student deleted it). Cells the student added keep their place after the preceding
-    instructor cell and lose any nbgrader metadata; the student's copies of locked cells are
-    ignored, so edited or deleted tests are restored.
-
-    >>> import nbformat.v4 as v4
-    >>> def cell(source, grade_id, solution):
-    ...     c = v4.new_code_cell(source)
-    ...     c.metadata["nbgrader"] = {"grade_id": grade_id, "solution": solution,
-    ...                               "grade": not solution, "locked": not solution}
-    ...     return c
-    >>> source = v4.new_notebook(cells=[cell("x = 1", "answer", True), cell("assert x == 1", "test", False)])
-    >>> student = v4.new_notebook(cells=[cell("x = 2", "answer", True), v4.new_code_cell("y = 3"),
-    ...                                  cell("pass", "test", False)])
-    >>> [c.source for c in merge_submission(source, source, student).cells]
-    ['x = 2', 'y = 3', 'assert x == 1']
-    """
-    import copy
-
-    import nbformat
-
-    released_by_id = {_grade_id(cell): cell for cell in released.cells if _grade_id(cell)}
-    instructor_ids = [_grade_id(cell) for cell in instructor.cells]
-    solution_ids = {
-        _grade_id(cell) for cell in instructor.cells if _nbgrader_meta(cell).get("solution")
-    }
-    answers: dict[str, object] = {}
-    extras: dict[str | None, list] = {}
-    anchor: str | None = None
-    for cell in submitted.cells:
-        grade_id = _grade_id(cell)
-        if grade_id in solution_ids and grade_id not in answers:
-            answers[grade_id] = cell
-            anchor = grade_id
-        elif grade_id in instructor_ids:
-            anchor = grade_id  # a locked cell: the instructor's copy is used instead
-        elif cell.get("cell_type") in ("code", "markdown", "raw"):
-            extra = copy.deepcopy(cell)
-            extra.get("metadata", {}).pop("nbgrader", None)
-            extras.setdefault(anchor, []).append(extra)
-
-    merged = copy.deepcopy(instructor)
-    merged.cells = []
-    merged.cells.extend(extras.get(None, []))
-    for index, cell in enumerate(instructor.cells):
-        grade_id = _grade_id(cell)
-        new_cell = copy.deepcopy(cell)
-        meta = new_cell.metadata.get("nbgrader")
-        if grade_id in released_by_id and meta is not None:
-            checksum = _nbgrader_meta(released_by_id[grade_id]).get("checksum")
-            if checksum:
-                meta["checksum"] = checksum
-        if grade_id in solution_ids:
-            answer = answers.get(grade_id, released_by_id.get(grade_id, cell))
-            source = answer.get("source", "")
-            new_cell.source = "".join(source) if isinstance(source, list) else str(source)
-        if new_cell.cell_type == "code":
-            new_cell.outputs = []
-            new_cell.execution_count = None
-        new_cell.setdefault("id", f"cell-{index}")
-        merged.cells.append(new_cell)
-        merged.cells.extend(extras.get(grade_id, []) if grade_id else [])
-    # Student cells carry their own ids; make them unique and valid for nbformat 4.5.
-    seen: set[str] = set()
-    for number, cell in enumerate(merged.cells):
-        if cell.get("id") in seen or not cell.get("id"):
-            cell["id"] = f"student-{number}"
-        seen.add(cell["id"])
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    nbformat.validate(merged)
-    return merged
-
-
-# ---------------------------------------------------------------------------------------
-# Scoring
-# ---------------------------------------------------------------------------------------
-def score_tests(tests: dict, notebook) -> tuple[dict[str, list], float, float]:
-    """Points per graded cell, earned and possible, from the trusted tests' outcomes.
-
-    ``tests`` maps a test cell's grade_id to its :class:`~deploylab.grading.execute.TestOutcome`
-    (or its JSON form). A cell that did not run scores ``None``, as does an answer cell that a
-    person grades. Nothing is read from what the notebook printed.
-
-    >>> from deploylab.grading.execute import TestOutcome
-    >>> import nbformat.v4 as v4
-    >>> nb = v4.new_notebook()
-    >>> score_tests({"a": TestOutcome("passed", 2.0, 2.0), "b": TestOutcome("not run", None, 3.0)}, nb)
-    ({'a': [2.0, 2.0], 'b': [None, 3.0]}, 2.0, 5.0)
-    """
-    cells: dict[str, list] = {}
-    for grade_id, outcome in tests.items():
-        data = outcome if isinstance(outcome, dict) else outcome.to_json()
-        cells[grade_id] = [data.get("points"), float(data.get("max_points") or 0)]
-    for cell in notebook.cells:
-        meta = _nbgrader_meta(cell)
-        if meta.get("grade") and meta.get("solution") and _grade_id(cell) not in cells:
-            cells[_grade_id(cell)] = [None, float(meta.get("points", 0) or 0)]
-    earned_total = sum(earned for earned, _ in cells.values() if earned is not None)
-    max_total = sum(max_points for _, max_points in cells.values())
-    return cells, earned_total, max_total
-
-
-# ---------------------------------------------------------------------------------------
-# Executing
-# ---------------------------------------------------------------------------------------
-def _run(
-    notebook,
-    scratch_dir: Path,
-    *,
-    sandbox: bool,
-    cell_timeout: float,
-    notebook_timeout: float,
-    trusted_dir: Path,
-    package_modules: tuple[str, ...] | None,
-):
-    from deploylab.grading.execute import run_notebook
-
-    return run_notebook(
-        notebook,
-        scratch_dir,
-        sandbox=sandbox,
-        cell_timeout=cell_timeout,
-        notebook_timeout=notebook_timeout,
-        trusted_dir=trusted_dir,
-        package_modules=package_modules,
-    )
+#: The old private name of :func:`~deploylab.grading.submissions.prepare_submission`.
+_prepare = prepare_submission
 
 
 def sandbox_problem() -> str | None:
     """Why the sandbox cannot be used here, or ``None`` when it can."""
-    try:
-        from deploylab.grading import sandbox as sandbox_module
-    except ImportError:
-        return "deploylab.grading.sandbox is not available"
     try:
         sandbox_module.check_available()
     except Exception as error:
@@ -254,353 +71,10 @@ def sandbox_problem() -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------------------------
-# The batch
-# ---------------------------------------------------------------------------------------
-@dataclass
-class _Submission:
-    student: str
-    path: Path | None
-    digest: str
-    result: SubmissionResult | None = None  # decided before execution (bad file, wrong lab)
-    notebook: object = None  # merged notebook to execute
-    max_score: float = 0.0
-    timestamp: str = ""
-    review: str = ""  # a reason a person must look at it, whatever it scores
-
-
-def setup_imports(instructor) -> dict[str, set[str]]:
-    """What the lab's locked setup cells import from deploylab: {module: names} (an empty set
-    for ``import module``). Grading kernels can import these modules and nothing else of the
-    package.
-
-    >>> import nbformat.v4 as v4
-    >>> setup = v4.new_code_cell("from deploylab.deploy import Step\\nimport math")
-    >>> setup.metadata["nbgrader"] = {"locked": True, "grade": False, "solution": False}
-    >>> setup_imports(v4.new_notebook(cells=[setup]))
-    {'deploylab.deploy': {'Step'}}
-    """
-    return _imports_of(instructor, lambda meta: meta.get("locked") and not meta.get("grade"))
-
-
-def reference_names(instructor) -> dict[str, set[str]]:
-    """What the lab's hidden tests import from deploylab and nothing visible does: the
-    reference implementation the answers are compared with. {module: names}, as
-    :func:`setup_imports`."""
-    hidden: dict[str, set[str]] = {}
-    public: dict[str, set[str]] = {}
-    for cell in instructor.cells:
-        meta = _nbgrader_meta(cell)
-        if cell.get("cell_type") != "code" or meta.get("solution"):
-            continue
-        inside, shown, secret = False, [], []
-        for line in str(cell.source).splitlines():
-            if line.strip() in ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"):
-                inside = line.strip().startswith("### BEGIN")
-            else:
-                (secret if inside else shown).append(line)
-        for text, into in (("\n".join(secret), hidden), ("\n".join(shown), public)):
-            for module, names in _deploylab_imports(text):
-                into.setdefault(module, set()).update(names)
-    return {
-        module: names - public.get(module, set())
-        for module, names in hidden.items()
-        if module not in public or names - public[module]
-    }
-
-
-def _imports_of(notebook, wanted) -> dict[str, set[str]]:
-    imports: dict[str, set[str]] = {}
-    for cell in notebook.cells:
-        if cell.get("cell_type") != "code" or not wanted(_nbgrader_meta(cell)):
-            continue
-        for module, names in _deploylab_imports(str(cell.source)):
-            imports.setdefault(module, set()).update(names)
-    return imports
-
-
-def _deploylab_imports(source: str) -> list[tuple[str, set[str]]]:
-    """``(module, names)`` for each import of deploylab in ``source`` (strings given to
-    ``__import__``/``import_module`` count as imports of that module)."""
-    import ast
-
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    found: list[tuple[str, set[str]]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, set()) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.append((node.module, {alias.name for alias in node.names}))
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            function = node.func
-            name = getattr(function, "id", None) or getattr(function, "attr", None)
-            if name in ("__import__", "import_module") and isinstance(node.args[0].value, str):
-                found.append((node.args[0].value, set()))
-    return [
-        (module, names)
-        for module, names in found
-        if module == "deploylab" or module.startswith("deploylab.")
-    ]
-
-
-def reference_imports(
-    notebook, references: dict[str, set[str]], allowed: dict[str, set[str]]
-) -> list[str]:
-    """The parts of the reference implementation (``references``, see
-    :func:`reference_names`) that the student's own cells import, beyond what the setup cells
-    import (``allowed``): the answer key used as an answer. Other deploylab imports (helpers
-    a lab suggests for checking work) are not reported.
-
-    >>> import nbformat.v4 as v4
-    >>> answer = v4.new_code_cell("from deploylab.autoscale import step_adjustment, Alarm")
-    >>> reference_imports(v4.new_notebook(cells=[answer]),
-    ...                   {"deploylab.autoscale": {"step_adjustment"}}, {})
-    ['deploylab.autoscale.step_adjustment']
-    """
-    found: list[str] = []
-    for cell in notebook.cells:
-        meta = _nbgrader_meta(cell)
-        if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
-            continue
-        for module, names in _deploylab_imports(str(cell.get("source", ""))):
-            if module not in references:
-                continue
-            secret = references[module] - allowed.get(module, set())
-            if not names and (module not in allowed or secret):
-                found.append(module)
-            found += [f"{module}.{name}" for name in sorted(names & secret)]
-    return sorted(set(found))
-
-
-#: Largest submission file read (bigger files get status "not a notebook").
-MAX_SUBMISSION_BYTES = 20 * 1024 * 1024
-
-
-class _Unreadable(ValueError):
-    """A submission file that must not be read: a symlink, not a regular file, too large."""
-
-
-def _find_notebook(directory: Path, lab: str) -> Path | None:
-    """The file to grade in a student's directory (named like the lab if there is one).
-
-    Candidates are listed without following symlinks; the file itself is opened by
-    :func:`_read_submission`, which refuses symlinks and special files.
-    """
-    try:
-        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
-    except OSError:
-        return None
-    names = [entry.name for entry in entries if entry.name != TIMESTAMP_FILE]
-    if f"{lab}.ipynb" in names:
-        return directory / f"{lab}.ipynb"
-    notebooks = [name for name in names if name.endswith(".ipynb")]
-    if notebooks:
-        return directory / notebooks[0]
-    return directory / names[0] if names else None
-
-
-def _read_submission(path: Path) -> bytes:
-    """The bytes of ``path``, never through a symlink, only from a regular file of at most
-    :data:`MAX_SUBMISSION_BYTES`; :class:`_Unreadable` (naming the reason) otherwise."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as error:
-        if os.path.islink(path):
-            raise _Unreadable(f"{path.name} is a symbolic link, not a file") from None
-        raise _Unreadable(f"{path.name} cannot be opened ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise _Unreadable(f"{path.name} is not a regular file")
-        if info.st_size > MAX_SUBMISSION_BYTES:
-            raise _Unreadable(
-                f"{path.name} is {info.st_size / 2**20:.1f} MiB, more than the "
-                f"{MAX_SUBMISSION_BYTES >> 20} MiB a submission may be"
-            )
-        data = handle.read(MAX_SUBMISSION_BYTES + 1)
-    if len(data) > MAX_SUBMISSION_BYTES:
-        raise _Unreadable(f"{path.name} is more than {MAX_SUBMISSION_BYTES >> 20} MiB")
-    return data
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file readable by the course's owner only (never a copy of
-    another file's permissions)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
-def _lab_grade_ids(course: Course) -> dict[str, set[str]]:
-    import nbformat
-
-    ids: dict[str, set[str]] = {}
-    for lab in course.labs():
-        try:
-            notebook = nbformat.read(course.source_notebook(lab), as_version=4)
-        except Exception:
-            continue
-        ids[lab] = {
-            _grade_id(cell)
-            for cell in notebook.cells
-            if _grade_id(cell)
-            and (_nbgrader_meta(cell).get("solution") or _nbgrader_meta(cell).get("grade"))
-        }
-    return ids
-
-
-def _ensure_in_gradebook(course: Course, lab: str, source_digest: str) -> None:
-    """Have nbgrader record the lab (and its current source) in the gradebook if needed."""
-    from nbgrader.api import MissingEntry
-
-    from deploylab.grading.release import generate_with_nbgrader
-
-    known = False
-    if (course.root / "gradebook.db").is_file() and (course.root / "release" / lab).is_dir():
-        with _open_gradebook(course) as gradebook:
-            try:
-                gradebook.find_notebook(lab, lab)
-                known = True
-            except MissingEntry:
-                known = False
-    if not known or course.read_state("release.json").get(lab) != source_digest:
-        generate_with_nbgrader(course, lab)
-
-
-@contextlib.contextmanager
-def _open_gradebook(course: Course):
-    """nbgrader's gradebook, quietly: nbgrader 0.9.6 with SQLAlchemy 2.x warns on every new
-    submission ("not in session"), which is harmless."""
-    from nbgrader.api import Gradebook
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Gradebook(course.db_url, "deploylab") as gradebook:
-            yield gradebook
-
-
-def _prepare(
-    course: Course,
-    lab: str,
-    student_dir: Path,
-    instructor,
-    released,
-    source_digest: str,
-    grade_ids_by_lab: dict[str, set[str]],
-) -> _Submission:
-    import nbformat
-
-    student = student_dir.name
-    problem = ""
-    raw = b""
-    path = None
-    if student_dir.is_symlink() or not student_dir.is_dir():
-        problem = f"{student}/ is a symbolic link or not a directory"
-    else:
-        path = _find_notebook(student_dir, lab)
-        if path is not None:
-            try:
-                raw = _read_submission(path)
-            except _Unreadable as error:
-                problem = str(error)
-    timestamp_path = student_dir / TIMESTAMP_FILE
-    timestamp = ""
-    if not problem:
-        with contextlib.suppress(_Unreadable):
-            timestamp = _read_submission(timestamp_path).decode("utf-8", "replace").strip()[:64]
-    digest = hashlib.sha256(
-        b"\0".join(
-            [
-                PIPELINE_VERSION.encode(),
-                source_digest.encode(),
-                raw,
-                timestamp.encode(),
-                problem.encode(),
-            ]
-        )
-    ).hexdigest()
-    max_score = sum(
-        float(_nbgrader_meta(cell).get("points", 0) or 0)
-        for cell in instructor.cells
-        if _nbgrader_meta(cell).get("grade")
-    )
-    submission = _Submission(student, path, digest, max_score=max_score, timestamp=timestamp)
-
-    def decided(status: str, detail: str) -> _Submission:
-        submission.result = SubmissionResult(
-            student, lab, status, max_score, detail=detail, digest=digest, timestamp=timestamp
-        )
-        return submission
-
-    if problem:
-        return decided(NOT_A_NOTEBOOK, problem)
-    if path is None:
-        return decided(NOT_A_NOTEBOOK, f"{student_dir.name}/ holds no file")
-    # nbgrader's layout: submitted/<student>/<lab>/<notebook>.ipynb, named as in the source.
-    submitted_dir = course.submitted_dir(student, lab)
-    if submitted_dir.exists() or submitted_dir.is_symlink():
-        from deploylab.grading.sandbox import remove_tree
-
-        remove_tree(submitted_dir)
-    submitted_dir.mkdir(parents=True)
-    _write_private(submitted_dir / f"{lab}.ipynb", raw)
-    if timestamp:
-        _write_private(submitted_dir / TIMESTAMP_FILE, (timestamp + "\n").encode())
-    try:
-        notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
-        if not isinstance(notebook.get("cells"), list):
-            raise ValueError("no list of cells")
-    except Exception as error:
-        reason = "the file is empty" if not raw.strip() else _parse_problem(error)
-        return decided(NOT_A_NOTEBOOK, f"{path.name} is not a Jupyter notebook ({reason[:200]})")
-    submitted_ids = {_grade_id(cell) for cell in notebook.cells if _grade_id(cell)}
-    if not submitted_ids & grade_ids_by_lab.get(lab, set()):
-        others = [
-            other for other, ids in grade_ids_by_lab.items() if other != lab and submitted_ids & ids
-        ]
-        where = (
-            f"it is the {others[0]!r} lab" if others else f"it has none of the {lab!r} lab's cells"
-        )
-        if others and path.name != f"{lab}.ipynb":
-            return decided(
-                MISSING, f"no {lab}.ipynb handed in ({path.name} is the {others[0]!r} lab)"
-            )
-        return decided(WRONG_LAB, f"{path.name}: {where}")
-    try:
-        submission.notebook = merge_submission(instructor, released, notebook)
-    except Exception as error:
-        return decided(NOT_A_NOTEBOOK, f"{path.name} could not be read as a notebook ({error})")
-    imported = reference_imports(
-        submission.notebook, reference_names(instructor), setup_imports(instructor)
-    )
-    if imported:
-        submission.review = (
-            f"imports the course's reference implementation ({', '.join(imported)[:200]})"
-        )
-    return submission
-
-
-def _parse_problem(error: Exception) -> str:
-    """Why a file is not a notebook, without quoting the file: nbformat's "does not appear
-    to be JSON" repeats its first bytes, which end up in the status and the feedback page
-    (a hard link to a file the student cannot read would show its beginning there).
-
-    >>> from nbformat.reader import NotJSONError
-    >>> _parse_problem(NotJSONError("Notebook does not appear to be JSON: 'root:$y$j9T$...'"))
-    'NotJSONError: the file is not JSON'
-    """
-    if type(error).__name__ == "NotJSONError":
-        return "NotJSONError: the file is not JSON"
-    return f"{type(error).__name__}: {error}"
-
-
 def _grade(
     course: Course,
     lab: str,
-    submission: _Submission,
+    submission: Submission,
     *,
     sandbox: bool,
     cell_timeout: float,
@@ -608,9 +82,6 @@ def _grade(
     package_modules: tuple[str, ...] | None = None,
 ) -> tuple[SubmissionResult, object]:
     """Execute and score one submission (runs in a worker thread; touches no shared state)."""
-    from deploylab.grading.execute import Limits
-    from deploylab.grading.sandbox import scratch_directory
-
     started = time.monotonic()
     lab_dir = course.source_dir / lab
     with scratch_directory(Limits(), prefix=f"dl-{lab[:12]}-") as scratch:
@@ -618,8 +89,9 @@ def _grade(
         for extra in sorted(lab_dir.iterdir()):
             if extra.is_file() and not extra.is_symlink() and extra.suffix != ".ipynb":
                 shutil.copyfile(extra, scratch / extra.name)
+        assert submission.notebook is not None  # undecided submissions were merged
         try:
-            outcome = _run(
+            outcome = run_notebook(
                 submission.notebook,
                 scratch,
                 sandbox=sandbox,
@@ -671,9 +143,7 @@ def _grade(
 
 def _save(course: Course, gradebook, lab: str, result: SubmissionResult, executed) -> None:
     """Gradebook rows (nbgrader's tables), the autograded notebook, and our status entry."""
-    import nbformat
-
-    _save_grades(gradebook, lab, result)
+    save_grades(gradebook, lab, result)
     autograded = course.autograded_dir(result.student, lab)
     if autograded.exists():
         shutil.rmtree(autograded)
@@ -684,70 +154,6 @@ def _save(course: Course, gradebook, lab: str, result: SubmissionResult, execute
     state = course.read_state(STATUS_FILE)
     state.setdefault(lab, {})[result.student] = result.to_json()
     course.write_state(STATUS_FILE, state)
-
-
-def _submission_time(text: str) -> dict:
-    """``{"timestamp": datetime}`` for nbgrader (late penalties), or ``{}`` if absent/bad."""
-    if not text:
-        return {}
-    from nbgrader.utils import parse_utc
-
-    try:
-        return {"timestamp": parse_utc(text)}
-    except (ValueError, OverflowError):
-        return {}
-
-
-def _save_grades(gradebook, lab: str, result: SubmissionResult) -> None:
-    """One submission's rows in nbgrader's gradebook (what formgrader and its export read)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        gradebook.update_or_create_student(result.student)
-        submission = gradebook.update_or_create_submission(
-            lab, result.student, **_submission_time(result.timestamp)
-        )
-        for submitted_notebook in submission.notebooks:
-            for grade in submitted_notebook.grades:
-                earned = result.cells.get(grade.name, [None])[0]
-                if result.status == GRADED and earned is not None:
-                    grade.auto_score = earned
-                    grade.needs_manual_grade = grade.manual_score is not None
-                else:
-                    # Not gradable automatically: formgrader lists it as needing a person.
-                    grade.auto_score = None
-                    grade.needs_manual_grade = True
-            for comment in submitted_notebook.comments:
-                earned = result.cells.get(comment.name, [None])[0]
-                comment.auto_comment = (
-                    "No response."
-                    if result.status == GRADED and earned == 0.0 and comment.name in result.cells
-                    else None
-                )
-                if result.status != GRADED:
-                    comment.auto_comment = f"{result.status}: {result.detail}"
-        gradebook.db.commit()
-
-
-def _in_gradebook(gradebook, lab: str, student: str) -> bool:
-    from nbgrader.api import MissingEntry
-
-    try:
-        gradebook.find_submission(lab, student)
-    except MissingEntry:
-        return False
-    return True
-
-
-def load_results(course: Course, lab: str | None = None) -> list[SubmissionResult]:
-    """Stored results (``autograder/.deploylab/status.json``), sorted by lab and student."""
-    state = course.read_state(STATUS_FILE)
-    results = []
-    for lab_name in sorted(state):
-        if lab is not None and lab_name != lab:
-            continue
-        for student in sorted(state[lab_name]):
-            results.append(SubmissionResult.from_json(state[lab_name][student]))
-    return results
 
 
 class _Progress:
@@ -796,9 +202,7 @@ def autograde(
     Raises :class:`CourseError` (a ``ValueError``) for a bad lab or directory, and when the
     sandbox is asked for but unavailable. Never raises because of what a submission holds.
     """
-    import nbformat
-
-    course.check_lab(lab)
+    lab = course.check_lab(lab)
     submissions_dir = Path(submissions_dir)
     if not submissions_dir.is_dir():
         raise CourseError(
@@ -821,16 +225,16 @@ def autograde(
             file=sys.stderr,
         )
 
-    source_path = course.source_notebook(lab)
+    source_path = lab.source_notebook
     source_digest = hashlib.sha256(source_path.read_bytes()).hexdigest()
-    released_path = course.root / "release" / lab / f"{lab}.ipynb"
+    released_path = lab.released_notebook
     if course.read_state("release.json").get(lab) != source_digest or not released_path.is_file():
         from deploylab.grading.release import generate_with_nbgrader
 
         generate_with_nbgrader(course, lab)
     instructor = nbformat.read(source_path, as_version=4)
     released = nbformat.read(released_path, as_version=4)
-    grade_ids_by_lab = _lab_grade_ids(course)
+    grade_ids_by_lab = lab_grade_ids(course)
 
     previous = course.read_state(STATUS_FILE).get(lab, {})
     student_dirs = sorted(
@@ -841,9 +245,9 @@ def autograde(
     results: dict[str, SubmissionResult] = {}
     bar = _Progress(len(student_dirs), progress)
     decided: list[SubmissionResult] = []
-    to_run: list[_Submission] = []
+    to_run: list[Submission] = []
     for student_dir in student_dirs:
-        submission = _prepare(
+        submission = prepare_submission(
             course, lab, student_dir, instructor, released, source_digest, grade_ids_by_lab
         )
         stored = previous.get(submission.student)
@@ -863,9 +267,7 @@ def autograde(
     # The deploylab modules a grading kernel may import: those the setup cells need.
     package_modules = tuple(sorted(setup_imports(instructor)))
     if sandbox and to_run:
-        from deploylab.grading.sandbox import package_files
-
-        package_files(package_modules)  # once, before the workers need it
+        sandbox_module.package_files(package_modules)  # once, before the workers need it
     # Kernels start first; nbgrader's import and the gradebook are set up while they run.
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
@@ -881,13 +283,13 @@ def autograde(
             ): submission
             for submission in to_run
         }
-        _ensure_in_gradebook(course, lab, source_digest)
-        with _open_gradebook(course) as gradebook:
+        ensure_lab_recorded(course, lab, source_digest)
+        with open_gradebook(course) as gradebook:
             for result in results.values():
                 # Unchanged submissions are not regraded, but a gradebook that lost them (deleted
                 # or recreated) gets them back; rows that exist keep any manual grades.
-                if result.reused and not _in_gradebook(gradebook, lab, result.student):
-                    _save_grades(gradebook, lab, result)
+                if result.reused and not has_submission(gradebook, lab, result.student):
+                    save_grades(gradebook, lab, result)
             for result in decided:
                 _save(course, gradebook, lab, result, None)
                 results[result.student] = result
@@ -909,32 +311,3 @@ def autograde(
                 results[submission.student] = result
                 bar.advance(submission.student)
     return [results[student] for student in sorted(results)]
-
-
-def _points(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
-
-
-def format_table(results: list[SubmissionResult]) -> str:
-    """The per-student score table: student, score, max, status (and why, if not graded).
-
-    >>> print(format_table([SubmissionResult("ann", "lab", "graded", 9.0, score=7.0),
-    ...                     SubmissionResult("bob", "lab", "timed out", 9.0, detail="cell 3")]))
-    student  score  max  status
-    -------  -----  ---  ------------------
-    ann          7    9  graded
-    bob          -    9  timed out (cell 3)
-    """
-    rows = [("student", "score", "max", "status")]
-    for result in results:
-        detail = result.detail if len(result.detail) <= 70 else result.detail[:67] + "..."
-        status = result.status + (f" ({detail})" if detail and result.status != GRADED else "")
-        rows.append((result.student, _points(result.score), _points(result.max_score), status))
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    lines = []
-    for number, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]), row[3]]
-        lines.append("  ".join(cells).rstrip())
-        if number == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)

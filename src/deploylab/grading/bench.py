@@ -165,7 +165,7 @@ def run_benchmark(
 
     from deploylab.grading.autograde import GRADED, sandbox_problem
 
-    course.check_lab(lab)
+    lab = course.check_lab(lab)
     if sandbox and (problem := sandbox_problem()):
         raise ValueError(f"cannot benchmark with the sandbox: {problem}")
     work = Path(tempfile.mkdtemp(prefix="deploylab-bench-"))

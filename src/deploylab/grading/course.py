@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Course", "CourseError", "find_course_root"]
+__all__ = ["Course", "CourseError", "Lab", "find_course_root"]
 
 #: Files under the course root that belong to deploylab rather than to nbgrader.
 STATE_DIRECTORY = ".deploylab"
@@ -86,20 +86,34 @@ class Course:
             if path.stem == path.parent.name
         )
 
-    def check_lab(self, lab: str) -> str:
-        if lab not in self.labs():
-            known = ", ".join(self.labs()) or "none"
+    def check_lab(self, lab: str) -> Lab:
+        """``lab`` as a :class:`Lab` of this course, or :class:`CourseError` naming the labs
+        there are. A :class:`Lab` of this course is returned as it is (validated once)."""
+        if isinstance(lab, Lab) and lab.course == self:
+            return lab
+        labs = self.labs()
+        if lab not in labs:
+            known = ", ".join(labs) or "none"
             raise CourseError(
                 f"unknown lab {lab!r}: expected one of {known} "
                 f"(a lab is {self.source_dir}/<lab>/<lab>.ipynb)"
             )
-        return lab
+        return Lab(lab, self)
 
     def source_notebook(self, lab: str) -> Path:
         return self.source_dir / lab / f"{lab}.ipynb"
 
     def release_notebook(self, lab: str) -> Path:
+        """The student version in the checkout: ``labs/<lab>/<lab>.ipynb``."""
         return self.labs_dir / lab / f"{lab}.ipynb"
+
+    def release_dir(self, lab: str) -> Path:
+        """nbgrader's generated student version: ``<course>/release/<lab>/``."""
+        return self.root / "release" / lab
+
+    def released_notebook(self, lab: str) -> Path:
+        """The notebook nbgrader generated for ``lab`` (its stubs and checksums)."""
+        return self.release_dir(lab) / f"{lab}.ipynb"
 
     def submitted_dir(self, student: str, lab: str) -> Path:
         return self.root / "submitted" / student / lab
@@ -158,6 +172,64 @@ class Course:
         temporary = path.with_suffix(path.suffix + ".tmp")
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
+
+
+class Lab(str):
+    """A lab of a course, validated once (:meth:`Course.check_lab`), carrying the paths of
+    each stage of its life. It is its name, a ``str``, so it keys the gradebook, the status
+    file and nbgrader's directories exactly as the bare name did.
+
+    >>> course = Course(Path("/course"), Path("/labs"))
+    >>> lab = Lab("ip-basics", course)
+    >>> lab == "ip-basics", str(lab.source_notebook), str(lab.released_notebook)
+    (True, '/course/source/ip-basics/ip-basics.ipynb', '/course/release/ip-basics/ip-basics.ipynb')
+    >>> str(lab.autograded_dir("ann"))
+    '/course/autograded/ann/ip-basics'
+    """
+
+    course: Course
+
+    def __new__(cls, name: str, course: Course) -> Lab:
+        lab = super().__new__(cls, name)
+        lab.course = course
+        return lab
+
+    def __reduce__(self) -> tuple:
+        return (Lab, (str(self), self.course))
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
+    @property
+    def source_dir(self) -> Path:
+        """The instructor master's folder (its data files are copied next to each run)."""
+        return self.course.source_dir / self
+
+    @property
+    def source_notebook(self) -> Path:
+        return self.course.source_notebook(self)
+
+    @property
+    def release_dir(self) -> Path:
+        return self.course.release_dir(self)
+
+    @property
+    def released_notebook(self) -> Path:
+        return self.course.released_notebook(self)
+
+    @property
+    def student_version(self) -> Path:
+        return self.course.release_notebook(self)
+
+    def submitted_dir(self, student: str) -> Path:
+        return self.course.submitted_dir(student, self)
+
+    def autograded_dir(self, student: str) -> Path:
+        return self.course.autograded_dir(student, self)
+
+    def feedback_dir(self, student: str) -> Path:
+        return self.course.feedback_dir(student, self)
 
 
 def _put_interpreter_tools_on_path() -> None:

@@ -14,6 +14,11 @@ stop. The notebook has a limit in all. Outputs kept are bounded and are text or 
 It never raises because of what the student's code does: it returns an
 :class:`ExecutionOutcome` whose ``status`` is one of ``graded``, ``timed out``,
 ``kernel died`` or ``needs review`` and whose ``tests`` say what each test cell earned.
+
+Its parts, one job each: :mod:`~deploylab.grading.kernel` (the kernel manager),
+:mod:`~deploylab.grading.trusted_process` (the test process), :mod:`~deploylab.grading.outputs`
+(what outputs are kept), :mod:`~deploylab.grading.scoring` (what a test cell earned),
+:mod:`~deploylab.grading.status` (the vocabulary), :mod:`~deploylab.grading.cells` (cell roles).
 """
 
 from __future__ import annotations
@@ -21,28 +26,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import json
-import math
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Empty
 from typing import Any
 
-import nbformat
 import zmq
 import zmq.asyncio
-from jupyter_client.asynchronous import AsyncKernelClient
-from jupyter_client.kernelspec import KernelSpec
-from jupyter_client.manager import AsyncKernelManager
 from nbformat import NotebookNode
+
+from deploylab.grading import sandbox as sandbox_module
+from deploylab.grading.cells import cell_role, max_points_of
+from deploylab.grading.errors import KernelStartError, SandboxUnavailableError
+from deploylab.grading.kernel import (
+    QUIET_KERNEL_ENV,
+    SIGNAL_REASONS,
+    GradingKernelManager,
+    exit_code,
+    receive_message,
+    sandbox_process_count,
+    shutdown_kernel,
+    socket_prefix,
+)
+from deploylab.grading.limits import Limits
+from deploylab.grading.outputs import BoundedOutputs, make_output, note_output, test_outputs
+from deploylab.grading.scoring import TestOutcome, finite_points
+from deploylab.grading.status import (
+    EXECUTION_STATUSES,
+    GRADED,
+    KERNEL_DIED,
+    NEEDS_REVIEW,
+    NOT_RUN,
+    PASSED,
+    TEST_TIMED_OUT,
+    TIMED_OUT,
+)
+from deploylab.grading.trusted_process import TrustedProcess, hang_up
 
 __all__ = [
     "STATUSES",
@@ -55,65 +80,8 @@ __all__ = [
     "run_notebook",
 ]
 
-GRADED = "graded"
-TIMED_OUT = "timed out"
-KERNEL_DIED = "kernel died"
-NEEDS_REVIEW = "needs review"
 #: Every status :func:`run_notebook` can return, most severe first.
-STATUSES = (KERNEL_DIED, TIMED_OUT, NEEDS_REVIEW, GRADED)
-
-#: Unix socket paths are limited to 107 bytes; ``<prefix>-<n>`` must fit.
-_MAX_SOCKET_PREFIX = 96
-
-
-class SandboxUnavailableError(RuntimeError):
-    """Grading with the sandbox was asked for but bubblewrap cannot be used here."""
-
-
-class KernelStartError(RuntimeError):
-    """The kernel did not start (before any student code ran): a grader problem, not a student's."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for one notebook's kernel (and everything it starts).
-
-    ``memory_bytes`` is the address-space limit of each process and, where the host lets the
-    grader make control groups, the memory of the whole sandbox; ``cpu_seconds`` the CPU time
-    of each process (SIGXCPU, then SIGKILL a second later); ``max_processes`` the processes and
-    threads of the sandbox user; ``max_output_bytes`` the output kept per cell (errors are
-    always kept) and ``max_notebook_output_bytes`` in all the notebook's cells (many cells of
-    a full cell's output each cannot fill the grader's memory and the autograded notebook); ``max_file_bytes`` the largest file the notebook may write; ``tmp_bytes`` the
-    size of its private ``/tmp`` and of its scratch directory, which holds at most
-    ``max_scratch_files`` files where the grader may mount a tmpfs (as root). Only
-    ``max_output_bytes`` applies without the sandbox.
-    """
-
-    memory_bytes: int = 1536 * 1024 * 1024
-    cpu_seconds: int = 120
-    max_processes: int = 64
-    max_output_bytes: int = 256 * 1024
-    max_notebook_output_bytes: int = 4 * 1024 * 1024
-    max_file_bytes: int = 64 * 1024 * 1024
-    max_open_files: int = 256
-    tmp_bytes: int = 64 * 1024 * 1024
-    max_scratch_files: int = 4096
-
-    def __post_init__(self) -> None:
-        for name in (
-            "memory_bytes",
-            "cpu_seconds",
-            "max_processes",
-            "max_output_bytes",
-            "max_notebook_output_bytes",
-            "max_file_bytes",
-            "max_open_files",
-            "tmp_bytes",
-            "max_scratch_files",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"Limits.{name} must be a positive integer, not {value!r}")
+STATUSES = EXECUTION_STATUSES
 
 
 @dataclass
@@ -166,8 +134,6 @@ def run_notebook(
             f"notebook_timeout={notebook_timeout!r}"
         )
     if sandbox:
-        from deploylab.grading import sandbox as sandbox_module
-
         sandbox_module.check_available()
     scratch_dir = Path(scratch_dir).resolve()
     scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -207,90 +173,6 @@ def _run_coroutine(coroutine: Any) -> Any:
     return result["value"]
 
 
-class _BoundedContext(zmq.asyncio.Context):
-    """A ZeroMQ context whose sockets drop any single message above a size (a kernel that
-    prints a gigabyte in one go cannot make the grader hold it in memory)."""
-
-    max_message_bytes = 16 * 1024 * 1024
-
-    def socket(self, *args: Any, **kwargs: Any) -> Any:
-        sock = super().socket(*args, **kwargs)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        return sock
-
-
-class _GradingKernelClient(AsyncKernelClient):
-    """jupyter_client's client, minus the fixed 0.2 s "flush IOPub" wait at start-up (nbclient
-    matches outputs to their request, so stale start-up messages are ignored anyway)."""
-
-    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
-        deadline = time.monotonic() + (timeout if timeout is not None else 60)
-        while True:
-            self.kernel_info()
-            try:
-                reply = await self.shell_channel.get_msg(timeout=0.5)
-            except Empty:
-                pass
-            else:
-                if reply["msg_type"] == "kernel_info_reply":
-                    # IOPub is connected once it delivers the kernel's status messages.
-                    try:
-                        await self.iopub_channel.get_msg(timeout=0.2)
-                    except Empty:
-                        pass
-                    else:
-                        self._handle_kernel_info_reply(reply)
-                        return
-            if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
-
-
-class _GradingKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernel command is ours (optionally wrapped by the sandbox)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._command_wrapper: Any = None
-        self.max_message_bytes = _BoundedContext.max_message_bytes
-        self.client_factory = _GradingKernelClient
-        # "message" interrupts go over the control channel: a signal to bwrap would not reach
-        # the kernel inside its own session and pid namespace.
-        self._grading_spec = KernelSpec(
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            display_name="Python 3 (deploylab grading)",
-            language="python",
-            interrupt_mode="message",
-        )
-
-    def client(self, **kwargs: Any) -> Any:
-        context = _BoundedContext()
-        context.max_message_bytes = self.max_message_bytes
-        kwargs.setdefault("context", context)
-        kernel_client = super().client(**kwargs)
-        kernel_client._created_context = True  # destroyed with the client's channels
-        return kernel_client
-
-    @property
-    def kernel_spec(self) -> KernelSpec:  # type: ignore[override]
-        return self._grading_spec
-
-    @property
-    def ipykernel(self) -> bool:  # type: ignore[override]
-        return True
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        command = [*self._grading_spec.argv, *(extra_arguments or [])]
-        command = [part.replace("{connection_file}", self.connection_file) for part in command]
-        if self._command_wrapper is not None:
-            command = self._command_wrapper(command)
-        return command
-
-
-_MAX_ERRORS_PER_CELL = 3
-#: Output types kept from a student's cell (HTML and JavaScript never reach formgrader).
-_KEPT_MIME_TYPES = ("text/plain", "image/png")
 #: Seconds an interrupted cell gets to stop before the kernel is killed.
 _INTERRUPT_GRACE = 3.0
 #: Seconds the trusted tests get beyond a cell's limit to report before they are killed.
@@ -308,125 +190,6 @@ class _KernelGone(Exception):
     """The kernel process is no longer running."""
 
 
-def cell_role(cell: NotebookNode) -> str:
-    """Where a cell of the merged notebook runs: ``"test"`` (trusted process only),
-    ``"setup"`` (instructor code: kernel and trusted process), ``"student"`` (kernel only)
-    or ``"skip"`` (markdown, raw, empty).
-
-    >>> import nbformat.v4 as v4
-    >>> test = v4.new_code_cell("assert f(1) == 1")
-    >>> test.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True}
-    >>> cell_role(test), cell_role(v4.new_code_cell("x = 1")), cell_role(v4.new_markdown_cell("hi"))
-    ('test', 'student', 'skip')
-    """
-    if cell.get("cell_type") != "code" or not str(cell.get("source", "")).strip():
-        return "skip"
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    if not isinstance(meta, dict) or meta.get("solution"):
-        return "student"
-    if meta.get("grade"):
-        return "test"
-    if meta.get("locked"):
-        return "setup"
-    return "student"
-
-
-@dataclass
-class TestOutcome:
-    """What one test cell earned, in the trusted process's words.
-
-    ``outcome`` is ``passed``, ``partly passed``, ``failed``, ``timed out`` or ``not run``;
-    ``points`` is ``None`` when the cell did not run; ``message`` is instructor text only.
-    """
-
-    outcome: str
-    points: float | None
-    max_points: float
-    message: str = ""
-    raw_points: float | None = None
-
-    def to_json(self) -> dict:
-        return {
-            "outcome": self.outcome,
-            "points": self.points,
-            "max_points": self.max_points,
-            "message": self.message,
-        }
-
-
-class _TrustedProcess:
-    """The grader's handle on :mod:`deploylab.grading.trusted_tests` for one notebook."""
-
-    def __init__(self, control_dir: Path, working_dir: Path) -> None:
-        self.control_dir = control_dir
-        self.working_dir = working_dir
-        self.process: asyncio.subprocess.Process | None = None
-        self.sockets = 0
-        #: setup cells sent so far, replayed if the process has to be restarted
-        self.setup_sources: list[str] = []
-
-    async def start(self) -> None:
-        limit = [f"--as={TRUSTED_MEMORY_BYTES}", "--"]
-        prlimit = shutil.which("prlimit")
-        self.process = await asyncio.create_subprocess_exec(
-            *([prlimit, *limit] if prlimit else []),
-            sys.executable,
-            "-I",
-            "-m",
-            "deploylab.grading.trusted_tests",
-            cwd=str(self.working_dir),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            env={**_trusted_environment()},
-            start_new_session=True,
-        )
-        await self.reply(60)
-        for source in self.setup_sources:
-            await self.request({"op": "setup", "source": source}, 30, remember=False)
-
-    async def request(self, message: dict, timeout: float, *, remember: bool = True) -> dict:
-        assert self.process is not None and self.process.stdin is not None
-        if remember and message.get("op") == "setup":
-            self.setup_sources.append(message["source"])
-        self.process.stdin.write((json.dumps(message) + "\n").encode())
-        await self.process.stdin.drain()
-        return await self.reply(timeout)
-
-    async def reply(self, timeout: float) -> dict:
-        assert self.process is not None and self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
-        if not line:
-            raise RuntimeError("the trusted test process stopped")
-        return json.loads(line)
-
-    def next_socket(self) -> str:
-        self.sockets += 1
-        return str(self.control_dir / f"calls-{self.sockets}.sock")
-
-    async def stop(self) -> None:
-        if self.process is None or self.process.returncode is not None:
-            return
-        with contextlib.suppress(OSError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.process.wait(), 5)
-
-
-#: Address space of the trusted test process (it decodes what the student's code returns).
-TRUSTED_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
-
-
-def _trusted_environment() -> dict[str, str]:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key in ("PATH", "LANG", "LC_ALL", "HOME", "TZ", "SYSTEMROOT")
-    }
-    environment.update(_QUIET_KERNEL_ENV)
-    return environment
-
-
 @dataclass
 class _Runner:
     notebook: NotebookNode
@@ -442,26 +205,22 @@ class _Runner:
         started = time.monotonic()
         self.deadline = started + self.notebook_timeout
         if self.sandbox:
-            from deploylab.grading import sandbox as sandbox_module
-
             # The kernel binds its sockets inside its own tmpfs; see _reach_sandboxed_kernel.
-            socket_prefix, link_dir = sandbox_module.KERNEL_SOCKET_PREFIX, None
+            ipc_prefix, link_dir = sandbox_module.KERNEL_SOCKET_PREFIX, None
         else:
-            socket_prefix, link_dir = _socket_prefix(self.scratch_dir)
+            ipc_prefix, link_dir = socket_prefix(self.scratch_dir)
         # The trusted tests listen in a directory of the grader's: the kernel sees it
         # read-only (it can connect, but cannot fill it or squat on its names in advance).
         self.call_dir = Path(tempfile.mkdtemp(prefix="dl-calls-"))
         os.chmod(self.call_dir, 0o711)
         sandbox_handle = None
-        manager = _GradingKernelManager(
+        manager = GradingKernelManager(
             transport="ipc",
-            ip=socket_prefix,
+            ip=ipc_prefix,
             connection_file=str(self.scratch_dir / ".kernel.json"),
         )
         manager.max_message_bytes = max(16 * 1024 * 1024, 4 * self.limits.max_output_bytes)
         if self.sandbox:
-            from deploylab.grading import sandbox as sandbox_module
-
             sandbox_handle = sandbox_module.prepare(
                 self.scratch_dir,
                 self.limits,
@@ -480,7 +239,7 @@ class _Runner:
             manager._command_wrapper = wrapper
         self.manager = manager
         self.client: Any = None
-        self.trusted = _TrustedProcess(self.call_dir, self.trusted_dir)
+        self.trusted = TrustedProcess(self.call_dir, self.trusted_dir)
         self.tests: dict[str, TestOutcome] = {}
         self.timed_out_cells: list[int] = []
         self.status, self.detail = GRADED, ""
@@ -492,7 +251,7 @@ class _Runner:
                 self._start_kernel(sandbox_handle, kernel_log), self.trusted.start()
             )
             await self._run_cells()
-            leftover = _sandbox_process_count(manager, sandboxed=self.sandbox)
+            leftover = sandbox_process_count(manager, sandboxed=self.sandbox)
             if leftover >= _LEFTOVER_PROCESS_LIMIT and self.status == GRADED:
                 self.status = NEEDS_REVIEW
                 self.detail = f"{leftover} processes were still running at the end (a fork bomb?)"
@@ -505,7 +264,7 @@ class _Runner:
                 self.detail += f"; the sandbox reached its {megabytes} MiB memory limit"
         finally:
             await self.trusted.stop()
-            await _shutdown(self.client, manager)
+            await shutdown_kernel(self.client, manager)
             kernel_log.close()
             if link_dir is not None:
                 shutil.rmtree(link_dir, ignore_errors=True)
@@ -552,9 +311,8 @@ class _Runner:
         """Point the manager at the kernel's sockets as seen from outside its sandbox."""
         import psutil
 
-        from deploylab.grading import sandbox as sandbox_module
-
-        process = self.manager.provisioner.process  # bwrap (maybe via the cgroup shell)
+        # bwrap (maybe via the cgroup shell); jupyter_client's local provisioner has .process
+        process = self.manager.provisioner.process  # type: ignore[union-attr]
         for _ in range(400):
             try:
                 inside = psutil.Process(process.pid).children(recursive=True)
@@ -590,7 +348,7 @@ class _Runner:
                 reply = await self._trusted_request({"op": "setup", "source": source}, 30)
                 if reply is not None and not reply.get("ok"):
                     cell.outputs.append(
-                        _note(
+                        note_output(
                             f"[this setup cell failed in the trusted tests: {reply.get('error')}]"
                         )
                     )
@@ -619,7 +377,7 @@ class _Runner:
             self._stop_reason(index, "")
             return
         room = self.limits.max_notebook_output_bytes - self.output_used
-        outputs = _BoundedOutputs(max(0, min(self.limits.max_output_bytes, room)))
+        outputs = BoundedOutputs(max(0, min(self.limits.max_output_bytes, room)))
         if room < self.limits.max_output_bytes:
             outputs.limit_note = (
                 f"[output not kept: the notebook's outputs are over "
@@ -645,7 +403,7 @@ class _Runner:
         ):
             # The reply says the cell failed even if the kernel displayed nothing.
             cell.outputs.append(
-                _output(
+                make_output(
                     "error", ename=str(reply.get("ename", "Error"))[:200], evalue="", traceback=[]
                 )
             )
@@ -666,18 +424,18 @@ class _Runner:
         try:
             await self._drain(time.monotonic() + _INTERRUPT_GRACE, msg_id=self.running)
         except (_Deadline, _KernelGone):
-            await _shutdown(self.client, self.manager)
+            await shutdown_kernel(self.client, self.manager)
             self.client = None
 
     async def _test_cell(self, index: int, cell: NotebookNode) -> None:
         meta = cell.metadata.get("nbgrader", {})
         grade_id = str(meta.get("grade_id", f"cell-{index}"))
-        max_points = _max_points(meta)
-        outcome = TestOutcome("not run", None, max_points)
+        max_points = max_points_of(meta)
+        outcome = TestOutcome(NOT_RUN, None, max_points)
         self.tests[grade_id] = outcome
         if self.client is None or not self._kernel_alive() or time.monotonic() >= self.deadline:
             self._stop_reason(index, "")
-            cell.outputs = [_note("[not run: the submission's kernel had stopped]")]
+            cell.outputs = [note_output("[not run: the submission's kernel had stopped]")]
             return
         socket_path = self.trusted.next_socket()
         timeout = max(0.1, self._cell_deadline() - time.monotonic())
@@ -690,7 +448,7 @@ class _Runner:
         }
         listening = await self._trusted_request(request, 30)
         if listening is None or not listening.get("listening"):
-            cell.outputs = [_note("[not run: the trusted test process failed]")]
+            cell.outputs = [note_output("[not run: the trusted test process failed]")]
             self.status, self.detail = NEEDS_REVIEW, "grader problem: trusted tests did not start"
             return
         loop_id = self.running = self.client.execute(
@@ -708,7 +466,7 @@ class _Runner:
         if not result_task.done():
             # The kernel finished (or broke) its side without answering: let the tests
             # know now instead of when their time runs out.
-            _hang_up(socket_path)
+            hang_up(socket_path)
         result = await result_task
         if not loop_task.done():
             await asyncio.wait({loop_task}, timeout=_INTERRUPT_GRACE)
@@ -722,21 +480,21 @@ class _Runner:
         elif isinstance(loop_task.exception(), _Deadline):
             await self._after_deadline(index)
         if result is None:
-            outcome.outcome, outcome.points = "timed out", None
+            outcome.outcome, outcome.points = TEST_TIMED_OUT, None
             outcome.message = f"the test cell did not finish within {self.cell_timeout:g} s"
         else:
             outcome.outcome = str(result.get("outcome"))
-            outcome.points = _finite(result.get("points"), max_points)
+            outcome.points = finite_points(result.get("points"), max_points)
             outcome.message = str(result.get("message", ""))[:1000]
-            outcome.raw_points = _finite(result.get("raw_points"), None)
-        if outcome.outcome == "timed out":
+            outcome.raw_points = finite_points(result.get("raw_points"), None)
+        if outcome.outcome == TEST_TIMED_OUT:
             outcome.points = None
             if self.status == GRADED:
                 self.status = TIMED_OUT
                 self.detail = f"test cell {grade_id}: the submitted code did not answer within {self.cell_timeout:g} s"
-        if self.status == KERNEL_DIED and outcome.outcome != "passed":
-            outcome.outcome, outcome.points = "not run", None
-        cell.outputs = _test_outputs(outcome)
+        if self.status == KERNEL_DIED and outcome.outcome != PASSED:
+            outcome.outcome, outcome.points = NOT_RUN, None
+        cell.outputs = test_outputs(outcome)
 
     async def _trusted_request(self, message: dict | None, timeout: float) -> dict | None:
         """One request to the trusted process (``None``: only read its next answer)."""
@@ -750,7 +508,7 @@ class _Runner:
                 await self.trusted.start()
             return None
 
-    async def _execute(self, code: str, deadline: float, outputs: _BoundedOutputs | None) -> dict:
+    async def _execute(self, code: str, deadline: float, outputs: BoundedOutputs | None) -> dict:
         msg_id = self.client.execute(
             code, silent=False, store_history=True, allow_stdin=False, stop_on_error=False
         )
@@ -762,7 +520,7 @@ class _Runner:
         deadline: float,
         *,
         msg_id: str | None,
-        outputs: _BoundedOutputs | None = None,
+        outputs: BoundedOutputs | None = None,
     ) -> dict:
         """Read the kernel's messages until ``msg_id`` has replied and gone idle;
         :class:`_Deadline` past ``deadline``, :class:`_KernelGone` if the kernel died."""
@@ -784,7 +542,7 @@ class _Runner:
                     raise _KernelGone
                 continue
             if shell.socket in events:
-                message = await _receive(shell)
+                message = await receive_message(shell)
                 parent = (message or {}).get("parent_header", {}).get("msg_id")
                 if (
                     message is not None
@@ -793,7 +551,7 @@ class _Runner:
                 ):
                     reply = message.get("content", {})
             if iopub.socket in events:
-                message = await _receive(iopub)
+                message = await receive_message(iopub)
                 if message is None:
                     continue
                 parent = message.get("parent_header", {}).get("msg_id")
@@ -811,11 +569,11 @@ class _Runner:
         if sandbox_handle is not None:
             return sandbox_handle.environment()
         environment = dict(os.environ)
-        environment.update(_QUIET_KERNEL_ENV)
+        environment.update(QUIET_KERNEL_ENV)
         return environment
 
     def _death_detail(self, index: int, where: str) -> str:
-        code = _exit_code(self.manager)
+        code = exit_code(self.manager)
         if code is None:
             return f"the kernel died{where}"
         if code < 0 or code > 128:
@@ -824,256 +582,10 @@ class _Runner:
                 name = signal.Signals(number).name
             except ValueError:
                 name = f"signal {number}"
-            reason = _SIGNAL_REASONS.get(name, "a crash or a kill")
+            reason = SIGNAL_REASONS.get(name, "a crash or a kill")
             return f"the kernel was killed by {name}{where} ({reason})"
         return f"the kernel exited with status {code}{where} (os._exit, exit() or a crash)"
 
 
-def _hang_up(socket_path: str) -> None:
-    """Connect to the trusted tests' socket and close at once: a kernel that never connected
-    then reads as one that stopped answering."""
-    import socket
-
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as connection:
-        connection.settimeout(0.5)
-        connection.connect(socket_path)
-
-
-async def _receive(channel: Any) -> dict | None:
-    """The next message of ``channel``; ``None`` for one that does not deserialize."""
-    try:
-        return await channel.get_msg(timeout=0)
-    except Empty:
-        return None
-    except Exception:
-        return None
-
-
-def _max_points(meta: dict) -> float:
-    try:
-        points = float(meta.get("points", 0) or 0)
-    except (TypeError, ValueError):
-        return 0.0
-    return points if math.isfinite(points) and points >= 0 else 0.0
-
-
-def _finite(value: Any, limit: float | None) -> float | None:
-    if type(value) not in (int, float) or not math.isfinite(value):
-        return None
-    return float(value) if limit is None else min(max(float(value), 0.0), limit)
-
-
-def _output(output_type: str, **fields: Any) -> NotebookNode:
-    """A notebook output, built without nbformat's validation: validating compiles a schema
-    (Python's compiler is not safe to run in several threads at once, CPython gh-106905), and
-    every field here is made by the grader itself."""
-    node = {"output_type": output_type, **fields}
-    if output_type in ("execute_result", "display_data"):
-        node.setdefault("metadata", {})
-    if output_type == "execute_result":
-        node.setdefault("execution_count", None)
-    return nbformat.from_dict(node)
-
-
-def _note(text: str) -> NotebookNode:
-    return _output("stream", name="stdout", text=text + "\n")
-
-
-def _test_outputs(outcome: TestOutcome) -> list[NotebookNode]:
-    """What formgrader shows for a test cell: the trusted verdict, never student output."""
-    points = "-" if outcome.points is None else f"{outcome.points:g}"
-    outputs = [_note(f"{outcome.outcome}: {points} / {outcome.max_points:g} points")]
-    if outcome.outcome in ("failed", "timed out") and outcome.message:
-        outputs.append(
-            _output("error", ename="AssertionError", evalue=outcome.message, traceback=[])
-        )
-    return outputs
-
-
-class _BoundedOutputs:
-    """A cell's outputs, bounded in bytes and errors, text and PNG only."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.used = 0
-        self.errors = 0
-        self.truncated = False
-        self.limit_note = f"[output truncated: more than {max_bytes} bytes]"
-        self.outputs: list[NotebookNode] = []
-
-    def note(self, text: str) -> None:
-        self.outputs.append(_note(text))
-
-    def add(self, kind: str | None, content: dict) -> None:
-        if kind == "clear_output":
-            self.outputs = []
-            return
-        if kind == "error":
-            self.errors += 1
-            if self.errors <= _MAX_ERRORS_PER_CELL:
-                error = _output(
-                    "error",
-                    ename=str(content.get("ename", "Error"))[:200],
-                    evalue=str(content.get("evalue", ""))[:2000],
-                    traceback=_bounded_traceback(
-                        [str(line) for line in content.get("traceback", [])][:200],
-                        max(0, self.max_bytes - self.used),
-                    ),
-                )
-                # Errors are always kept (name and message), and count against the budget.
-                self.used += len(error.evalue) + sum(len(line) for line in error.traceback)
-                self.outputs.append(error)
-            return
-        if kind == "stream":
-            text = str(content.get("text", ""))
-            room = self.max_bytes - self.used
-            if len(text) > room:
-                text = text[: max(0, room)]
-                self._truncate()
-            if text:
-                self.used += len(text)
-                self.outputs.append(
-                    _output("stream", name=str(content.get("name", "stdout"))[:10], text=text)
-                )
-            return
-        if kind in ("execute_result", "display_data"):
-            data = content.get("data") or {}
-            kept = {
-                mime: value
-                for mime, value in data.items()
-                if mime in _KEPT_MIME_TYPES and isinstance(value, str)
-            }
-            size = sum(len(value) for value in kept.values())
-            if not kept:
-                return
-            if self.used + size > self.max_bytes:
-                self._truncate()
-                return
-            self.used += size
-            if kind == "execute_result":
-                self.outputs.append(
-                    _output(
-                        "execute_result",
-                        data=kept,
-                        execution_count=content.get("execution_count")
-                        if type(content.get("execution_count")) is int
-                        else None,
-                    )
-                )
-            else:
-                self.outputs.append(_output("display_data", data=kept))
-
-    def _truncate(self) -> None:
-        if not self.truncated:
-            self.truncated = True
-            self.note(self.limit_note)
-
-
-def _bounded_traceback(traceback: list[str], limit: int) -> list[str]:
-    """The last frames of ``traceback`` that fit in ``limit`` bytes (the error line is last)."""
-    kept: list[str] = []
-    used = 0
-    for line in reversed(traceback):
-        if used + len(line) > limit:
-            room = limit - used
-            kept.append(line[-room:] if not kept and room > 0 else "[traceback truncated]")
-            break
-        kept.append(line)
-        used += len(line)
-    return list(reversed(kept))
-
-
-def _socket_prefix(scratch_dir: Path) -> tuple[str, Path | None]:
-    """Path prefix for the kernel's ipc sockets, in ``scratch_dir`` (via a short link if long)."""
-    prefix = scratch_dir / "kernel"
-    if len(str(prefix)) <= _MAX_SOCKET_PREFIX:
-        return str(prefix), None
-    link_dir = Path(tempfile.mkdtemp(prefix="deploylab-ipc-"))
-    link = link_dir / "s"
-    link.symlink_to(scratch_dir)
-    return str(link / "kernel"), link_dir
-
-
-#: Why a sandboxed kernel usually gets each signal.
-_SIGNAL_REASONS = {
-    "SIGXCPU": "CPU time limit",
-    "SIGXFSZ": "file size limit",
-    "SIGKILL": "killed: memory or a limit",
-    "SIGSEGV": "segmentation fault",
-    "SIGABRT": "aborted",
-    "SIGBUS": "bus error",
-}
-
-
-#: Environment for every grading kernel: no writes to the user's IPython/matplotlib dirs,
-#: no parallel BLAS threads, no bytecode files in the scratch directory.
-_QUIET_KERNEL_ENV = {
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "MPLBACKEND": "agg",
-    "JUPYTER_PLATFORM_DIRS": "1",
-    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    # Lesson helpers that only show things (deploylab.nginx_lab.try_site) skip their work.
-    "DEPLOYLAB_GRADING": "1",
-}
-
-
 #: A notebook that leaves this many processes behind is flagged for review.
 _LEFTOVER_PROCESS_LIMIT = 8
-
-
-def _sandbox_process_count(manager: _GradingKernelManager, *, sandboxed: bool) -> int:
-    """Processes the kernel started that are still alive (bwrap's own two not counted)."""
-    import psutil
-
-    process = getattr(getattr(manager, "provisioner", None), "process", None)
-    if process is None or process.poll() is not None:
-        return 0
-    try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.Error:
-        return 0
-    # sandboxed: bwrap (monitor) -> bwrap (pid 1) -> kernel -> ...; plain: kernel -> ...
-    return max(0, len(descendants) - (2 if sandboxed else 0))
-
-
-def _exit_code(manager: _GradingKernelManager) -> int | None:
-    provisioner = getattr(manager, "provisioner", None)
-    process = getattr(provisioner, "process", None)
-    if process is None:
-        return None
-    return process.poll()
-
-
-async def _shutdown(client: Any, manager: _GradingKernelManager) -> None:
-    """Stop the kernel and its channels; never raises (the kernel may already be gone)."""
-    try:
-        if client is not None:
-            client.stop_channels()
-    except Exception:
-        pass
-    # Grading never needs a polite shutdown: kill the process group (bwrap's, whose death
-    # takes the whole pid namespace along) and reap it, faster than jupyter_client's polling.
-    provisioner = getattr(manager, "provisioner", None)
-    process = getattr(provisioner, "process", None)
-    if process is not None and process.poll() is None:
-        with contextlib.suppress(OSError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            process.kill()
-        for _ in range(400):
-            if process.poll() is not None:
-                break
-            await asyncio.sleep(0.005)
-    try:
-        if process is not None and process.poll() is not None:
-            pass  # dead and reaped: only the files and sockets are left to clean up
-        elif manager.has_kernel:
-            await manager.shutdown_kernel(now=True)
-    except Exception:
-        with contextlib.suppress(Exception):
-            await manager._async_kill_kernel()
-    with contextlib.suppress(Exception):
-        await manager._async_cleanup_resources()

@@ -14,8 +14,9 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from deploylab.grading.autograde import GRADED, load_results
 from deploylab.grading.course import Course
+from deploylab.grading.results import load_results
+from deploylab.grading.status import GRADED
 
 __all__ = ["NBGRADER_COLUMNS", "LabGrade", "collect_grades", "export_csv", "spreadsheet_safe"]
 

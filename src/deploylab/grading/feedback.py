@@ -17,13 +17,12 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploylab.grading.autograde import GRADED, SubmissionResult, load_results
+from deploylab.grading.cells import hidden_blocks
 from deploylab.grading.course import Course
+from deploylab.grading.results import SubmissionResult, load_results
+from deploylab.grading.status import FAILED, GRADED, NOT_RUN, PARTLY_PASSED, PASSED, TEST_TIMED_OUT
 
 __all__ = ["InstructorReview", "generate_feedback", "instructor_review", "visible_part"]
-
-BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
-END_HIDDEN = "### END HIDDEN TESTS"
 
 
 def visible_part(source: str) -> tuple[str, int]:
@@ -32,19 +31,8 @@ def visible_part(source: str) -> tuple[str, int]:
     >>> visible_part("assert f(1) == 1\\n### BEGIN HIDDEN TESTS\\nassert f(2) == 2\\n### END HIDDEN TESTS")
     ('assert f(1) == 1', 1)
     """
-    kept: list[str] = []
-    hidden = 0
-    inside = False
-    for line in source.splitlines():
-        if line.strip() == BEGIN_HIDDEN:
-            inside = True
-        elif line.strip() == END_HIDDEN:
-            inside = False
-        elif inside:
-            hidden += 1
-        else:
-            kept.append(line)
-    return "\n".join(kept).rstrip(), hidden
+    shown, hidden = hidden_blocks(source)
+    return "\n".join(shown).rstrip(), len(hidden)
 
 
 _STYLE = """
@@ -60,11 +48,11 @@ pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}.hidden{color:#666;font-sty
 
 
 _LABELS = {
-    "passed": ("passed", "Passed"),
-    "partly passed": ("partial", "Partly passed"),
-    "failed": ("failed", "Failed"),
-    "timed out": ("failed", "Timed out"),
-    "not run": ("notrun", "Not run"),
+    PASSED: ("passed", "Passed"),
+    PARTLY_PASSED: ("partial", "Partly passed"),
+    FAILED: ("failed", "Failed"),
+    TEST_TIMED_OUT: ("failed", "Timed out"),
+    NOT_RUN: ("notrun", "Not run"),
 }
 
 
@@ -189,7 +177,7 @@ def _page(
             f"{shown} / {max_points:g} points</p>"
         )
         message = str(test.get("message") or "")
-        if message and test.get("outcome") != "passed":
+        if message and test.get("outcome") != PASSED:
             parts.append(f"<div class='message'>{html.escape(message)}</div>")
         if grade_id in review.manual_scores:
             parts.append(

@@ -106,7 +106,7 @@ def generate_with_nbgrader(course: Course, lab: str) -> Path:
     """
     from nbgrader.converters import GenerateAssignment
 
-    course.check_lab(lab)
+    lab = course.check_lab(lab)
     _check_source(course, lab)
     coursedir = course.coursedir(lab)
     converter = GenerateAssignment(coursedir=coursedir, config=course.nbgrader_config())
@@ -122,7 +122,7 @@ def generate_with_nbgrader(course: Course, lab: str) -> Path:
     state = course.read_state("release.json")
     state[lab] = file_digest(course.source_notebook(lab))
     course.write_state("release.json", state)
-    return course.root / "release" / lab
+    return lab.release_dir
 
 
 def release_lab(course: Course, lab: str) -> list[Path]:

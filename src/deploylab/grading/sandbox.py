@@ -30,7 +30,6 @@ be writable for them.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import os
@@ -38,14 +37,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from deploylab.grading.execute import Limits
+from deploylab.grading.cgroups import JOIN_CGROUPS, make_cgroups, own_cgroup, remove_cgroup
+from deploylab.grading.errors import SandboxUnavailableError
+from deploylab.grading.limits import Limits
+from deploylab.grading.scratch import is_scratch_mount, remove_tree, scratch_directory
 
 __all__ = [
     "SandboxHandle",
@@ -103,15 +101,11 @@ def check_available() -> str:
     """
     path = _bwrap_path()
     if path is None:
-        from deploylab.grading.execute import SandboxUnavailableError
-
         raise SandboxUnavailableError(f"bubblewrap (bwrap) not found: {INSTALL_HINT}")
     if _privileged_mode():
         return path
     problem = _probe(path, privileged=False)
     if problem:
-        from deploylab.grading.execute import SandboxUnavailableError
-
         raise SandboxUnavailableError(
             f"bubblewrap (bwrap) is installed but cannot create a sandbox here: {problem}. "
             "Allow user namespaces (sysctl kernel.unprivileged_userns_clone=1) or grade as root, "
@@ -446,7 +440,7 @@ class SandboxHandle:
         options = []
         if self.cgroups:
             # Join the control groups before bwrap starts, so everything it starts is inside.
-            options = ["/bin/sh", "-c", _JOIN_CGROUPS, "deploylab-sandbox"]
+            options = ["/bin/sh", "-c", JOIN_CGROUPS, "deploylab-sandbox"]
         options += [bwrap, *_namespace_options()]
         options += ["--ro-bind", "/usr", "/usr", *_merged_usr_links()]
         # Made first and traversable: privileged bwrap would create it 0700 for the first
@@ -466,8 +460,6 @@ class SandboxHandle:
         python_paths = _python_paths()
         overlap = _forbidden_paths_overlap(python_paths, self.scratch_dir)
         if overlap:
-            from deploylab.grading.execute import SandboxUnavailableError
-
             raise SandboxUnavailableError(
                 f"the scratch directory {scratch} is inside the Python environment "
                 f"({', '.join(overlap)}); put scratch directories elsewhere"
@@ -557,8 +549,8 @@ class SandboxHandle:
             with contextlib.suppress(OSError):
                 os.close(self._seccomp_fd)
             self._seccomp_fd = None
-        for directory in self.cgroups:
-            _remove_cgroup(directory)
+        for cgroup in self.cgroups:
+            remove_cgroup(cgroup)
         self.cgroups = []
         if self._owner is None:
             return
@@ -585,12 +577,12 @@ def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = Non
     check_available()
     scratch_dir = Path(os.path.realpath(scratch_dir))
     handle = SandboxHandle(scratch_dir=scratch_dir, limits=limits)
-    handle.work_on_scratch = _is_scratch_mount(scratch_dir)
+    handle.work_on_scratch = is_scratch_mount(scratch_dir)
     if socket_link is not None:
         handle.extra_binds.append((str(scratch_dir), str(socket_link)))
     if _running_as_root():
         # Where the host allows it, memory and task limits for the sandbox as a whole.
-        handle.cgroups = _make_cgroups(limits)
+        handle.cgroups = make_cgroups(limits)
     if _privileged_mode():
         handle.uid = _RUN_UID_BASE + secrets.randbelow(_RUN_UID_SPAN)
         status = scratch_dir.stat()
@@ -602,205 +594,3 @@ def prepare(scratch_dir: Path, limits: Limits, *, socket_link: Path | None = Non
         os.chown(scratch_dir, handle.uid, handle.uid)
         os.chmod(scratch_dir, 0o700)
     return handle
-
-
-_JOIN_CGROUPS = (
-    'IFS=:; for group in $DEPLOYLAB_CGROUPS; do echo $$ > "$group/cgroup.procs" || exit 125; '
-    'done; unset DEPLOYLAB_CGROUPS; exec "$@"'
-)
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def own_cgroup(controller: str | None) -> Path | None:
-    """This process's cgroup directory for ``controller`` (None: the cgroup v2 hierarchy)."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if (
-            controller is None
-            and controllers == ""
-            and (_CGROUP_ROOT / "cgroup.controllers").exists()
-        ):
-            return _CGROUP_ROOT / path.lstrip("/")
-        if controller is not None and controller in controllers.split(","):
-            return _CGROUP_ROOT / controller / path.lstrip("/")
-    return None
-
-
-def _make_cgroups(limits: Limits) -> list[Path]:
-    """Per-sandbox memory and pids control groups, where the host allows it (root, cgroupfs
-    writable); an empty list otherwise (the per-process prlimit limits still apply).
-
-    They bound what rlimits cannot: the memory of all the sandbox's processes together.
-    """
-    _remove_stale_cgroups()
-    name = f"deploylab-sandbox-{secrets.token_hex(6)}"
-    memory = str(limits.memory_bytes)
-    tasks = str(limits.max_processes + 16)  # bwrap's own processes and the kernel's threads
-    wanted = [
-        (own_cgroup("memory"), {"memory.limit_in_bytes": memory}),
-        (own_cgroup("pids"), {"pids.max": tasks}),
-        (own_cgroup(None), {"memory.max": memory, "pids.max": tasks}),
-    ]
-    made: list[Path] = []
-    for base, settings in wanted:
-        if base is None or not base.is_dir() or not os.access(base, os.W_OK):
-            continue
-        directory = base / name
-        try:
-            directory.mkdir()
-        except OSError:
-            continue
-        try:
-            for file_name, value in settings.items():
-                if not (directory / file_name).exists():
-                    raise OSError(f"{file_name} not available")
-                (directory / file_name).write_text(value)
-        except OSError:
-            _remove_cgroup(directory)
-            continue
-        made.append(directory)
-    return made
-
-
-#: Control groups whose processes took too long to die; removed on the next run or at exit.
-_STALE_CGROUPS: set[Path] = set()
-
-
-@atexit.register
-def _remove_stale_cgroups() -> None:
-    for directory in list(_STALE_CGROUPS):
-        _remove_cgroup(directory, attempts=1)
-
-
-def _remove_cgroup(directory: Path, attempts: int = 50) -> None:
-    """rmdir a control group once its processes are gone (they are being killed)."""
-    import time
-
-    for _ in range(attempts):
-        try:
-            directory.rmdir()
-            _STALE_CGROUPS.discard(directory)
-            return
-        except FileNotFoundError:
-            _STALE_CGROUPS.discard(directory)
-            return
-        except OSError:
-            try:
-                for pid in (directory / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(OSError):
-                        os.kill(int(pid), 9)
-            except OSError:
-                pass
-            time.sleep(0.05)
-    _STALE_CGROUPS.add(directory)
-
-
-def _is_scratch_mount(path: Path) -> bool:
-    """Is ``path`` itself a tmpfs mounted by :func:`scratch_directory`?"""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 9 and fields[4] == str(path):
-            separator = fields.index("-")
-            return fields[separator + 1] == "tmpfs" and fields[separator + 2] == _SCRATCH_SOURCE
-    return False
-
-
-_SCRATCH_SOURCE = "deploylab-scratch"
-
-
-@contextlib.contextmanager
-def scratch_directory(limits: Limits, prefix: str = "dl-") -> Iterator[Path]:
-    """A fresh scratch directory for one submission, always removed afterwards.
-
-    As root it is a tmpfs of ``limits.tmp_bytes`` bytes and ``limits.max_scratch_files``
-    files (a student cannot fill the host's disk or its inode table), and removal is one
-    unmount, however deep the tree the student left. Without root it is a plain directory,
-    removed by :func:`remove_tree`; the file-size rlimit still caps each file.
-    """
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    mounted = False
-    if _running_as_root():
-        options = (
-            f"size={limits.tmp_bytes},nr_inodes={limits.max_scratch_files},mode=0700,nosuid,nodev"
-        )
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", options, _SCRATCH_SOURCE, str(path)],
-            capture_output=True,
-            check=False,
-        )
-        mounted = done.returncode == 0
-    try:
-        yield path
-    finally:
-        if mounted:
-            subprocess.run(["umount", "--lazy", str(path)], capture_output=True, check=False)
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        remove_tree(path)
-
-
-def remove_tree(path: Path) -> None:
-    """Delete ``path`` and everything under it without recursion and without following
-    symlinks: nested directories are first moved up to ``path`` itself, so a tree thousands
-    of levels deep is removed with two open directories at a time. Never raises.
-    """
-    try:
-        root = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        return
-    try:
-        os.fchmod(root, 0o700)
-        for _ in range(1_000_000):  # bounded: each pass removes or flattens something
-            with os.scandir(root) as entries:
-                names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-            if not names:
-                break
-            for name, is_directory in names:
-                if not is_directory:
-                    with contextlib.suppress(OSError):
-                        os.unlink(name, dir_fd=root)
-                    continue
-                _flatten_one(root, name)
-    finally:
-        os.close(root)
-    with contextlib.suppress(OSError):
-        os.rmdir(path)
-
-
-def _flatten_one(root: int, name: str) -> None:
-    """Empty directory ``name`` of ``root`` one level: files go, subdirectories move to
-    ``root``; then remove it if empty."""
-    try:
-        directory = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.chmod(name, 0o700, dir_fd=root, follow_symlinks=False)
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fchmod(directory, 0o700)
-        with os.scandir(directory) as entries:
-            children = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
-        for child, is_directory in children:
-            if is_directory:
-                with contextlib.suppress(OSError):
-                    os.rename(
-                        child, f".up-{secrets.token_hex(8)}", src_dir_fd=directory, dst_dir_fd=root
-                    )
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(child, dir_fd=directory)
-    finally:
-        os.close(directory)
-    with contextlib.suppress(OSError):
-        os.rmdir(name, dir_fd=root)

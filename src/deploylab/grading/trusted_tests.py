@@ -41,11 +41,11 @@ from typing import Any
 
 from deploylab.grading import plain_data
 from deploylab.grading.call_loop import FrameError, read_frame, write_frame
+from deploylab.grading.status import FAILED, PASSED, TEST_TIMED_OUT, test_outcome
 
 __all__ = ["StudentFunction", "free_names", "literal_message", "main"]
 
 #: Outcomes of one test cell, as reported to the grader.
-PASSED, PARTLY, FAILED, TIMED_OUT = "passed", "partly passed", "failed", "timed out"
 _TEST_FILE = "<test cell>"
 _PLAIN_LIST = "None, bool, int, float, str, bytes, list, tuple, dict or set"
 
@@ -296,7 +296,7 @@ class TrustedTests:
             self._bind_student_names(tree, channel)
             value = self._run(tree)
         except CellTimeout as error:
-            return _result(TIMED_OUT, 0.0, _failure_message(error, tree))
+            return _result(TEST_TIMED_OUT, 0.0, _failure_message(error, tree))
         except BaseException as error:
             return _result(FAILED, 0.0, _failure_message(error, tree))
         finally:
@@ -377,8 +377,7 @@ def _points(value: Any, max_points: float) -> dict:
     if not math.isfinite(value):
         return _result(FAILED, 0.0, "the test reported a score that is not a number", str(value))
     earned = min(max(float(value), 0.0), max_points)
-    outcome = PASSED if earned >= max_points else (PARTLY if earned > 0 else FAILED)
-    return _result(outcome, earned, "", float(value))
+    return _result(test_outcome(earned, max_points), earned, "", float(value))
 
 
 def main() -> int:

@@ -170,7 +170,7 @@ class Session:
         # rlimits bound each process; the few processes here (harness, nginx master and
         # worker, nginx -t) need no control group, which would outlive a killed grader.
         for directory in handle.cgroups:
-            sandbox._remove_cgroup(directory)
+            sandbox.remove_cgroup(directory)
         handle.cgroups = []
         handle.mount_proc = False
         handle.read_only_files.append((str(hosts), "/etc/hosts"))

@@ -2,6 +2,9 @@
 the facts of a block (classic and AWS), subnet planning (VLSM) and summarising.
 
 Everything is built on the standard library's :mod:`ipaddress` and reuses its vocabulary.
+
+Why one file of ~800 lines: most of it is numpydoc with doctested examples (the lessons'
+reference); the functions share one parser and one error vocabulary (:mod:`.errors`).
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ How the AWS concepts map to the kernel:
 Only the namespaces created here carry traffic; nothing is connected to the host's network.
 Everything is torn down on exit, also after errors (nftables tables live inside the
 namespaces and go with them).
+
+Why one file of ~730 lines: building and tearing down one network is one transaction (every
+step records what to undo); the mapping above is its specification.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ simulator, and matplotlib fallbacks for contexts without a browser.
   change re-runs :func:`deploylab.autoscale.simulate` and shows every policy's metrics side by
   side on the same trace.
 - :func:`live_chart` — an :class:`AutoscaleChart` fed by a live autoscaler's ``sample`` events.
-- :func:`autoscale_figure`, :func:`live_figure`, :func:`metrics_table_text` — static fallbacks.
+- :func:`autoscale_figure`, :func:`live_figure`, :func:`metrics_table_text` — static fallbacks,
+  in :mod:`deploylab.widgets.autoscale_figures` (importable from here too).
 """
 
 from __future__ import annotations
 
 import html
-import itertools
 import pathlib
 import threading
 import time
@@ -32,8 +32,30 @@ from deploylab.autoscale.simulate import (
 )
 from deploylab.autoscale.traces import TRACE_KINDS, generate_trace
 from deploylab.events import EventBus
+from deploylab.widgets.autoscale_figures import (
+    COLORS,
+    METRIC_ROWS,
+    autoscale_figure,
+    live_demand,
+    live_figure,
+    metrics_table_text,
+)
+from deploylab.widgets.autoscale_figures import changes as _changes
 from deploylab.widgets.labels import widget_labels
 from deploylab.widgets.slider_names import SliderNames
+
+__all__ = [
+    "AutoscaleChart",
+    "AutoscaleExplorer",
+    "PlotFit",
+    "autoscale_figure",
+    "live_chart",
+    "live_demand",
+    "live_figure",
+    "metrics_table_html",
+    "metrics_table_text",
+    "run_live_with_chart",
+]
 
 
 class PlotFit(anywidget.AnyWidget):
@@ -46,31 +68,6 @@ class PlotFit(anywidget.AnyWidget):
 
     _esm = pathlib.Path(__file__).with_name("plot_fit.js")
     _css = pathlib.Path(__file__).with_name("theme.css")
-
-
-COLORS = {
-    "demand": "#e4572e",
-    "in_service": "#2e86ab",
-    "desired": "#7a7a7a",
-    "pending": "#f3a712",
-    "unhealthy": "#a23b72",
-    "cpu": "#2e86ab",
-    "target": "#29a36a",
-    "high": "#d62828",
-    "low": "#1d70a2",
-}
-
-METRIC_ROWS = (
-    ("instance_hours", "instance-hours", "{:,.0f}"),
-    ("cost_usd", "cost (USD)", "{:,.2f}"),
-    ("slo_violation_fraction", "time violating SLO", "{:.1%}"),
-    ("accuracy_under", "under-provisioning accuracy", "{:.2f}"),
-    ("accuracy_over", "over-provisioning accuracy", "{:.2f}"),
-    ("timeshare_under", "timeshare under", "{:.1%}"),
-    ("timeshare_over", "timeshare over", "{:.1%}"),
-    ("jitter", "jitter (changes/h)", "{:+.2f}"),
-    ("scaling_activities", "scaling activities", "{:,.0f}"),
-)
 
 
 def _figure(title: str, y_label: str, marks, x_scale, y_scale, x_label: str, height: int):
@@ -357,33 +354,6 @@ class AutoscaleChart(widgets.VBox):
         )
 
 
-def _changes(samples: Sequence[dict]) -> tuple[list, list]:
-    ups, downs = [], []
-    for before, after in itertools.pairwise(samples):
-        if after["desired"] > before["desired"]:
-            ups.append((after["t"], after["desired"]))
-        elif after["desired"] < before["desired"]:
-            downs.append((after["t"], after["desired"]))
-    return ups, downs
-
-
-def live_demand(samples: Sequence[dict], target: float, capacity_rps: float | None) -> list:
-    """Instances the offered load needs at the target utilisation."""
-    if not capacity_rps:
-        return [s["desired"] for s in samples]
-    per_instance = capacity_rps * target / 100
-    return [int(np.ceil(round(s["offered_rps"] / per_instance, 6))) for s in samples]
-
-
-def metrics_table_text(table: dict[str, dict[str, float]]) -> str:
-    """Policies side by side as plain text (the fallback of the explorer's table)."""
-    kinds = list(table)
-    lines = [f"{'':<30}" + "".join(f"{kind:>12}" for kind in kinds)]
-    for key, label, fmt in METRIC_ROWS:
-        lines.append(f"{label:<30}" + "".join(f"{fmt.format(table[k][key]):>12}" for k in kinds))
-    return "\n".join(lines)
-
-
 def metrics_table_html(table: dict[str, dict[str, float]], selected: str | None = None) -> str:
     kinds = list(table)
     head = "".join(
@@ -614,161 +584,19 @@ def live_chart(
 
 
 def run_live_with_chart(chart: AutoscaleChart, config, refresh: float = 0.3):
-    """Run a live experiment (:class:`deploylab.autoscale.live.LiveConfig`) in a background
-    thread and redraw ``chart`` from this thread until it ends; returns the LiveResult.
+    """Run a live experiment (:class:`deploylab.autoscale.live.LiveConfig`) and redraw
+    ``chart`` from this thread until it ends; returns the LiveResult.
 
-    Widget updates stay in the calling (notebook) thread, the experiment in its own."""
-    from deploylab.autoscale.live import start_live
+    The runner (:class:`deploylab.autoscale.live.LiveRun`) owns the experiment's thread; this
+    view only subscribes to its samples and redraws in the calling (notebook) thread."""
+    from deploylab.autoscale.live import LiveRun
 
     samples: list[dict] = []
-    bus = EventBus("autoscaler")
-    bus.subscribe(
+    run = LiveRun(config)
+    run.bus.subscribe(
         lambda event: samples.append(dict(event.fields)) if event.kind == "sample" else None
     )
     capacity = 1000 / config.work_ms if config.work_ms else None
-    autoscaler, thread = start_live(config, bus)
-    while thread.is_alive():
-        thread.join(refresh)
-        chart.show_samples(list(samples), config.target, capacity)
-    if autoscaler.error is not None:
-        raise autoscaler.error
-    return autoscaler.result
-
-
-# ------------------------------------------------------------------------ static fallbacks
-def _plot_panels(
-    axes,
-    x,
-    demand,
-    in_service,
-    desired,
-    pending,
-    unhealthy,
-    cpu,
-    target,
-    alarm_high,
-    alarm_low,
-    ups,
-    downs,
-    x_label,
-):
-    capacity_ax, state_ax, cpu_ax = axes
-    capacity_ax.step(
-        x, demand, where="post", color=COLORS["demand"], lw=1, label="demand (instances needed)"
+    return run.follow(
+        lambda: chart.show_samples(list(samples), config.target, capacity), every=refresh
     )
-    capacity_ax.step(
-        x,
-        in_service,
-        where="post",
-        color=COLORS["in_service"],
-        lw=1.3,
-        label="capacity (in service)",
-    )
-    capacity_ax.step(
-        x, desired, where="post", color=COLORS["desired"], lw=0.8, ls="--", label="desired"
-    )
-    if ups:
-        capacity_ax.scatter(
-            *zip(*ups, strict=True),
-            marker="^",
-            color=COLORS["high"],
-            s=14,
-            label="scale out",
-            zorder=3,
-        )
-    if downs:
-        capacity_ax.scatter(
-            *zip(*downs, strict=True),
-            marker="v",
-            color=COLORS["low"],
-            s=14,
-            label="scale in",
-            zorder=3,
-        )
-    capacity_ax.set_ylabel("instances")
-    capacity_ax.set_title("demand vs capacity", fontsize=10)
-    capacity_ax.legend(fontsize=7, loc="upper left", ncol=3)
-    state_ax.step(x, in_service, where="post", color=COLORS["in_service"], label="in service")
-    state_ax.step(x, pending, where="post", color=COLORS["pending"], label="pending / warming")
-    state_ax.step(x, unhealthy, where="post", color=COLORS["unhealthy"], label="unhealthy")
-    state_ax.set_ylabel("instances")
-    state_ax.set_title("instances by state", fontsize=10)
-    state_ax.legend(fontsize=7, loc="upper left", ncol=3)
-    cpu = np.asarray([np.nan if c is None else c for c in cpu], dtype=float)
-    cpu_ax.plot(x, cpu, color=COLORS["cpu"], lw=1, label="CPU %")
-    cpu_ax.axhline(target, color=COLORS["target"], lw=1, ls="--", label="target")
-    x = np.asarray(x)
-    high, low = np.asarray(alarm_high, bool), np.asarray(alarm_low, bool)
-    cpu_ax.scatter(
-        x[high], np.full(high.sum(), 102), marker="s", s=6, color=COLORS["high"], label="high alarm"
-    )
-    cpu_ax.scatter(
-        x[low], np.full(low.sum(), 2), marker="s", s=6, color=COLORS["low"], label="low alarm"
-    )
-    cpu_ax.set_ylim(0, 106)
-    cpu_ax.set_ylabel("CPU %")
-    cpu_ax.set_xlabel(x_label)
-    cpu_ax.set_title("CPU vs target", fontsize=10)
-    cpu_ax.legend(fontsize=7, loc="upper left", ncol=4)
-
-
-def autoscale_figure(result: SimulationResult, title: str | None = None):
-    """The chart of a simulation as a matplotlib figure (no browser needed)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 7), layout="constrained")
-    axes = figure.subplots(3, 1, sharex=True)
-    hours = result.time / 3600
-    ups = [(t / 3600, b) for t, a, b, _ in result.activities if b > a]
-    downs = [(t / 3600, b) for t, a, b, _ in result.activities if b < a]
-    _plot_panels(
-        axes,
-        hours,
-        result.demand_instances,
-        result.in_service,
-        result.desired,
-        result.pending,
-        result.unhealthy,
-        result.cpu,
-        result.config.target,
-        result.alarm_high,
-        result.alarm_low,
-        ups,
-        downs,
-        "hours",
-    )
-    figure.suptitle(title or f"policy {result.config.policy}", fontsize=11)
-    return figure
-
-
-def live_figure(
-    samples: Sequence[dict],
-    target: float,
-    capacity_rps: float | None = None,
-    title: str = "live autoscaling",
-):
-    """A live run's samples as a matplotlib figure."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 6.5), layout="constrained")
-    axes = figure.subplots(3, 1, sharex=True)
-    x = [s["t"] for s in samples]
-    ups, downs = _changes(samples)
-    _plot_panels(
-        axes,
-        x,
-        live_demand(samples, target, capacity_rps),
-        [s["in_service"] for s in samples],
-        [s["desired"] for s in samples],
-        [s["warming"] for s in samples],
-        [s["unhealthy"] for s in samples],
-        [s["cpu"] for s in samples],
-        target,
-        [s["alarm_high"] for s in samples],
-        [s["alarm_low"] for s in samples],
-        ups,
-        downs,
-        "seconds",
-    )
-    figure.suptitle(title, fontsize=11)
-    return figure

@@ -19,6 +19,14 @@ from collections.abc import Callable, Iterable
 
 import traitlets
 
+from deploylab.events import (
+    CacheHit,
+    Event,
+    Forwarded,
+    RequestReceived,
+    RequestRejected,
+    ResponseSent,
+)
 from deploylab.widgets.labels import LabelledWidget
 
 Step = dict
@@ -293,147 +301,148 @@ class _EventTranslator:
             self.clients[ip] = free[0] if free else self.client_nodes[0]
         return self.clients[ip]
 
-    def __call__(self, event) -> list[Step]:
-        f = event.fields
+    def __call__(self, event: Event) -> list[Step]:
         source = event.source
         is_proxy = source in self.proxy_ids
-        key = (source, f.get("id", 0))
-        if event.kind == "request" and is_proxy:
-            client = self._client_node(f["client"])
-            self.pending_client[key] = client
-            target = f["target"] if len(f["target"]) < 40 else f["target"][:37] + "…"
-            ip = f["client"].rsplit(":", 1)[0]
-            if self.kind == "reverse":
-                return [
-                    step(client, "internet", f"{f['method']} {target}", ip),
-                    step(
-                        "internet",
-                        source,
-                        f"{f['method']} {target}",
-                        ip,
-                        note=f"{source} got {f['method']} {target} from {ip}",
-                    ),
-                ]
-            return [
-                step(
-                    client,
-                    source,
-                    f"{f['method']} {target}",
-                    ip,
-                    note=f"{source} got {f['method']} {target} from {ip}",
-                )
-            ]
-        if event.kind == "request" and not is_proxy:
-            headers = {k.lower(): v for k, v in f.get("headers", [])}
-            ip = f["client"].rsplit(":", 1)[0]
-            seen = ip + (
-                f" (X-Forwarded-For: {headers['x-forwarded-for']})"
-                if "x-forwarded-for" in headers
-                else ""
-            )
-            if self.kind == "forward":
-                return [
-                    step(
-                        "internet",
-                        source,
-                        f"{f['method']} {f['target']}",
-                        seen,
-                        note=f"{source} sees the request coming from {seen}",
-                    )
-                ]
-            return []  # reverse: the proxy's "forward" event already drew this hop
-        if event.kind == "forward" and is_proxy:
-            self.forwarded.add(key)
-            headers = {k.lower(): v for k, v in f.get("headers", [])}
-            if self.kind == "forward":
-                return [
-                    step(
-                        source,
-                        "internet",
-                        f"→ {f['upstream']}",
-                        f.get("source", ""),
-                        note=f"{source} connects to {f['upstream']} from {f.get('source')}",
-                    )
-                ]
-            backend = self.addresses.get(f["upstream"], f["upstream"])
-            xff = headers.get("x-forwarded-for", "")
-            return [
-                step(
-                    source,
-                    backend,
-                    f"{f['target']}",
-                    f"127.0.0.1 (X-Forwarded-For: {xff})",
-                    note=f"{source} forwards to a backend; X-Real-IP: {headers.get('x-real-ip', '?')}",
-                )
-            ]
-        if event.kind == "cache_hit":
+        key = (source, getattr(event, "id", 0))
+        if isinstance(event, RequestReceived):
+            return self._request(event, key) if is_proxy else self._arrival(event)
+        if isinstance(event, Forwarded) and is_proxy:
+            return self._forward(event, key)
+        if isinstance(event, CacheHit):
             return [
                 step(
                     source,
                     self.pending_client.get(key, self.client_nodes[0]),
-                    f"HIT (Age {f.get('age', 0)})",
+                    f"HIT (Age {event.age})",
                     kind="hit",
-                    note=f"cache HIT for {f.get('uri')}: the origin is not asked",
+                    note=f"cache HIT for {event.uri}: the origin is not asked",
                 )
             ]
-        if event.kind == "cache_miss":
-            return []
-        if event.kind == "response" and not is_proxy:
-            if self.kind == "forward":
-                return [
-                    step(
-                        source,
-                        "internet",
-                        str(f["status"]),
-                        kind="response",
-                        note=f"{source} answers {f['status']}",
-                    )
-                ]
-            proxies = sorted(self.proxy_ids)
-            return [
-                step(
-                    source, proxies[0] if proxies else "internet", str(f["status"]), kind="response"
-                )
-            ]
-        if event.kind == "response" and is_proxy:
-            client = self.pending_client.pop(key, None)
-            headers = {k.lower(): v for k, v in f.get("headers", [])}
-            label = f"{f['status']}" + (
-                f" X-Cache: {headers['x-cache']}" if "x-cache" in headers else ""
-            )
-            if headers.get("x-cache") == "HIT" or client is None:
-                return []  # the HIT step already went back to the client
-            forwarded = key in self.forwarded
-            self.forwarded.discard(key)
-            kind = "error" if f["status"] >= 500 else "response" if forwarded else "refused"
-            if self.kind == "forward":
-                back = (
-                    [step("internet", source, str(f["status"]), kind="response")]
-                    if forwarded and kind != "error"
-                    else []
-                )
-                return [
-                    *back,
-                    step(
-                        source, client, label, kind=kind, note=f"{source} answers {client}: {label}"
-                    ),
-                ]
-            return [
-                step(source, "internet", label, kind=kind),
-                step("internet", client, label, kind=kind),
-            ]
-        if event.kind == "error":
-            client = self._client_node(f["client"])
+        if isinstance(event, ResponseSent):
+            return self._response(event, key) if is_proxy else self._origin_response(event)
+        if isinstance(event, RequestRejected):
+            client = self._client_node(event.client)
             return [
                 step(
                     source,
                     client,
-                    f"{f['status']}",
+                    f"{event.status}",
                     kind="error",
-                    note=f"{source} refused a malformed request: {f['status']} {f.get('detail', '')}",
+                    note=f"{source} refused a malformed request: {event.status} {event.detail}",
                 )
             ]
-        return []
+        return []  # cache misses, upstream answers…: no hop of their own
+
+    def _request(self, event: RequestReceived, key: tuple[str, int]) -> list[Step]:
+        """A client's request reaches the proxy."""
+        source = event.source
+        client = self._client_node(event.client)
+        self.pending_client[key] = client
+        target = event.target if len(event.target) < 40 else event.target[:37] + "…"
+        ip = event.client.rsplit(":", 1)[0]
+        label = f"{event.method} {target}"
+        note = f"{source} got {label} from {ip}"
+        if self.kind == "reverse":
+            return [
+                step(client, "internet", label, ip),
+                step("internet", source, label, ip, note=note),
+            ]
+        return [step(client, source, label, ip, note=note)]
+
+    def _arrival(self, event: RequestReceived) -> list[Step]:
+        """A request reaches an origin or a backend: the address it sees it come from."""
+        headers = {name.lower(): value for name, value in event.headers}
+        ip = event.client.rsplit(":", 1)[0]
+        seen = ip + (
+            f" (X-Forwarded-For: {headers['x-forwarded-for']})"
+            if "x-forwarded-for" in headers
+            else ""
+        )
+        if self.kind == "forward":
+            return [
+                step(
+                    "internet",
+                    event.source,
+                    f"{event.method} {event.target}",
+                    seen,
+                    note=f"{event.source} sees the request coming from {seen}",
+                )
+            ]
+        return []  # reverse: the proxy's "forward" event already drew this hop
+
+    def _forward(self, event: Forwarded, key: tuple[str, int]) -> list[Step]:
+        """The proxy sends the request on."""
+        source = event.source
+        self.forwarded.add(key)
+        headers = {name.lower(): value for name, value in event.headers}
+        if self.kind == "forward":
+            return [
+                step(
+                    source,
+                    "internet",
+                    f"→ {event.upstream}",
+                    event.local_address,
+                    note=f"{source} connects to {event.upstream} from {event.local_address}",
+                )
+            ]
+        backend = self.addresses.get(event.upstream, event.upstream)
+        xff = headers.get("x-forwarded-for", "")
+        return [
+            step(
+                source,
+                backend,
+                f"{event.target}",
+                f"127.0.0.1 (X-Forwarded-For: {xff})",
+                note=f"{source} forwards to a backend; X-Real-IP: {headers.get('x-real-ip', '?')}",
+            )
+        ]
+
+    def _origin_response(self, event: ResponseSent) -> list[Step]:
+        """An origin or a backend answers."""
+        source = event.source
+        if self.kind == "forward":
+            return [
+                step(
+                    source,
+                    "internet",
+                    str(event.status),
+                    kind="response",
+                    note=f"{source} answers {event.status}",
+                )
+            ]
+        proxies = sorted(self.proxy_ids)
+        return [
+            step(source, proxies[0] if proxies else "internet", str(event.status), kind="response")
+        ]
+
+    def _response(self, event: ResponseSent, key: tuple[str, int]) -> list[Step]:
+        """The proxy answers its client."""
+        source = event.source
+        client = self.pending_client.pop(key, None)
+        headers = {name.lower(): value for name, value in event.headers}
+        label = f"{event.status}" + (
+            f" X-Cache: {headers['x-cache']}" if "x-cache" in headers else ""
+        )
+        if headers.get("x-cache") == "HIT" or client is None:
+            return []  # the HIT step already went back to the client
+        forwarded = key in self.forwarded
+        self.forwarded.discard(key)
+        kind = "error" if event.status >= 500 else "response" if forwarded else "refused"
+        if self.kind == "forward":
+            back = (
+                [step("internet", source, str(event.status), kind="response")]
+                if forwarded and kind != "error"
+                else []
+            )
+            return [
+                *back,
+                step(source, client, label, kind=kind, note=f"{source} answers {client}: {label}"),
+            ]
+        return [
+            step(source, "internet", label, kind=kind),
+            step("internet", client, label, kind=kind),
+        ]
 
 
 def sequence_figure(topology: dict, steps: list[Step]):

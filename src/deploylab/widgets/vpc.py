@@ -4,6 +4,9 @@ a route-lookup step-through.
 Every fact shown is computed in Python by ``deploylab.vpc`` and sent to the browser as
 traitlets; the JavaScript (``vpc_*.js`` next to this file) only draws and animates. Each view
 has a static matplotlib fallback (``*_figure``) for exports and graders without a browser.
+
+Why one file of ~700 lines: four views, each a widget class beside its fallback figure and
+the facts both draw (the pairing is the point; splitting would separate them).
 """
 
 from __future__ import annotations
