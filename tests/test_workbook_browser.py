@@ -21,7 +21,7 @@ from notebooks import ROOT
 from test_browser import CHROMIUM_ARGS, chromium_binary, serve_workbook
 
 from deploylab.classroom.formgrader import REFUSAL
-from deploylab.classroom.install import VALIDATE_SUCCESS
+from deploylab.nbgrader_roles import VALIDATE_SUCCESS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

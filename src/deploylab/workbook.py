@@ -212,7 +212,7 @@ def write_nbgrader_settings(
     """
     import json
 
-    from deploylab.classroom.hub import (
+    from deploylab.nbgrader_roles import (
         STUDENT_DISABLED_LAB_PLUGINS,
         STUDENT_DISABLED_SERVER_EXTENSIONS,
     )
@@ -264,8 +264,8 @@ def serve_workbook(
     ``deploylab lab`` and ``deploylab present``."""
     import tempfile
 
-    from deploylab.classroom.install import patch_validate_message
     from deploylab.i18n.languages import LANGUAGE_VARIABLE
+    from deploylab.nbgrader_roles import patch_validate_message
 
     patch_validate_message(Path(sys.prefix))
     command = jupyter_lab_command(

@@ -32,21 +32,15 @@ from deploylab.classroom.layout import (
 )
 from deploylab.classroom.roster import COLUMNS, Member
 from deploylab.loopback import free_port
+from deploylab.nbgrader_roles import (
+    STUDENT_DISABLED_LAB_PLUGINS,
+    STUDENT_DISABLED_SERVER_EXTENSIONS,
+)
 from deploylab.workspace import HUB_PARTS
 
 __all__ = ["bring_down", "bring_up", "hub_api", "status"]
 
 START_HERE = "lessons/00-start-here.ipynb"
-#: JupyterLab plug-ins and server extensions students do not get (instructor tools).
-STUDENT_DISABLED_LAB_PLUGINS = (
-    "@jupyter/nbgrader:formgrader",
-    "@jupyter/nbgrader:course-list",
-    "@jupyter/nbgrader:create-assignment",
-)
-STUDENT_DISABLED_SERVER_EXTENSIONS = (
-    "nbgrader.server_extensions.formgrader",
-    "nbgrader.server_extensions.course_list",
-)
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:

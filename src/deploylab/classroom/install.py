@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 from deploylab.classroom.layout import DEFAULT_PREFIX, ClassroomError
+from deploylab.nbgrader_roles import patch_validate_message
 
 __all__ = ["HUB_REQUIREMENTS", "PROXY_PACKAGE", "install_environment", "proxy_command"]
 
@@ -126,26 +127,6 @@ def install_environment(prefix: Path = DEFAULT_PREFIX, *, log=print) -> Path:
     for path in (venv, prefix / "node"):
         subprocess.run(["chmod", "-R", "a+rX", str(path)], check=False)
     return venv
-
-
-#: nbgrader's Validate dialog claims more than it checked: only the visible tests ran.
-NBGRADER_VALIDATE_SUCCESS = "Success! Your notebook passes all the tests."
-VALIDATE_SUCCESS = (
-    "The visible tests pass. Hidden tests run only when your instructor grades the lab."
-)
-
-
-def patch_validate_message(venv: Path) -> list[Path]:
-    """Make nbgrader's JupyterLab extension in ``venv`` say that only the visible tests ran
-    (its Validate dialog says "passes all the tests"). Returns the files changed."""
-    static = venv / "share" / "jupyter" / "labextensions" / "@jupyter" / "nbgrader" / "static"
-    changed = []
-    for script in sorted(static.glob("*.js")):
-        text = script.read_text(encoding="utf-8")
-        if NBGRADER_VALIDATE_SUCCESS in text:
-            script.write_text(text.replace(NBGRADER_VALIDATE_SUCCESS, VALIDATE_SUCCESS), "utf-8")
-            changed.append(script)
-    return changed
 
 
 #: JupyterLab settings every classroom server starts with: no news or update checks (the

@@ -195,6 +195,7 @@ def export_lessons(
     if pdf:
         from .pdf import print_to_pdf
 
-        for printed in print_to_pdf([(copy.html, copy.pdf) for copy in written]):
+        pages = [(copy.html, copy.pdf) for copy in written if copy.pdf is not None]
+        for printed in print_to_pdf(pages):
             log(f"export: wrote {printed}")
     return written

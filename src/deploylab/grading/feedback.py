@@ -106,6 +106,7 @@ def _summary(result: SubmissionResult, review: InstructorReview) -> str:
     by_hand = bool(review.manual_scores) and review.score is not None
     if by_hand or (result.status == GRADED and result.score is not None):
         total = review.score if by_hand else result.score
+        assert total is not None  # by_hand or a graded score, checked just above
         late = ""
         if review.penalty:
             late = f" (after a late penalty of {review.penalty:g})"

@@ -159,9 +159,9 @@ def run_benchmark(course: Course, rounds: int, *, sandbox: bool = True) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load average afterwards: {os.getloadavg()[0]:.1f}")
-    for student, seconds in times.items():
-        print(f"{student:<26} {summary(seconds)}")
-    every = [value for seconds in times.values() for value in seconds]
+    for student, durations in times.items():
+        print(f"{student:<26} {summary(durations)}")
+    every = [value for durations in times.values() for value in durations]
     print(f"{'all submissions':<26} {summary(every)}   (goal: under 5 s per submission)")
     print("where one harness job's time goes (s):")
     for name, seconds, phases in _phases(course, sandbox):

@@ -147,6 +147,7 @@ def backend_dies_demo(balancer, requests: int = 24, kill_after: int = 8) -> Demo
         from deploylab.proxy.client import fetch
 
         process = start_backend_process("doomed")
+        assert process.stdout is not None  # started with stdout=PIPE: it prints its address
         facts.clear()
         facts["pid"] = process.pid
         try:
