@@ -378,18 +378,36 @@ def bring_up(
     )
 
 
-def bring_down(classroom: Classroom, *, remove_users: bool = False, log=print) -> None:
+def bring_down(
+    classroom: Classroom, *, remove_users: bool = False, log=print, grace: float | None = None
+) -> None:
     """Stop the hub (which stops the proxy, the culler and every single-user server) and
-    remove the control groups; with ``remove_users``, delete the accounts it created."""
+    remove the control groups; with ``remove_users``, delete the accounts it created.
+
+    A hub that has not exited after ``grace`` seconds (default: 30 s plus 3 s per member) is
+    killed, and so is everything it started that is still running."""
     pid = _running_pid(classroom)
     if pid is not None:
+        children = {child: _start_time(child) for child in _children_of(pid)}
         os.kill(pid, signal.SIGTERM)
-        for _ in range(300):
+        # The hub stops every server before it exits: give it time for the whole class (30
+        # servers under load took longer than a fixed 30 s, and a killed hub orphaned its
+        # proxy and culler).
+        if grace is None:
+            grace = 30 + 3 * len(classroom.members)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
             if not Path(f"/proc/{pid}").exists() or _zombie(pid):
                 break
             time.sleep(0.1)
         else:
             os.kill(pid, signal.SIGKILL)
+        # The hub starts the proxy and the idle culler in sessions of their own: if it was
+        # killed before it stopped them, they would outlive it.
+        for child, started in children.items():
+            if _start_time(child) == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signal.SIGKILL)
         log(f"classroom: hub (pid {pid}) stopped")
     else:
         log("classroom: no hub running")
@@ -397,6 +415,25 @@ def bring_down(classroom: Classroom, *, remove_users: bool = False, log=print) -
         limits.remove_groups(member["username"])
         if remove_users and accounts.remove_account(member["username"]):
             log(f"classroom: removed account {member['username']}")
+
+
+def _children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` now (from ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(") ", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot), to tell it from a later process that
+    got the same number; None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _zombie(pid: int) -> bool:
