@@ -109,7 +109,9 @@ def test_stock_nbconvert_export_reaches_for_a_cdn(browser, exported, tmp_path):
 #: Widgets whose play control, exported, has nothing to play, and why. Lesson 02's live
 #: balancer view (``BalancerWidget(requests=1).follow(balancer)``) goes back to its scripted
 #: scenario when the lesson stops the balancer: one request, so one step, nothing to play.
-STILL_WHEN_PRESSED = {"02-load-balancing": [("dl-balancer", "pause")]}
+STILL_WHEN_PRESSED = {
+    "02-load-balancing": [("dl-demo-panel", "pause")]
+}  # the balancer in its demo panel
 
 #: Which widget an area holds: its first deploylab class, and "live" for a live view.
 WIDGET_KIND = """area => {
@@ -181,6 +183,11 @@ def test_exported_lesson_animates_offline(browser, exported, lesson):
 LESSONS_WITHOUT_PLAYBACK = {"03-autoscaling"}
 
 
+#: Every widget in a page that draws (an SVG or a canvas: the animations and the plots),
+#: except the slide mode's bar, a one-line control.
+SLIDE_FREE_DRAWINGS = ".widget-subarea:not(:has(.dl-slide-bar)):has(svg, canvas)"
+
+
 def test_pdf_copies_are_printed_with_their_widgets(browser, exported):
     """Each lesson is a multi-page PDF, and in print media its widgets still take up room."""
     for stem, copy in exported.items():
@@ -194,7 +201,10 @@ def test_pdf_copies_are_printed_with_their_widgets(browser, exported):
             page.wait_for_function(WIDGETS_RENDERED, timeout=60_000)
             heights = [
                 box["height"]
-                for box in map(lambda a: a.bounding_box(), page.locator(".widget-subarea").all())
+                for box in map(
+                    lambda a: a.bounding_box(),
+                    page.locator(SLIDE_FREE_DRAWINGS).all(),
+                )
                 if box
             ]
         finally:
