@@ -107,13 +107,20 @@ class HubSession:
         return json.loads(text) if text else None
 
 
-def run_cells(session: HubSession, cells: list[str], timeout: float = 300) -> list[str]:
+def run_cells(
+    session: HubSession, cells: list[str], timeout: float = 300, folder: str = "lessons"
+) -> list[str]:
     """Run ``cells`` one after another in a new kernel of the person's own server (over the
-    kernel websocket, as JupyterLab does); returns the errors raised (empty: all ran)."""
+    kernel websocket, as JupyterLab does); returns the errors raised (empty: all ran).
+
+    The kernel runs in ``folder`` of the person's workspace, as JupyterLab runs a lesson's
+    kernel in the lesson's own folder (lessons open their own file and ``../assets``)."""
     import asyncio
 
     status, _, text = session.request(
-        f"/user/{session.username}/api/kernels", method="POST", body={"name": "python3"}
+        f"/user/{session.username}/api/kernels",
+        method="POST",
+        body={"name": "python3", "path": folder},
     )
     if status != 201:
         raise LoginError(f"{session.username}: no kernel (HTTP {status} {text[:200]!r})")
