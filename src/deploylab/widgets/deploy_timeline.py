@@ -52,8 +52,8 @@ class DeploymentTimeline(LabelledWidget):
 
     _css = pathlib.Path(__file__).with_name("theme.css")
     lanes = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    points = traitlets.List().tag(sync=True)
-    steps = traitlets.List().tag(sync=True)
+    points = traitlets.List(traitlets.List()).tag(sync=True)  # [started_seconds, lane_index]
+    steps = traitlets.List(traitlets.List()).tag(sync=True)  # [at_seconds, label]
     duration = traitlets.Float(1.0).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     speed = traitlets.Float(1.0).tag(sync=True)
