@@ -22,6 +22,7 @@ from deploylab.balancer.core import (
     check_algorithm,
     ip_hash_value,
 )
+from deploylab.widgets.esm import widget_esm
 from deploylab.widgets.labels import LabelledWidget
 
 __all__ = ["BalancerWidget", "balancer_scenario", "scale_figure", "scenario_figure"]
@@ -119,7 +120,7 @@ class BalancerWidget(LabelledWidget):
     """
 
     label_table = "balancer"
-    _esm = pathlib.Path(__file__).with_name("balancer.js")
+    _esm = widget_esm("balancer.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")
     scenario = traitlets.Dict().tag(sync=True)
