@@ -15,15 +15,11 @@ from dataclasses import asdict, dataclass, field
 
 import psutil
 
-from deploylab.autoscale.alarm import ALARM
 from deploylab.autoscale.group import IN_SERVICE, PENDING, AutoScalingGroup, LaunchTemplate
 from deploylab.autoscale.live_config import LiveConfig, live_policies, offered_load
 from deploylab.autoscale.load import LoadGenerator, http_get
 from deploylab.autoscale.policies import (
-    Policy,
-    SimpleScalingPolicy,
-    StepScalingPolicy,
-    TargetTrackingPolicy,
+    alarm_states,
     decide,
 )
 from deploylab.autoscale.processes import BackendProcess, BalancerPool
@@ -297,7 +293,7 @@ class LiveAutoscaler:
                             reason=decision.reason,
                         )
                 self._reconcile()
-                high, low = _alarm_states(policies)
+                high, low = alarm_states(policies)
                 sample = {
                     "t": round(now, 3),
                     "offered_rps": round(offered_load(now, config), 1),
@@ -330,20 +326,3 @@ class LiveAutoscaler:
             await self.pool.close()
             self._event("stopped", started=len(self.result.started_pids))
         return self.result
-
-
-def _alarm_states(policies: list[Policy]) -> tuple[bool, bool]:
-    high = low = False
-    for policy in policies:
-        if isinstance(policy, TargetTrackingPolicy):
-            high = high or policy.high_count >= policy.high_datapoints
-            low = low or policy.low_count >= policy.low_datapoints
-        elif (
-            isinstance(policy, StepScalingPolicy | SimpleScalingPolicy)
-            and policy.monitor.state == ALARM
-        ):
-            if policy.alarm.scales_out:
-                high = True
-            else:
-                low = True
-    return high, low

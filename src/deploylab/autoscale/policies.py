@@ -495,3 +495,29 @@ class PredictivePolicy(Policy):
             f"forecast needs {self.forecast_capacity} instances this hour",
             holds=self.forecast_capacity <= observation.desired,
         )
+
+
+def alarm_states(policies: Iterable[Policy]) -> tuple[bool, bool]:
+    """Whether any policy's scale-out alarm (first) and any scale-in alarm (second) is in
+    ALARM now: step and simple scaling's own alarms, target tracking's managed pair. What the
+    charts mark; the simulator and the live controller both ask this function.
+
+    >>> tracking = TargetTrackingPolicy(50, high_datapoints=1)
+    >>> _ = tracking.evaluate(Observation(0, 2, 1, 10, 2, 2, 0, metric=90.0))
+    >>> alarm_states([tracking])
+    (True, False)
+    """
+    high = low = False
+    for policy in policies:
+        if isinstance(policy, TargetTrackingPolicy):
+            high = high or policy.high_count >= policy.high_datapoints
+            low = low or policy.low_count >= policy.low_datapoints
+        elif (
+            isinstance(policy, StepScalingPolicy | SimpleScalingPolicy)
+            and policy.monitor.state == ALARM
+        ):
+            if policy.alarm.scales_out:
+                high = True
+            else:
+                low = True
+    return high, low

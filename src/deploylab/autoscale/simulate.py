@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from deploylab.autoscale.alarm import ALARM, Alarm
+from deploylab.autoscale.alarm import Alarm
 from deploylab.autoscale.elasticity import elasticity_metrics
 from deploylab.autoscale.group import AutoScalingGroup, LaunchTemplate
 from deploylab.autoscale.hpa import HPAPolicy
@@ -28,6 +28,7 @@ from deploylab.autoscale.policies import (
     Step,
     StepScalingPolicy,
     TargetTrackingPolicy,
+    alarm_states,
     decide,
 )
 from deploylab.autoscale.schedule import ScheduledAction, check_schedule
@@ -284,8 +285,6 @@ def simulate(
     alarm_high = np.zeros(steps, dtype=bool)
     alarm_low = np.zeros(steps, dtype=bool)
     activities: list[tuple[float, int, int, str]] = []
-    alarm_policies = [p for p in policies if isinstance(p, StepScalingPolicy | SimpleScalingPolicy)]
-    tracking = [p for p in policies if isinstance(p, TargetTrackingPolicy)]
     demand_list = demand.tolist()
     startup_cpu, startup_seconds, warmup = (
         config.startup_cpu,
@@ -335,17 +334,8 @@ def simulate(
         in_service[i] = group._in_service
         pending[i] = len(group._pending)
         unhealthy[i] = len(group._unhealthy)
-        for alarm_policy in alarm_policies:
-            if alarm_policy.monitor.state == ALARM:
-                if alarm_policy.alarm.scales_out:
-                    alarm_high[i] = True
-                else:
-                    alarm_low[i] = True
-        for tracking_policy in tracking:
-            if tracking_policy.high_count >= tracking_policy.high_datapoints:
-                alarm_high[i] = True
-            elif tracking_policy.low_count >= tracking_policy.low_datapoints:
-                alarm_low[i] = True
+        if policies:
+            alarm_high[i], alarm_low[i] = alarm_states(policies)
 
     # Everything per-step below is vectorised.
     time = np.arange(steps) * dt
