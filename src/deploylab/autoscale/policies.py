@@ -497,6 +497,10 @@ class PredictivePolicy(Policy):
         )
 
 
+#: The policy kinds with alarms (their own, or target tracking's managed pair).
+ALARMED_POLICIES = (TargetTrackingPolicy, StepScalingPolicy, SimpleScalingPolicy)
+
+
 def alarm_states(policies: Iterable[Policy]) -> tuple[bool, bool]:
     """Whether any policy's scale-out alarm (first) and any scale-in alarm (second) is in
     ALARM now: step and simple scaling's own alarms, target tracking's managed pair. What the

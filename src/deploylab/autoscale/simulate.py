@@ -21,6 +21,7 @@ from deploylab.autoscale.elasticity import elasticity_metrics
 from deploylab.autoscale.group import AutoScalingGroup, LaunchTemplate
 from deploylab.autoscale.hpa import HPAPolicy
 from deploylab.autoscale.policies import (
+    ALARMED_POLICIES,
     PERCENT_CHANGE_IN_CAPACITY,
     Policy,
     PredictivePolicy,
@@ -286,6 +287,8 @@ def simulate(
     alarm_low = np.zeros(steps, dtype=bool)
     activities: list[tuple[float, int, int, str]] = []
     demand_list = demand.tolist()
+    # the policies that have alarms to mark on the chart (the per-step loop asks only these)
+    watched = [p for p in policies if isinstance(p, ALARMED_POLICIES)]
     startup_cpu, startup_seconds, warmup = (
         config.startup_cpu,
         config.startup_seconds,
@@ -334,8 +337,12 @@ def simulate(
         in_service[i] = group._in_service
         pending[i] = len(group._pending)
         unhealthy[i] = len(group._unhealthy)
-        if policies:
-            alarm_high[i], alarm_low[i] = alarm_states(policies)
+        if watched:
+            high, low = alarm_states(watched)
+            if high:
+                alarm_high[i] = True
+            if low:
+                alarm_low[i] = True
 
     # Everything per-step below is vectorised.
     time = np.arange(steps) * dt
