@@ -22,9 +22,8 @@ from deploylab.autoscale.simulate import (
 )
 from deploylab.widgets.autoscale_figures import (
     COLORS,
-    live_demand,
+    ChartSeries,
 )
-from deploylab.widgets.autoscale_figures import changes as _changes
 
 __all__ = ["AutoscaleChart", "PlotFit"]
 
@@ -280,24 +279,7 @@ class AutoscaleChart(widgets.VBox):
     def show_result(self, result: SimulationResult, max_points: int = 2000) -> None:
         """Draw a simulation (time in hours), thinned to at most ``max_points`` per series."""
         stride = max(1, len(result.time) // max_points)
-        pick = slice(None, None, stride)
-        hours = result.time / 3600
-        out = [(t / 3600, b) for t, a, b, _ in result.activities if b > a]
-        down = [(t / 3600, b) for t, a, b, _ in result.activities if b < a]
-        self.show_series(
-            hours[pick],
-            result.demand_instances[pick],
-            result.in_service[pick],
-            result.desired[pick],
-            result.pending[pick],
-            result.unhealthy[pick],
-            result.cpu[pick],
-            result.config.target,
-            result.alarm_high[pick],
-            result.alarm_low[pick],
-            out,
-            down,
-        )
+        self.show_series(*ChartSeries.of_result(result, stride))
 
     def show_samples(
         self, samples: Sequence[dict], target: float, capacity_rps: float | None = None
@@ -307,19 +289,4 @@ class AutoscaleChart(widgets.VBox):
         100% CPU); without it the desired capacity stands in."""
         if not samples:
             return
-        x = [s["t"] for s in samples]
-        ups, downs = _changes(samples)
-        self.show_series(
-            x,
-            live_demand(samples, target, capacity_rps),
-            [s["in_service"] for s in samples],
-            [s["desired"] for s in samples],
-            [s["warming"] for s in samples],
-            [s["unhealthy"] for s in samples],
-            [s["cpu"] for s in samples],
-            target,
-            [s["alarm_high"] for s in samples],
-            [s["alarm_low"] for s in samples],
-            ups,
-            downs,
-        )
+        self.show_series(*ChartSeries.of_samples(samples, target, capacity_rps))
