@@ -85,3 +85,21 @@ def test_live_cli_runs_bounded_and_reports(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["samples"] and data["requests_ok"] > 0
     assert not [pid for pid in data["started_pids"] if alive(pid)]
+
+
+def test_killing_while_a_launch_is_still_reserved_kills_nothing_and_raises_nothing():
+    """The lesson's "kill one" button can be pressed while an instance's process is still
+    being started: its slot is reserved (None) until the launch fills it. The button must
+    then pick no process rather than fail on the empty slot."""
+    from deploylab.autoscale.controller import LiveAutoscaler
+
+    autoscaler = LiveAutoscaler(LiveConfig())
+    autoscaler.processes["i-reserved"] = None
+    assert autoscaler.kill_one() is None
+
+
+def test_the_clock_of_an_autoscaler_that_is_not_running_says_so():
+    from deploylab.autoscale.controller import LiveAutoscaler
+
+    with pytest.raises(RuntimeError, match=r"not running: call run\(\) first"):
+        LiveAutoscaler(LiveConfig()).now()

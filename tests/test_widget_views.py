@@ -32,7 +32,8 @@ ANYWIDGETS = [
     for _, cls in inspect.getmembers(module, inspect.isclass)
     if issubclass(cls, anywidget.AnyWidget) and cls.__module__ == module.__name__
 ]
-SCRIPTS = sorted(WIDGETS.glob("*.js"))
+#: Each widget's own script (shared.js is not a widget: it is joined in front of them).
+SCRIPTS = sorted(path for path in WIDGETS.glob("*.js") if path.name != "shared.js")
 
 
 @pytest.mark.parametrize("widget", ANYWIDGETS, ids=lambda cls: cls.__name__)

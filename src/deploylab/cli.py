@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that topic is not built yet
             raise
         module.register(commands)
-    parser.set_defaults(func=lambda _args: parser.print_help() or 2)
+    parser.set_defaults(func=_help_of(parser))
     return parser
 
 

@@ -162,7 +162,9 @@ class NginxProcess:
         deadline = time.monotonic() + timeout
         while not self.worker_pids():
             if self.process.poll() is not None:
-                message = self.process.stderr.read().decode(errors="replace").strip()
+                stderr = self.process.stderr
+                assert stderr is not None  # opened with stderr=PIPE just above
+                message = stderr.read().decode(errors="replace").strip()
                 self.process = None
                 raise RuntimeError(f"nginx exited at start: {message}")
             if time.monotonic() > deadline:

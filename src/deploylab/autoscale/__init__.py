@@ -39,21 +39,19 @@ from deploylab.autoscale.policies import (
     CHANGE_IN_CAPACITY,
     EXACT_CAPACITY,
     PERCENT_CHANGE_IN_CAPACITY,
-    Cron,
     Decision,
     Observation,
     PredictivePolicy,
-    ScheduledAction,
     SimpleScalingPolicy,
     Step,
     StepScalingPolicy,
     TargetTrackingPolicy,
-    check_schedule,
     decide,
     percent_change,
     step_adjustment,
     target_tracking_desired,
 )
+from deploylab.autoscale.schedule import Cron, ScheduledAction, check_schedule
 from deploylab.autoscale.simulate import (
     POLICY_KINDS,
     SimulationConfig,

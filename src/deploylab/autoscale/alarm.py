@@ -7,7 +7,7 @@ had no data); nothing reads a clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 OK = "OK"
@@ -15,7 +15,7 @@ ALARM = "ALARM"
 INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 #: CloudWatch comparison operators and the test each one applies to ``(value, threshold)``.
-COMPARISONS = {
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanThreshold": lambda value, threshold: value > threshold,
     "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
     "LessThanThreshold": lambda value, threshold: value < threshold,
@@ -75,15 +75,17 @@ class Alarm:
                 f"comparison {self.comparison!r} is not one of {sorted(COMPARISONS)} or > >= < <="
             )
         object.__setattr__(self, "comparison", comparison)
-        if self.datapoints_to_alarm is None:
-            object.__setattr__(self, "datapoints_to_alarm", self.evaluation_periods)
+        needed = self.datapoints_to_alarm
+        if needed is None:
+            needed = self.evaluation_periods
+            object.__setattr__(self, "datapoints_to_alarm", needed)
         if self.evaluation_periods < 1:
             raise AlarmConfigError(
                 f"evaluation_periods {self.evaluation_periods} must be at least 1"
             )
-        if not 1 <= self.datapoints_to_alarm <= self.evaluation_periods:
+        if not 1 <= needed <= self.evaluation_periods:
             raise AlarmConfigError(
-                f"datapoints_to_alarm {self.datapoints_to_alarm} must be between 1 and "
+                f"datapoints_to_alarm {needed} must be between 1 and "
                 f"evaluation_periods ({self.evaluation_periods})"
             )
         if self.period <= 0:
@@ -144,6 +146,8 @@ class Alarm:
         data; this does not.
         """
         window = list(datapoints)[-self.evaluation_periods :]
+        needed = self.datapoints_to_alarm
+        assert needed is not None  # __post_init__ fills it in
         breaching = 0
         present = 0
         for value in window:
@@ -157,7 +161,7 @@ class Alarm:
             present += 1
             if self.breaches(value):
                 breaching += 1
-        if breaching >= self.datapoints_to_alarm:
+        if breaching >= needed:
             return ALARM
         if present == 0:
             return previous_state if self.treat_missing_data == "ignore" else INSUFFICIENT_DATA

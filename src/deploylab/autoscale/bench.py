@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import time
 
+import numpy.typing as npt
+
 from deploylab.autoscale.simulate import POLICY_KINDS, simulate
 from deploylab.autoscale.traces import generate_trace
+from deploylab.wrk import spread
 
 #: The anchor: one week at one-minute resolution with target tracking must run in this.
 BUDGET_SECONDS = 0.2
 
 
-def time_policy(trace, policy: str, repeat: int = 5) -> float:
-    """Best wall-clock seconds of ``repeat`` simulator runs."""
-    best = float("inf")
+def time_policy(trace: npt.ArrayLike, policy: str, repeat: int = 5) -> list[float]:
+    """Wall-clock seconds of each of ``repeat`` simulator runs."""
+    seconds = []
     for _ in range(repeat):
         started = time.perf_counter()
         simulate(trace, policy=policy)
-        best = min(best, time.perf_counter() - started)
-    return best
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def run_bench(repeat: int = 5) -> int:
@@ -30,16 +33,17 @@ def run_bench(repeat: int = 5) -> int:
         f"(generated in {generated * 1000:.1f} ms)"
     )
     print(
-        f"{'policy':<12} {'best of ' + str(repeat):>10} {'steps/s':>12}  vs budget "
-        f"{BUDGET_SECONDS:.1f} s"
+        f"{'policy':<12} {'best of ' + str(repeat):>10} {'ms: median [min-max]':>24} "
+        f"{'steps/s':>10}  best vs budget {BUDGET_SECONDS:.1f} s"
     )
     status = 0
     for policy in POLICY_KINDS:
-        seconds = time_policy(trace, policy, repeat)
+        runs = time_policy(trace, policy, repeat)
+        seconds = min(runs)
         ratio = seconds / BUDGET_SECONDS
         print(
-            f"{policy:<12} {seconds * 1000:>8.1f} ms {len(trace) / seconds:>12,.0f}  "
-            f"{ratio:.2f} x budget"
+            f"{policy:<12} {seconds * 1000:>7.1f} ms {spread([r * 1000 for r in runs]):>24} "
+            f"{len(trace) / seconds:>10,.0f}  {ratio:.2f} x budget"
         )
         if policy == "target" and seconds > BUDGET_SECONDS:
             status = 1

@@ -15,15 +15,11 @@ from dataclasses import asdict, dataclass, field
 
 import psutil
 
-from deploylab.autoscale.alarm import ALARM
 from deploylab.autoscale.group import IN_SERVICE, PENDING, AutoScalingGroup, LaunchTemplate
 from deploylab.autoscale.live_config import LiveConfig, live_policies, offered_load
 from deploylab.autoscale.load import LoadGenerator, http_get
 from deploylab.autoscale.policies import (
-    Policy,
-    SimpleScalingPolicy,
-    StepScalingPolicy,
-    TargetTrackingPolicy,
+    alarm_states,
     decide,
 )
 from deploylab.autoscale.processes import BackendProcess, BalancerPool
@@ -67,7 +63,8 @@ class LiveAutoscaler:
         self.config = config or LiveConfig()
         self.bus = bus or EventBus("autoscaler")
         self.pool = BalancerPool()
-        self.processes: dict[str, BackendProcess] = {}
+        # None: reserved for an instance whose process _launch is starting
+        self.processes: dict[str, BackendProcess | None] = {}
         self.result = LiveResult(self.config)
         self._tasks: set[asyncio.Task] = set()
         self._start = 0.0
@@ -76,7 +73,13 @@ class LiveAutoscaler:
 
     # ---------------------------------------------------------------- helpers
     def now(self) -> float:
-        return self._loop.time() - self._start
+        return self._running_loop().time() - self._start
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop :meth:`run` runs in (the helpers below are only called from it)."""
+        if self._loop is None:
+            raise RuntimeError("the live autoscaler is not running: call run() first")
+        return self._loop
 
     def _event(self, kind: str, **fields) -> None:
         fields.setdefault("t", round(self.now(), 3))
@@ -97,17 +100,20 @@ class LiveAutoscaler:
         backend = BackendProcess(instance_id, process)
         self.processes[instance_id] = backend
         self._event("launch", instance=instance_id, pid=process.pid)
+        loop = self._running_loop()
+        stdout = process.stdout
+        assert stdout is not None  # start_backend_process pipes it: the start-up line
         try:
             line = await asyncio.wait_for(
-                self._loop.run_in_executor(None, process.stdout.readline), config.startup_timeout
+                loop.run_in_executor(None, stdout.readline), config.startup_timeout
             )
             try:
                 backend.url = backend_url_from(line)
             except RuntimeError as error:
                 raise OSError(str(error)) from None
             host, port = backend.address.rsplit(":", 1)
-            deadline = self._loop.time() + config.startup_timeout
-            while self._loop.time() < deadline:  # health check before joining
+            deadline = loop.time() + config.startup_timeout
+            while loop.time() < deadline:  # health check before joining
                 with contextlib.suppress(OSError, TimeoutError, ValueError, IndexError):
                     if await http_get(host, int(port), "/health") == 200:
                         break
@@ -152,7 +158,7 @@ class LiveAutoscaler:
             else:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                await self._loop.run_in_executor(None, process.wait)
+                await self._running_loop().run_in_executor(None, process.wait)
         if process.stdout is not None:
             process.stdout.close()
         self.processes.pop(backend.instance_id, None)
@@ -160,7 +166,12 @@ class LiveAutoscaler:
     def kill_one(self) -> str | None:
         """Kill one in-service backend process (SIGKILL), as the lesson does on purpose."""
         for backend in self.processes.values():
-            if backend.joined and not backend.stopping and backend.process.poll() is None:
+            if (
+                backend is not None
+                and backend.joined
+                and not backend.stopping
+                and backend.process.poll() is None
+            ):
                 os.killpg(backend.process.pid, signal.SIGKILL)
                 self._event("killed", instance=backend.instance_id, pid=backend.process.pid)
                 return backend.instance_id
@@ -176,8 +187,8 @@ class LiveAutoscaler:
         for instance_id, backend in list(self.processes.items()):
             if backend is None or backend.stopping:
                 continue
-            instance = self.group.find(instance_id)
-            if instance is None or instance.state not in (PENDING, IN_SERVICE, "Unhealthy"):
+            found = self.group.find(instance_id)
+            if found is None or found.state not in (PENDING, IN_SERVICE, "Unhealthy"):
                 backend.stopping = True
                 self._event("terminate", instance=instance_id)
                 self._spawn(self._retire(backend))
@@ -213,7 +224,8 @@ class LiveAutoscaler:
             requests = served.get(backend.address, backend.last_requests)
             total_rps += (requests - backend.last_requests) / elapsed
             backend.last_requests = requests
-            if now - instance.in_service_time >= warmup:
+            since = instance.in_service_time
+            if since is not None and now - since >= warmup:
                 ready_cpus.append(cpu)
         metric = sum(ready_cpus) / len(ready_cpus) if ready_cpus else None
         return metric, total_rps, cpus
@@ -281,7 +293,7 @@ class LiveAutoscaler:
                             reason=decision.reason,
                         )
                 self._reconcile()
-                high, low = _alarm_states(policies)
+                high, low = alarm_states(policies)
                 sample = {
                     "t": round(now, 3),
                     "offered_rps": round(offered_load(now, config), 1),
@@ -314,20 +326,3 @@ class LiveAutoscaler:
             await self.pool.close()
             self._event("stopped", started=len(self.result.started_pids))
         return self.result
-
-
-def _alarm_states(policies: list[Policy]) -> tuple[bool, bool]:
-    high = low = False
-    for policy in policies:
-        if isinstance(policy, TargetTrackingPolicy):
-            high = high or policy.high_count >= policy.high_datapoints
-            low = low or policy.low_count >= policy.low_datapoints
-        elif (
-            isinstance(policy, StepScalingPolicy | SimpleScalingPolicy)
-            and policy.monitor.state == ALARM
-        ):
-            if policy.alarm.scales_out:
-                high = True
-            else:
-                low = True
-    return high, low

@@ -8,13 +8,12 @@ autoscaler lags behind changes, positive means it oscillates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+import numpy.typing as npt
 
 
 def elasticity_metrics(
-    demand: Sequence[float], supply: Sequence[float], step: float = 1.0
+    demand: npt.ArrayLike, supply: npt.ArrayLike, step: float = 1.0
 ) -> dict[str, float]:
     """Under/over-provisioning accuracy and timeshare, and jitter.
 

@@ -13,6 +13,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from deploylab.autoscale.policies import Decision, Observation
 
@@ -56,7 +57,7 @@ class LaunchTemplate:
         if self.boot_time < 0:
             raise ValueError(f"launch template boot_time {self.boot_time} must be >= 0")
 
-    def new_version(self, **changes) -> LaunchTemplate:
+    def new_version(self, **changes: Any) -> LaunchTemplate:
         fields = {**self.__dict__, **changes, "version": self.version + 1}
         return LaunchTemplate(**fields)
 
@@ -74,6 +75,20 @@ class Instance:
     terminate_time: float | None = None
     replacement: bool = False
     protected: bool = False
+
+
+def _warm_after(instance: Instance, warmup: float) -> float:
+    """When an in-service instance leaves its warm-up (minus infinity for one no longer in
+    service: it never counts as warming)."""
+    since = instance.in_service_time
+    if instance.state != IN_SERVICE or since is None:
+        return -math.inf
+    return since + warmup
+
+
+def _terminated_at(instance: Instance) -> float:
+    """When a terminating instance's drain is over (it is set when termination starts)."""
+    return math.inf if instance.terminate_time is None else instance.terminate_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +192,7 @@ class AutoScalingGroup:
 
     def _warming_in_service(self, now: float) -> int:
         warmup = self.instance_warmup
-        return sum(
-            1 for i in self._warming if i.state == IN_SERVICE and i.in_service_time + warmup > now
-        )
+        return sum(1 for i in self._warming if _warm_after(i, warmup) > now)
 
     def in_cooldown(self, now: float) -> bool:
         """True while a simple-scaling activity runs or its cooldown has not passed."""
@@ -314,13 +327,9 @@ class AutoScalingGroup:
                 else:
                     still.append(instance)
             self._pending = still
-        if self._warming and self._warming[0].in_service_time + self.instance_warmup <= now:
+        if self._warming and _warm_after(self._warming[0], self.instance_warmup) <= now:
             warmup = self.instance_warmup
-            self._warming = [
-                i
-                for i in self._warming
-                if i.state == IN_SERVICE and i.in_service_time + warmup > now
-            ]
+            self._warming = [i for i in self._warming if _warm_after(i, warmup) > now]
         if self._cooldown_after_activity is not None and not self._pending:
             self.cooldown_until = now + self._cooldown_after_activity
             self._cooldown_after_activity = None
@@ -395,11 +404,11 @@ class AutoScalingGroup:
 
     def step_terminations(self, now: float) -> None:
         """Finish terminations whose drain time is over (they leave ``instances``)."""
-        gone = [i for i in self._terminating if now >= i.terminate_time]
+        gone = [i for i in self._terminating if now >= _terminated_at(i)]
         if gone:
             for instance in gone:
                 instance.state = TERMINATED
-            self._terminating = [i for i in self._terminating if now < i.terminate_time]
+            self._terminating = [i for i in self._terminating if now < _terminated_at(i)]
             self.instances = [i for i in self.instances if i.state != TERMINATED]
 
     def zone_counts(self) -> dict[str, int]:

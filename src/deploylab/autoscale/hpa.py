@@ -10,6 +10,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from deploylab.autoscale.policies import Decision, Observation, Policy
+
 
 def _ceil(value: float) -> int:
     return math.ceil(round(value, 9))
@@ -186,7 +188,7 @@ class HorizontalPodAutoscaler:
         return min(limits) if most_change else max(limits)
 
 
-class HPAPolicy:
+class HPAPolicy(Policy):
     """The HPA as a policy for the simulator and the live controller (see
     :func:`deploylab.autoscale.policies.decide`).
 
@@ -202,9 +204,7 @@ class HPAPolicy:
         self.hpa = HorizontalPodAutoscaler(0, 10**9, target, tolerance, use_behavior)
         self.name = name
 
-    def evaluate(self, observation):
-        from deploylab.autoscale.policies import Decision
-
+    def evaluate(self, observation: Observation) -> Decision | None:
         if observation.metric is None:
             return None
         metrics = [observation.metric] * observation.ready + [None] * min(

@@ -70,7 +70,8 @@ class LoadGenerator:
                     self.shed += 1  # the service is too slow: the request is lost
 
     async def _worker(self) -> None:
-        reader = writer = None
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
         try:
             while True:
                 await self.queue.get()
@@ -79,7 +80,7 @@ class LoadGenerator:
                     continue
                 host, port = url.removeprefix("http://").rsplit(":", 1)
                 try:
-                    if writer is None:
+                    if reader is None or writer is None:  # opened (and dropped) together
                         reader, writer = await asyncio.open_connection(host, int(port))
                     writer.write(b"GET / HTTP/1.1\r\nHost: autoscale\r\n\r\n")
                     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)

@@ -7,8 +7,12 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:  # for annotations only; add() imports it when the first backend arrives
+    from deploylab.balancer.runtime import Balancer
 
 __all__ = ["BackendProcess", "BalancerPool"]
 
@@ -20,7 +24,7 @@ class BalancerPool:
     an upstream cannot be empty)."""
 
     def __init__(self) -> None:
-        self.balancer = None
+        self.balancer: Balancer | None = None
 
     @property
     def url(self) -> str | None:

@@ -14,23 +14,25 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+import numpy.typing as npt
 
-from deploylab.autoscale.alarm import ALARM, Alarm
+from deploylab.autoscale.alarm import Alarm
 from deploylab.autoscale.elasticity import elasticity_metrics
 from deploylab.autoscale.group import AutoScalingGroup, LaunchTemplate
 from deploylab.autoscale.hpa import HPAPolicy
 from deploylab.autoscale.policies import (
+    ALARMED_POLICIES,
     PERCENT_CHANGE_IN_CAPACITY,
     Policy,
     PredictivePolicy,
-    ScheduledAction,
     SimpleScalingPolicy,
     Step,
     StepScalingPolicy,
     TargetTrackingPolicy,
-    check_schedule,
+    alarm_states,
     decide,
 )
+from deploylab.autoscale.schedule import ScheduledAction, check_schedule
 
 #: Policy set-ups the simulator (and its sliders and CLI) can build by name.
 POLICY_KINDS = ("target", "step", "simple", "scheduled", "predictive", "hpa", "maintain")
@@ -215,7 +217,7 @@ def _config_dict(config: SimulationConfig) -> dict:
 
 
 def simulate(
-    trace: Sequence[float],
+    trace: npt.ArrayLike,
     config: SimulationConfig | None = None,
     *,
     policies: Sequence[Policy] | None = None,
@@ -284,9 +286,9 @@ def simulate(
     alarm_high = np.zeros(steps, dtype=bool)
     alarm_low = np.zeros(steps, dtype=bool)
     activities: list[tuple[float, int, int, str]] = []
-    alarm_policies = [p for p in policies if isinstance(p, StepScalingPolicy | SimpleScalingPolicy)]
-    tracking = [p for p in policies if isinstance(p, TargetTrackingPolicy)]
     demand_list = demand.tolist()
+    # the policies that have alarms to mark on the chart (the per-step loop asks only these)
+    watched = [p for p in policies if isinstance(p, ALARMED_POLICIES)]
     startup_cpu, startup_seconds, warmup = (
         config.startup_cpu,
         config.startup_seconds,
@@ -315,13 +317,13 @@ def simulate(
         if observation.ready > 0:
             cpu_now = min(100.0, 100.0 * load / (serving * capacity))
             if startup_cpu > cpu_now:
-                bursting = sum(
-                    1
-                    for x in group.instances
-                    if x.state == "InService"
-                    and now - x.in_service_time < startup_seconds
-                    and now - x.in_service_time >= warmup
-                )
+                bursting = 0
+                for x in group.instances:
+                    since = x.in_service_time
+                    if since is None or x.state != "InService":
+                        continue
+                    if warmup <= now - since < startup_seconds:
+                        bursting += 1
                 cpu_now += bursting * (startup_cpu - cpu_now) / observation.ready
             observation.metric = cpu_now
             metric_seen[i] = cpu_now
@@ -335,16 +337,11 @@ def simulate(
         in_service[i] = group._in_service
         pending[i] = len(group._pending)
         unhealthy[i] = len(group._unhealthy)
-        for policy in alarm_policies:
-            if policy.monitor.state == ALARM:
-                if policy.alarm.scales_out:
-                    alarm_high[i] = True
-                else:
-                    alarm_low[i] = True
-        for policy in tracking:
-            if policy.high_count >= policy.high_datapoints:
+        if watched:
+            high, low = alarm_states(watched)
+            if high:
                 alarm_high[i] = True
-            elif policy.low_count >= policy.low_datapoints:
+            if low:
                 alarm_low[i] = True
 
     # Everything per-step below is vectorised.

@@ -37,7 +37,7 @@ class HubSession:
 
     def _xsrf(self) -> str:
         for cookie in self.cookies:
-            if cookie.name == "_xsrf":
+            if cookie.name == "_xsrf" and cookie.value is not None:
                 return cookie.value
         return ""
 

@@ -150,19 +150,17 @@ def lay_out_course(
         + f"c.Exchange.root = {str(classroom.exchange_root)!r}\n",
     )
     _write(course / "roster.csv", _roster_text(members))  # names and e-mail: instructors only
-    for directory, subdirectories, files in os.walk(course):
-        os.chown(directory, owner.pw_uid, gid)
-        os.chmod(directory, 0o2770)
+    for walked, subdirectories, files in os.walk(course):
+        os.chown(walked, owner.pw_uid, gid)
+        os.chmod(walked, 0o2770)
         for name in files:
-            path = os.path.join(directory, name)
-            if not os.path.islink(path):
-                os.chown(path, owner.pw_uid, gid)
-                os.chmod(path, 0o660)
+            file_path = os.path.join(walked, name)
+            if not os.path.islink(file_path):
+                os.chown(file_path, owner.pw_uid, gid)
+                os.chmod(file_path, 0o660)
         for name in subdirectories:
-            if os.path.islink(os.path.join(directory, name)):
-                raise ClassroomError(
-                    f"{directory}/{name} is a symlink; the course must not hold any"
-                )
+            if os.path.islink(os.path.join(walked, name)):
+                raise ClassroomError(f"{walked}/{name} is a symlink; the course must not hold any")
     # The exchange: root-owned and world-writable with the sticky bit, as nbgrader requires
     # (students create their own entries; nobody can remove or rename another's).
     exchange = classroom.exchange_root

@@ -68,7 +68,9 @@ class BackendFleet:
             self.processes[name] = start_backend_process(name, port=self.ports[name])
         try:  # the start-up line is printed once the backend listens
             for name in names:
-                backend_url_from(self.processes[name].stdout.readline())
+                stdout = self.processes[name].stdout
+                assert stdout is not None  # start_backend_process pipes it: the start-up line
+                backend_url_from(stdout.readline())
         except RuntimeError as error:
             self.stop_all()
             raise RuntimeError(f"{error} (wanted {self.url(name)})") from None

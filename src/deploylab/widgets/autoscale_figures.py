@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from deploylab.autoscale.simulate import SimulationResult
 __all__ = [
     "COLORS",
     "METRIC_ROWS",
+    "ChartSeries",
     "autoscale_figure",
     "live_demand",
     "live_figure",
@@ -65,6 +67,75 @@ def live_demand(samples: Sequence[dict], target: float, capacity_rps: float | No
     return [int(np.ceil(round(s["offered_rps"] / per_instance, 6))) for s in samples]
 
 
+class ChartSeries(NamedTuple):
+    """What every autoscaling chart draws (bqplot or matplotlib), in the order the drawing
+    functions take it: equally long series, and scale-out/in markers as ``(x, desired)``."""
+
+    x: Any
+    demand: Any  # instances the load needs
+    in_service: Any
+    desired: Any
+    pending: Any  # pending or warming
+    unhealthy: Any
+    cpu: Any  # None where no datapoint
+    target: float
+    alarm_high: Any
+    alarm_low: Any
+    scale_out: Sequence[tuple[float, float]] = ()
+    scale_in: Sequence[tuple[float, float]] = ()
+
+    @classmethod
+    def of_result(cls, result: SimulationResult, stride: int = 1) -> ChartSeries:
+        """A simulation, time in hours, every ``stride``-th step (markers are all kept)."""
+        pick = slice(None, None, stride)
+        hours = result.time / 3600
+        return cls(
+            hours[pick],
+            result.demand_instances[pick],
+            result.in_service[pick],
+            result.desired[pick],
+            result.pending[pick],
+            result.unhealthy[pick],
+            result.cpu[pick],
+            result.config.target,
+            result.alarm_high[pick],
+            result.alarm_low[pick],
+            [(t / 3600, b) for t, a, b, _ in result.activities if b > a],
+            [(t / 3600, b) for t, a, b, _ in result.activities if b < a],
+        )
+
+    @classmethod
+    def of_samples(
+        cls, samples: Sequence[dict], target: float, capacity_rps: float | None = None
+    ) -> ChartSeries:
+        """A live run's samples, time in seconds (see :func:`live_demand` for the demand).
+
+        >>> series = ChartSeries.of_samples(
+        ...     [{"t": 0, "offered_rps": 50, "in_service": 1, "desired": 1, "warming": 0,
+        ...       "unhealthy": 0, "cpu": 40.0, "alarm_high": False, "alarm_low": False},
+        ...      {"t": 1, "offered_rps": 90, "in_service": 1, "desired": 2, "warming": 1,
+        ...       "unhealthy": 0, "cpu": 90.0, "alarm_high": True, "alarm_low": False}],
+        ...     target=50, capacity_rps=100)
+        >>> series.demand, series.scale_out
+        ([1, 2], [(1, 2)])
+        """
+        ups, downs = changes(samples)
+        return cls(
+            [s["t"] for s in samples],
+            live_demand(samples, target, capacity_rps),
+            [s["in_service"] for s in samples],
+            [s["desired"] for s in samples],
+            [s["warming"] for s in samples],
+            [s["unhealthy"] for s in samples],
+            [s["cpu"] for s in samples],
+            target,
+            [s["alarm_high"] for s in samples],
+            [s["alarm_low"] for s in samples],
+            ups,
+            downs,
+        )
+
+
 def metrics_table_text(table: dict[str, dict[str, float]]) -> str:
     """Policies side by side as plain text (the fallback of the explorer's table)."""
     kinds = list(table)
@@ -75,22 +146,14 @@ def metrics_table_text(table: dict[str, dict[str, float]]) -> str:
 
 
 # ------------------------------------------------------------------------ static fallbacks
-def _plot_panels(
-    axes,
-    x,
-    demand,
-    in_service,
-    desired,
-    pending,
-    unhealthy,
-    cpu,
-    target,
-    alarm_high,
-    alarm_low,
-    ups,
-    downs,
-    x_label,
-):
+def _plot_panels(axes, series: ChartSeries, x_label: str) -> None:
+    x, demand, in_service, desired, pending, unhealthy, cpu, target, *_ = series
+    alarm_high, alarm_low, ups, downs = (
+        series.alarm_high,
+        series.alarm_low,
+        series.scale_out,
+        series.scale_in,
+    )
     capacity_ax, state_ax, cpu_ax = axes
     capacity_ax.step(
         x, demand, where="post", color=COLORS["demand"], lw=1, label="demand (instances needed)"
@@ -157,25 +220,7 @@ def autoscale_figure(result: SimulationResult, title: str | None = None):
 
     figure = Figure(figsize=(10, 7), layout="constrained")
     axes = figure.subplots(3, 1, sharex=True)
-    hours = result.time / 3600
-    ups = [(t / 3600, b) for t, a, b, _ in result.activities if b > a]
-    downs = [(t / 3600, b) for t, a, b, _ in result.activities if b < a]
-    _plot_panels(
-        axes,
-        hours,
-        result.demand_instances,
-        result.in_service,
-        result.desired,
-        result.pending,
-        result.unhealthy,
-        result.cpu,
-        result.config.target,
-        result.alarm_high,
-        result.alarm_low,
-        ups,
-        downs,
-        "hours",
-    )
+    _plot_panels(axes, ChartSeries.of_result(result), "hours")
     figure.suptitle(title or f"policy {result.config.policy}", fontsize=11)
     return figure
 
@@ -191,23 +236,6 @@ def live_figure(
 
     figure = Figure(figsize=(10, 6.5), layout="constrained")
     axes = figure.subplots(3, 1, sharex=True)
-    x = [s["t"] for s in samples]
-    ups, downs = changes(samples)
-    _plot_panels(
-        axes,
-        x,
-        live_demand(samples, target, capacity_rps),
-        [s["in_service"] for s in samples],
-        [s["desired"] for s in samples],
-        [s["warming"] for s in samples],
-        [s["unhealthy"] for s in samples],
-        [s["cpu"] for s in samples],
-        target,
-        [s["alarm_high"] for s in samples],
-        [s["alarm_low"] for s in samples],
-        ups,
-        downs,
-        "seconds",
-    )
+    _plot_panels(axes, ChartSeries.of_samples(samples, target, capacity_rps), "seconds")
     figure.suptitle(title, fontsize=11)
     return figure

@@ -1,44 +1,8 @@
 // Load-balancing widget: one column per algorithm, a balancer on top, servers below.
 // Python sends the whole scenario (computed by deploylab.balancer.core); the animation
 // runs here with requestAnimationFrame. Buttons fail/recover a server from the current step.
-const SVG = "http://www.w3.org/2000/svg";
+// SVG, say, presenterKeys and svgEl come from shared.js (see deploylab.widgets.esm).
 const COLOURS = ["#4285f4", "#ea4335", "#f9ab00", "#34a853", "#9334e6", "#ff6d01"];
-// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
-// the English here is the fallback. "{name}" placeholders are filled from `values`.
-const say = (model, key, english, values = {}) =>
-  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
-
-// Presenter keys, for slides and clickers: while focus is inside the widget (Tab to it),
-// Space plays or pauses and → steps; the key then stops here, so the slideshow (RISE)
-// does not move. Space on a focused button presses that button, as everywhere. Esc hands
-// the keys back to the slides. Outside the widget, Space and → move the slides as usual.
-function presenterKeys(root, name, { toggle, step = null }) {
-  root.tabIndex = 0;
-  root.setAttribute("role", "group");
-  root.setAttribute("aria-label", name);
-  root.setAttribute("aria-keyshortcuts", step ? "Space ArrowRight" : "Space");
-  root.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, select, textarea")) return;
-    if (event.key === " ") {
-      if (!event.target.closest("button, [role='button']")) { event.preventDefault(); toggle(); }
-    } else if (event.key === "ArrowRight" && step) {
-      event.preventDefault();
-      step();
-    } else if (event.key === "Escape") {
-      event.target.blur();
-    } else {
-      return;
-    }
-    event.stopPropagation();
-  });
-}
-
-function el(name, attributes = {}, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-}
 
 function fmt(x) {
   return Number.isInteger(x) ? String(x) : x.toFixed(1);
@@ -49,7 +13,7 @@ function render({ model, el: host }) {
   const root = document.createElement("div");
   root.className = "dl-balancer";
   root.style.fontFamily = "sans-serif";
-  const svg = el("svg", { width: "100%", role: "img",
+  const svg = svgEl("svg", { width: "100%", role: "img",
                           "aria-label": "requests spreading over servers" });
   svg.style.maxWidth = "100%";
   const caption = document.createElement("div");
@@ -88,26 +52,26 @@ function render({ model, el: host }) {
     svg.setAttribute("viewBox", `0 0 ${titles.length * colWidth} ${height}`);
     titles.forEach((title, c) => {
       const cx = c * colWidth + colWidth / 2;
-      svg.append(el("text", { x: cx, y: 14, "text-anchor": "middle", "font-size": 13,
+      svg.append(svgEl("text", { x: cx, y: 14, "text-anchor": "middle", "font-size": 13,
                               "font-weight": "bold" }, title));
-      svg.append(el("rect", { x: cx - 55, y: lbY - 16, width: 110, height: 32, rx: 6,
+      svg.append(svgEl("rect", { x: cx - 55, y: lbY - 16, width: 110, height: 32, rx: 6,
                               fill: "#f1f3f4", stroke: "#5f6368", class: "dl-lb-balancer dl-panel-alt" }));
-      const lbText = el("text", { x: cx, y: lbY + 4, "text-anchor": "middle", "font-size": 10 },
+      const lbText = svgEl("text", { x: cx, y: lbY + 4, "text-anchor": "middle", "font-size": 10 },
                         "balancer");
       svg.append(lbText);
       const servers = names.map((name, i) => {
         const x = serverX(c, i, names.length);
-        svg.append(el("line", { x1: cx, y1: lbY + 16, x2: x, y2: serverY - 20, stroke: "#dadce0",
+        svg.append(svgEl("line", { x1: cx, y1: lbY + 16, x2: x, y2: serverY - 20, stroke: "#dadce0",
                                 class: "dl-rule" }));
-        const box = el("rect", { x: x - 31, y: serverY - 20, width: 62, height: 58, rx: 6,
+        const box = svgEl("rect", { x: x - 31, y: serverY - 20, width: 62, height: 58, rx: 6,
                                  fill: "#fff", stroke: COLOURS[i % COLOURS.length],
                                  "stroke-width": 2, class: "dl-lb-server dl-panel", "data-server": name });
-        const label = el("text", { x, y: serverY - 5, "text-anchor": "middle", "font-size": 11,
+        const label = svgEl("text", { x, y: serverY - 5, "text-anchor": "middle", "font-size": 11,
                                    "font-weight": "bold" },
                          weights[i] ? `${name} w=${weights[i]}` : name.slice(-10));
-        const count = el("text", { x, y: serverY + 11, "text-anchor": "middle", "font-size": 12,
+        const count = svgEl("text", { x, y: serverY + 11, "text-anchor": "middle", "font-size": 12,
                                    class: "dl-lb-count" }, "0");
-        const detail = el("text", { x, y: serverY + 28, "text-anchor": "middle", "font-size": 9,
+        const detail = svgEl("text", { x, y: serverY + 28, "text-anchor": "middle", "font-size": 9,
                                     fill: "#5f6368", class: "dl-muted" }, "");
         svg.append(box, label, count, detail);
         return { box, count, detail, x };
@@ -149,7 +113,7 @@ function render({ model, el: host }) {
   function launch(c, server, colour) {
     const col = columns[c];
     if (!col || server < 0 || server >= col.servers.length) return;
-    const dot = el("circle", { r: 6, cx: col.cx, cy: lbY, fill: colour, class: "dl-lb-dot" });
+    const dot = svgEl("circle", { r: 6, cx: col.cx, cy: lbY, fill: colour, class: "dl-lb-dot" });
     svg.append(dot);
     flights.push({ dot, x0: col.cx, y0: lbY, x1: col.servers[server].x, y1: serverY - 24, t: 0 });
   }

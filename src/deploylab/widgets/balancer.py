@@ -22,6 +22,7 @@ from deploylab.balancer.core import (
     check_algorithm,
     ip_hash_value,
 )
+from deploylab.widgets.esm import widget_esm
 from deploylab.widgets.labels import LabelledWidget
 
 __all__ = ["BalancerWidget", "balancer_scenario", "scale_figure", "scenario_figure"]
@@ -119,7 +120,7 @@ class BalancerWidget(LabelledWidget):
     """
 
     label_table = "balancer"
-    _esm = pathlib.Path(__file__).with_name("balancer.js")
+    _esm = widget_esm("balancer.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")
     scenario = traitlets.Dict().tag(sync=True)
@@ -138,13 +139,11 @@ class BalancerWidget(LabelledWidget):
         requests: int = 40,
         **kwargs,
     ) -> None:
-        self._settings = {
-            "algorithms": [check_algorithm(name) for name in algorithms],
-            "weights": list(weights),
-            "requests": requests,
-        }
+        self._algorithms = [check_algorithm(name) for name in algorithms]
+        self._weights = list(weights)
+        self._requests = requests
         self._toggles: list[tuple[int, int]] = []
-        super().__init__(scenario=balancer_scenario(**self._settings), **kwargs)
+        super().__init__(scenario=self._replay(), **kwargs)
         self._unsubscribe = None
 
     @traitlets.observe("toggle")
@@ -153,7 +152,13 @@ class BalancerWidget(LabelledWidget):
         if not value:
             return
         self._toggles.append((int(value["step"]), int(value["server"])))
-        self.scenario = balancer_scenario(**self._settings, toggles=self._toggles)
+        self.scenario = self._replay()
+
+    def _replay(self) -> dict:
+        """The scenario of this widget's settings with the servers toggled so far."""
+        return balancer_scenario(
+            self._algorithms, self._weights, self._requests, toggles=self._toggles
+        )
 
     def follow(self, balancer, keep: int = 30) -> BalancerWidget:
         """Live mode: show a running balancer's requests and per-backend metrics."""

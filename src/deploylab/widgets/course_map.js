@@ -1,42 +1,6 @@
 // Course map: stops drawn as boxes in SVG, a request dot travelling along them.
 // Animation runs in the browser (requestAnimationFrame); Python only sends the stops.
-const SVG = "http://www.w3.org/2000/svg";
-// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
-// the English here is the fallback. "{name}" placeholders are filled from `values`.
-const say = (model, key, english, values = {}) =>
-  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
-
-// Presenter keys, for slides and clickers: while focus is inside the widget (Tab to it),
-// Space plays or pauses and → steps; the key then stops here, so the slideshow (RISE)
-// does not move. Space on a focused button presses that button, as everywhere. Esc hands
-// the keys back to the slides. Outside the widget, Space and → move the slides as usual.
-function presenterKeys(root, name, { toggle, step = null }) {
-  root.tabIndex = 0;
-  root.setAttribute("role", "group");
-  root.setAttribute("aria-label", name);
-  root.setAttribute("aria-keyshortcuts", step ? "Space ArrowRight" : "Space");
-  root.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, select, textarea")) return;
-    if (event.key === " ") {
-      if (!event.target.closest("button, [role='button']")) { event.preventDefault(); toggle(); }
-    } else if (event.key === "ArrowRight" && step) {
-      event.preventDefault();
-      step();
-    } else if (event.key === "Escape") {
-      event.target.blur();
-    } else {
-      return;
-    }
-    event.stopPropagation();
-  });
-}
-
-function el(name, attributes = {}, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-}
+// SVG, say, presenterKeys and svgEl come from shared.js (see deploylab.widgets.esm).
 
 // Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
 // Enter and Space like a click.
@@ -58,25 +22,25 @@ function render({ model, el: host }) {
   const root = document.createElement("div");
   root.className = "dl-course-map";
   root.style.fontFamily = "sans-serif";
-  const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "group",
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "group",
                           "aria-label": say(model, "aria", "the path of a request, one stop per lesson") });
   const centre = (i) => i * (boxWidth + gap) + boxWidth / 2 + gap / 2;
   const boxes = [];
   stops.forEach((stop, i) => {
     const x = i * (boxWidth + gap) + gap / 2;
     if (i > 0) {
-      svg.append(el("line", { x1: x - gap, y1: 50, x2: x, y2: 50, stroke: "#888",
+      svg.append(svgEl("line", { x1: x - gap, y1: 50, x2: x, y2: 50, stroke: "#888",
                               "stroke-width": 2, class: "dl-rule" }));
     }
-    const group = el("g", { class: "dl-stop", "data-stop": stop.name, cursor: "pointer" });
-    const box = el("rect", { x, y: 25, width: boxWidth, height: 50, rx: 8,
+    const group = svgEl("g", { class: "dl-stop", "data-stop": stop.name, cursor: "pointer" });
+    const box = svgEl("rect", { x, y: 25, width: boxWidth, height: 50, rx: 8,
                              fill: "#e8f0fe", stroke: "#3367d6" });
     group.append(box,
-      el("text", { x: x + boxWidth / 2, y: 47, "text-anchor": "middle", "font-size": 12,
+      svgEl("text", { x: x + boxWidth / 2, y: 47, "text-anchor": "middle", "font-size": 12,
                    "font-weight": "bold", class: "dl-on-colour" }, say(model, `stop:${stop.name}`, stop.name)),
-      el("text", { x: x + boxWidth / 2, y: 64, "text-anchor": "middle", "font-size": 10,
+      svgEl("text", { x: x + boxWidth / 2, y: 64, "text-anchor": "middle", "font-size": 10,
                    class: "dl-on-colour" }, stop.lesson));
-    group.append(el("title", {}, say(model, `summary:${stop.name}`, stop.summary)));
+    group.append(svgEl("title", {}, say(model, `summary:${stop.name}`, stop.summary)));
     clickable(group, say(model, "stop_button", "{name} (lesson {lesson})",
                          { name: say(model, `stop:${stop.name}`, stop.name), lesson: stop.lesson }), () => {
       model.set("selected", stop.name);
@@ -85,7 +49,7 @@ function render({ model, el: host }) {
     svg.append(group);
     boxes.push(box);
   });
-  const dot = el("circle", { r: 7, cy: 50, cx: centre(0), fill: "#e8710a", class: "dl-request-dot" });
+  const dot = svgEl("circle", { r: 7, cy: 50, cx: centre(0), fill: "#e8710a", class: "dl-request-dot" });
   svg.append(dot);
   const caption = document.createElement("div");
   caption.className = "dl-course-map-caption";

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import traitlets
 
+from deploylab.widgets.esm import widget_esm
 from deploylab.widgets.labels import LabelledWidget
 
 
@@ -52,7 +53,7 @@ class CourseMap(LabelledWidget):
     """
 
     label_table = "course_map"
-    _esm = pathlib.Path(__file__).with_name("course_map.js")
+    _esm = widget_esm("course_map.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")
     stops = traitlets.List(traitlets.Dict()).tag(sync=True)

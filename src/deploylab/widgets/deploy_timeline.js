@@ -1,41 +1,6 @@
 // Deployment replay: lanes of instances, a dot per request appearing as the play head passes.
-const SVG = "http://www.w3.org/2000/svg";
-// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
-// the English here is the fallback. "{name}" placeholders are filled from `values`.
-const say = (model, key, english, values = {}) =>
-  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
-const make = (name, attributes = {}, text = null) => {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-};
+// SVG, say, presenterKeys and svgEl come from shared.js (see deploylab.widgets.esm).
 const colourOf = (lane) => lane === "failed" ? "#d93025" : lane.startsWith("v1") ? "#1a73e8" : "#188038";
-
-// Presenter keys, for slides and clickers: while focus is inside the widget (Tab to it),
-// Space plays or pauses and → steps; the key then stops here, so the slideshow (RISE)
-// does not move. Space on a focused button presses that button, as everywhere. Esc hands
-// the keys back to the slides. Outside the widget, Space and → move the slides as usual.
-function presenterKeys(root, name, { toggle, step = null }) {
-  root.tabIndex = 0;
-  root.setAttribute("role", "group");
-  root.setAttribute("aria-label", name);
-  root.setAttribute("aria-keyshortcuts", step ? "Space ArrowRight" : "Space");
-  root.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, select, textarea")) return;
-    if (event.key === " ") {
-      if (!event.target.closest("button, [role='button']")) { event.preventDefault(); toggle(); }
-    } else if (event.key === "ArrowRight" && step) {
-      event.preventDefault();
-      step();
-    } else if (event.key === "Escape") {
-      event.target.blur();
-    } else {
-      return;
-    }
-    event.stopPropagation();
-  });
-}
 
 function render({ model, el }) {
   el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
@@ -58,7 +23,7 @@ function render({ model, el }) {
   counter.style.marginLeft = "8px";
   controls.append(play, ` ${say(model, "speed", "speed")} `, speed, counter);
   const width = 900, laneHeight = 26, left = 60, top = 24;
-  const svg = make("svg", { width: "100%", role: "img",
+  const svg = svgEl("svg", { width: "100%", role: "img",
                             "aria-label": "deployment timeline: one dot per request, in the lane of the instance that answered" });
   root.append(title, controls, svg);
   el.append(root);
@@ -72,20 +37,20 @@ function render({ model, el }) {
     const x = (t) => left + (t / duration) * (width - left - 10);
     lanes.forEach((lane, i) => {
       const y = top + i * laneHeight + laneHeight / 2;
-      svg.append(make("line", { x1: left, x2: width - 10, y1: y, y2: y, stroke: "#eee", class: "dl-rule" }));
-      svg.append(make("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11 }, lane));
+      svg.append(svgEl("line", { x1: left, x2: width - 10, y1: y, y2: y, stroke: "#eee", class: "dl-rule" }));
+      svg.append(svgEl("text", { x: left - 6, y: y + 4, "text-anchor": "end", "font-size": 11 }, lane));
     });
     for (const [at, label] of model.get("steps")) {
-      svg.append(make("line", { x1: x(at), x2: x(at), y1: top - 4, y2: height - 20, stroke: "#999", "stroke-dasharray": "4 3", class: "dl-rule" }));
-      svg.append(make("text", { x: x(at) + 3, y: top - 8, "font-size": 10, class: "dl-muted" }, label));
+      svg.append(svgEl("line", { x1: x(at), x2: x(at), y1: top - 4, y2: height - 20, stroke: "#999", "stroke-dasharray": "4 3", class: "dl-rule" }));
+      svg.append(svgEl("text", { x: x(at) + 3, y: top - 8, "font-size": 10, class: "dl-muted" }, label));
     }
     dots = model.get("points").map(([at, lane]) => {
-      const dot = make("circle", { cx: x(at), cy: top + lane * laneHeight + laneHeight / 2 + (Math.random() - 0.5) * 10,
+      const dot = svgEl("circle", { cx: x(at), cy: top + lane * laneHeight + laneHeight / 2 + (Math.random() - 0.5) * 10,
                                    r: 2, fill: colourOf(lanes[lane]), class: "dl-request", visibility: "hidden" });
       svg.append(dot);
       return { at, dot, failed: lanes[lane] === "failed" };
     });
-    head = make("line", { y1: top - 4, y2: height - 20, stroke: "#e8710a", "stroke-width": 2, class: "dl-play-head" });
+    head = svgEl("line", { y1: top - 4, y2: height - 20, stroke: "#e8710a", "stroke-width": 2, class: "dl-play-head" });
     svg.append(head);
     head.xOf = x;
     title.textContent = model.get("title");

@@ -11,6 +11,7 @@ import pathlib
 
 import traitlets
 
+from deploylab.widgets.esm import widget_esm
 from deploylab.widgets.labels import LabelledWidget
 
 FAILED_LANE = "failed"
@@ -48,12 +49,12 @@ class DeploymentTimeline(LabelledWidget):
     """
 
     label_table = "deploy_timeline"
-    _esm = pathlib.Path(__file__).with_name("deploy_timeline.js")
+    _esm = widget_esm("deploy_timeline.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")
     lanes = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    points = traitlets.List().tag(sync=True)
-    steps = traitlets.List().tag(sync=True)
+    points = traitlets.List(traitlets.List()).tag(sync=True)  # [started_seconds, lane_index]
+    steps = traitlets.List(traitlets.List()).tag(sync=True)  # [at_seconds, label]
     duration = traitlets.Float(1.0).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     speed = traitlets.Float(1.0).tag(sync=True)

@@ -1,46 +1,10 @@
 // Request-flow animation: nodes and links in SVG, one dot per hop, driven by
 // requestAnimationFrame. Python only sends the topology and the list of steps; in live
 // mode new steps are appended as the servers publish events.
-const SVG = "http://www.w3.org/2000/svg";
+// SVG, say, presenterKeys and svgEl come from shared.js (see deploylab.widgets.esm).
 const COLOURS = { request: "#1a73e8", response: "#188038", hit: "#e8710a", refused: "#d93025", error: "#d93025" };
 const FILL = { client: "#e6f4ea", proxy: "#fef7e0", internet: "#f1f3f4", server: "#e8f0fe" };
 const BASE_MS = 900;
-// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
-// the English here is the fallback. "{name}" placeholders are filled from `values`.
-const say = (model, key, english, values = {}) =>
-  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
-
-// Presenter keys, for slides and clickers: while focus is inside the widget (Tab to it),
-// Space plays or pauses and → steps; the key then stops here, so the slideshow (RISE)
-// does not move. Space on a focused button presses that button, as everywhere. Esc hands
-// the keys back to the slides. Outside the widget, Space and → move the slides as usual.
-function presenterKeys(root, name, { toggle, step = null }) {
-  root.tabIndex = 0;
-  root.setAttribute("role", "group");
-  root.setAttribute("aria-label", name);
-  root.setAttribute("aria-keyshortcuts", step ? "Space ArrowRight" : "Space");
-  root.addEventListener("keydown", (event) => {
-    if (event.target.closest("input, select, textarea")) return;
-    if (event.key === " ") {
-      if (!event.target.closest("button, [role='button']")) { event.preventDefault(); toggle(); }
-    } else if (event.key === "ArrowRight" && step) {
-      event.preventDefault();
-      step();
-    } else if (event.key === "Escape") {
-      event.target.blur();
-    } else {
-      return;
-    }
-    event.stopPropagation();
-  });
-}
-
-function svgEl(name, attributes = {}, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-}
 
 function htmlEl(name, className, text = null) {
   const node = document.createElement(name);

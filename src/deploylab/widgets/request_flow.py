@@ -27,6 +27,7 @@ from deploylab.events import (
     RequestRejected,
     ResponseSent,
 )
+from deploylab.widgets.esm import widget_esm
 from deploylab.widgets.labels import LabelledWidget
 
 Step = dict
@@ -222,7 +223,7 @@ class RequestFlow(LabelledWidget):
     """
 
     label_table = "request_flow"
-    _esm = pathlib.Path(__file__).with_name("request_flow.js")
+    _esm = widget_esm("request_flow.js")
 
     _css = pathlib.Path(__file__).with_name("theme.css")
     topology = traitlets.Dict().tag(sync=True)
