@@ -17,6 +17,10 @@ import deploylab.widgets.course_map
 import deploylab.widgets.deploy_timeline
 import deploylab.widgets.request_flow
 import deploylab.widgets.vpc
+import deploylab.widgets.vpc_cidr
+import deploylab.widgets.vpc_graph
+import deploylab.widgets.vpc_plan
+import deploylab.widgets.vpc_route
 
 WIDGETS = Path(deploylab.widgets.vpc.__file__).parent
 MODULES = [
@@ -24,7 +28,10 @@ MODULES = [
     deploylab.widgets.course_map,
     deploylab.widgets.deploy_timeline,
     deploylab.widgets.request_flow,
-    deploylab.widgets.vpc,
+    deploylab.widgets.vpc_cidr,
+    deploylab.widgets.vpc_graph,
+    deploylab.widgets.vpc_plan,
+    deploylab.widgets.vpc_route,
 ]
 ANYWIDGETS = [
     cls
