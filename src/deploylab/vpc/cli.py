@@ -205,10 +205,7 @@ def _vpc_route(args: argparse.Namespace) -> int:
     table = design.route_table_for(args.subnet)
     answer = table.lookup(args.destination)
     if args.json:
-        data = answer.as_dict()
-        data["route_table"] = table.name
-        data["subnet"] = args.subnet
-        _print_json(data)
+        _print_json({**answer.as_dict(), "route_table": table.name, "subnet": args.subnet})
         return 0 if answer.route else 1
     print(f"subnet {args.subnet} uses route table {table.name}")
     for route in table.routes:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from deploylab.vpc.addressing import parse_address, parse_block
 from deploylab.vpc.errors import DesignError
-from deploylab.vpc.routing import RouteTable, target_kind
+from deploylab.vpc.routing import RouteDict, RouteTable, target_kind
 from deploylab.vpc.validation import Problem, aws_reserved_set, validate
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class RouteTableDict(TypedDict):
 
     name: str
     main: bool
-    routes: list[dict[str, object]]
+    routes: list[RouteDict]
 
 
 class VpcDict(TypedDict):
