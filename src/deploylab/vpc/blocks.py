@@ -19,6 +19,7 @@ __all__ = [
     "ReservedAddress",
     "ReservedAddressDict",
     "aws_reserved_addresses",
+    "aws_reserved_set",
     "aws_usable_hosts",
     "cidr_facts",
     "free_blocks",
@@ -74,7 +75,21 @@ def aws_reserved_addresses(block: str | ipaddress.IPv4Network) -> tuple[Reserved
     >>> aws_reserved_addresses("10.0.0.0/24")[1].role
     'VPC router'
     """
-    network = check_aws_size(block, "subnet")
+    return _aws_reserved(check_aws_size(block, "subnet"))
+
+
+def aws_reserved_set(network: ipaddress.IPv4Network) -> set[ipaddress.IPv4Address]:
+    """The addresses of :func:`aws_reserved_addresses`, for a block of any size: a design may
+    hold a subnet AWS would refuse (its validation says so), and its addresses are still
+    numbered around these.
+
+    >>> sorted(str(a) for a in aws_reserved_set(ipaddress.IPv4Network("10.0.0.0/29")))
+    ['10.0.0.0', '10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.7']
+    """
+    return {reserved.address for reserved in _aws_reserved(network)}
+
+
+def _aws_reserved(network: ipaddress.IPv4Network) -> tuple[ReservedAddress, ...]:
     base = network.network_address
     return (
         ReservedAddress(base, "network address"),

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from deploylab.vpc.addressing import parse_address, parse_block
+from deploylab.vpc.blocks import aws_reserved_set
 from deploylab.vpc.errors import DesignError
 from deploylab.vpc.routing import RouteDict, RouteTable, target_kind
-from deploylab.vpc.validation import Problem, aws_reserved_set, validate
+from deploylab.vpc.validation import Problem, validate
 
 if TYPE_CHECKING:
     import networkx

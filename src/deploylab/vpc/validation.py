@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, TypedDict
 
 from deploylab.vpc.address_kinds import special_block
 from deploylab.vpc.addressing import AWS_MAX_PREFIX, AWS_MIN_PREFIX
+from deploylab.vpc.blocks import aws_reserved_set
 
 if TYPE_CHECKING:
     from deploylab.vpc.model import Subnet, Vpc
 
-__all__ = ["Problem", "ProblemDict", "aws_reserved_set", "validate"]
+__all__ = ["Problem", "ProblemDict", "validate"]
 
 
 class ProblemDict(TypedDict):
@@ -46,16 +47,6 @@ class Problem:
             "message": self.message,
             "severity": self.severity,
         }
-
-
-def aws_reserved_set(cidr: ipaddress.IPv4Network) -> set[ipaddress.IPv4Address]:
-    """The five addresses AWS keeps in ``cidr`` (first four and the last), for any size.
-
-    >>> sorted(str(a) for a in aws_reserved_set(ipaddress.IPv4Network("10.0.0.0/29")))
-    ['10.0.0.0', '10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.7']
-    """
-    base = cidr.network_address
-    return {base, base + 1, base + 2, base + 3, cidr.broadcast_address}
 
 
 def validate(vpc: Vpc) -> list[Problem]:
