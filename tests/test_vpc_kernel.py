@@ -22,7 +22,8 @@ import pytest
 from conftest import require_root, require_tool
 
 from deploylab.vpc import DesignError, RouteError, Vpc, load_design
-from deploylab.vpc.netns import KernelVpc, compare_with_kernel, expected_kernel_answer
+from deploylab.vpc.namespaces import KernelVpc
+from deploylab.vpc.netns import compare_with_kernel, expected_kernel_answer
 
 pytestmark = pytest.mark.root
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "vpc"
@@ -420,7 +421,7 @@ def test_outside_hosts_cannot_open_connections_through_the_nat():
 def test_nat_without_nftables_is_refused_clearly(monkeypatch):
     real_which = shutil.which
     monkeypatch.setattr(
-        "deploylab.vpc.netns.shutil.which",
+        "deploylab.vpc.namespaces.shutil.which",
         lambda name, *args, **kwargs: None if name == "nft" else real_which(name, *args, **kwargs),
     )
     kernel = KernelVpc(_nat_test_design(), prefix=_unique_prefix())

@@ -321,3 +321,32 @@ def test_nat_replies_follow_the_nat_subnets_table_back():
     answer = design.reach("worker", "internet")
     assert not answer and answer.blocked_by == "rt:rt-pub"
     assert "10.0.2.0/24 -> vgw-corp" in answer.reason
+
+
+def test_a_route_target_that_is_not_an_id_gets_the_route_error():
+    # add_route takes an id or an object with one (a Gateway); a TOML number is neither, and
+    # must still get RouteError's sentence (which the design loader turns into DesignError).
+    table = RouteTable("rt")
+    with pytest.raises(RouteError, match="route target '5': expected 'local' or an id"):
+        table.add_route("0.0.0.0/0", 5)
+    design = Vpc("10.0.0.0/16")
+    gateway = design.add_internet_gateway("igw-main")
+    assert table.add_route("0.0.0.0/0", gateway).target == "igw-main"
+    text = (
+        '[vpc]\ncidr = "10.0.0.0/16"\n'
+        '[[route_tables]]\nname = "rt"\nroutes = [{ destination = "0.0.0.0/0", target = 5 }]\n'
+    )
+    with pytest.raises(
+        DesignError, match=r"route_tables\[0\] \('rt'\): routes\[0\]: route target '5'"
+    ):
+        vpc.loads_design(text)
+
+
+def test_only_a_gateway_placed_in_a_subnet_has_a_placement():
+    design = Vpc("10.0.0.0/16")
+    design.add_subnet("public-a", "10.0.1.0/24", az="z")
+    nat = design.add_nat_gateway("nat-a", "public-a", public_ip="203.0.113.5")
+    assert nat.placed() == ("public-a", ipaddress.IPv4Address("10.0.1.4"))
+    igw = design.add_internet_gateway("igw-main")
+    with pytest.raises(DesignError, match="gateway igw-main has no subnet or no private IP"):
+        igw.placed()

@@ -14,32 +14,31 @@ Examples
 'local'
 """
 
-from deploylab.vpc.addressing import (
-    AWS_MAX_PREFIX,
-    AWS_MIN_PREFIX,
+from deploylab.vpc.address_kinds import (
     SPECIAL_BLOCKS,
     AddressFacts,
     BinaryView,
-    CidrFacts,
-    PlannedSubnet,
-    ReservedAddress,
     SpecialBlock,
-    SubnetPlan,
-    SubnetRequest,
     address_class,
     address_facts,
-    aws_reserved_addresses,
-    aws_usable_hosts,
     binary_view,
-    check_aws_size,
-    cidr_facts,
-    free_blocks,
     is_rfc1918,
+    special_block,
+)
+from deploylab.vpc.addressing import (
+    AWS_MAX_PREFIX,
+    AWS_MIN_PREFIX,
+    check_aws_size,
     parse_address,
     parse_block,
-    plan_subnets,
-    prefix_for_hosts,
-    special_block,
+)
+from deploylab.vpc.blocks import (
+    CidrFacts,
+    ReservedAddress,
+    aws_reserved_addresses,
+    aws_usable_hosts,
+    cidr_facts,
+    free_blocks,
     summarise_blocks,
     usable_hosts,
 )
@@ -52,7 +51,14 @@ from deploylab.vpc.errors import (
     RouteError,
     VpcError,
 )
-from deploylab.vpc.model import SUBNET_KINDS, Gateway, Instance, Problem, Subnet, Vpc
+from deploylab.vpc.model import SUBNET_KINDS, Gateway, Instance, Subnet, Vpc
+from deploylab.vpc.planning import (
+    PlannedSubnet,
+    SubnetPlan,
+    SubnetRequest,
+    plan_subnets,
+    prefix_for_hosts,
+)
 from deploylab.vpc.reachability import Hop, Reachability, reach
 from deploylab.vpc.routing import (
     TARGET_KINDS,
@@ -62,6 +68,7 @@ from deploylab.vpc.routing import (
     longest_prefix_match,
     target_kind,
 )
+from deploylab.vpc.validation import Problem
 
 __all__ = [
     "AWS_MAX_PREFIX",

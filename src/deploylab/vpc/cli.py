@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deploylab.cli import Commands
+    from deploylab.vpc import SubnetRequest
 
 
-def register(commands) -> None:
+def register(commands: Commands) -> None:
     p = commands.add("cidr", "facts about a CIDR block (classic and AWS)", _cidr)
     p.add_argument("block", help="an IPv4 block such as 10.0.0.0/24")
     p.add_argument(
@@ -72,7 +77,7 @@ def register(commands) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _print_json(data) -> None:
+def _print_json(data: object) -> None:
     json.dump(data, sys.stdout, indent=2)
     print()
 
@@ -85,10 +90,12 @@ def _cidr(args: argparse.Namespace) -> int:
         check_aws_size(facts.network, "block")
     first = address_facts(facts.network_address, facts.prefixlen)
     if args.json:
-        data = facts.as_dict()
-        data["binary"] = first.binary.marked()
-        data["kind"] = first.as_dict()["kind"]
-        data["description"] = first.description
+        data: dict[str, object] = {
+            **facts.as_dict(),
+            "binary": first.binary.marked(),
+            "kind": first.as_dict()["kind"],
+            "description": first.description,
+        }
         if not args.aws:
             data.pop("aws_usable")
             data.pop("aws_reserved")
@@ -110,7 +117,7 @@ def _cidr(args: argparse.Namespace) -> int:
         ("class", f"{first.address_class} (by its first octet; CIDR ignores classes)"),
         ("kind", first.description),
     ]
-    if args.aws:
+    if args.aws and facts.aws_reserved is not None:  # check_aws_size passed: both are set
         rows.append(("aws usable", f"{facts.aws_usable:,} (total - 5)"))
         rows += [("aws reserved", f"{r.address!s:<15} {r.role}") for r in facts.aws_reserved]
     for label, value in rows:
@@ -118,7 +125,7 @@ def _cidr(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_request(text: str):
+def _parse_request(text: str) -> SubnetRequest:
     from deploylab.vpc import SubnetRequest
 
     name, colon, rest = text.partition(":")
@@ -168,10 +175,13 @@ def _vpc_check(args: argparse.Namespace) -> int:
     problems = design.validate()
     errors = [p for p in problems if p.severity == "error"]
     if args.json:
-        data = design.as_dict()
-        data["problems"] = [p.as_dict() for p in problems]
-        data["valid"] = not errors
-        _print_json(data)
+        _print_json(
+            {
+                **design.as_dict(),
+                "problems": [p.as_dict() for p in problems],
+                "valid": not errors,
+            }
+        )
         return 1 if errors else 0
     print(f"VPC {design.name} {design.cidr}")
     for subnet in design.subnets.values():
@@ -195,10 +205,7 @@ def _vpc_route(args: argparse.Namespace) -> int:
     table = design.route_table_for(args.subnet)
     answer = table.lookup(args.destination)
     if args.json:
-        data = answer.as_dict()
-        data["route_table"] = table.name
-        data["subnet"] = args.subnet
-        _print_json(data)
+        _print_json({**answer.as_dict(), "route_table": table.name, "subnet": args.subnet})
         return 0 if answer.route else 1
     print(f"subnet {args.subnet} uses route table {table.name}")
     for route in table.routes:

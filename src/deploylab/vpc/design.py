@@ -28,11 +28,14 @@ Example (the workbook's ``assets/vpc/*.toml`` hold complete ones)::
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from deploylab.vpc.errors import DesignError
-from deploylab.vpc.model import Vpc
-from deploylab.vpc.routing import target_kind
+from deploylab.vpc.model import Gateway, Vpc
+from deploylab.vpc.routing import RouteTable, target_kind
 
 __all__ = ["design_from_dict", "load_design", "loads_design"]
 
@@ -46,7 +49,13 @@ _KEYS = {
 }
 
 
-def _check_keys(where: str, section: str, item: dict) -> None:
+#: A TOML table as ``tomllib`` returns it. Its values are whatever the file holds (text,
+#: numbers, arrays…): the builder's parsers check each one, so they stay ``Any`` here.
+Table = dict[str, Any]
+
+
+def _table(where: str, section: str, item: object) -> Table:
+    """``item`` if it is a table with only the keys ``section`` allows, else a DesignError."""
     if not isinstance(item, dict):
         raise DesignError(f"{where}: expected a table of keys, got {item!r}")
     unknown = sorted(set(item) - _KEYS[section])
@@ -54,15 +63,16 @@ def _check_keys(where: str, section: str, item: dict) -> None:
         raise DesignError(
             f"{where}: unknown key {unknown[0]!r}; expected some of {', '.join(sorted(_KEYS[section]))}"
         )
+    return item
 
 
-def _required(where: str, item: dict, key: str):
+def _required(where: str, item: Table, key: str) -> Any:
     if key not in item:
         raise DesignError(f"{where}: missing key {key!r}")
     return item[key]
 
 
-def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
+def design_from_dict(data: Mapping[str, Any], *, source: str = "design") -> Vpc:
     """Build a :class:`Vpc` from parsed TOML (or any dict of the same shape).
 
     Examples
@@ -87,7 +97,7 @@ def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
     header = data.get("vpc")
     if header is None:
         raise DesignError(f"{source}: missing the [vpc] table with the VPC's cidr")
-    _check_keys(f"{source}: [vpc]", "vpc", header)
+    header = _table(f"{source}: [vpc]", "vpc", header)
     try:
         vpc = Vpc(_required(f"{source}: [vpc]", header, "cidr"), name=header.get("name", "vpc"))
     except DesignError:
@@ -95,17 +105,16 @@ def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
     except ValueError as error:
         raise DesignError(f"{source}: [vpc]: {error}") from None
 
-    def each(section: str, label: str):
+    def each(section: str, label: str) -> Iterator[tuple[str, Table]]:
         items = data.get(section, [])
         if not isinstance(items, list):
             raise DesignError(f"{source}: {section} must be an array of tables ([[{section}]])")
         for index, item in enumerate(items):
             name = item.get(label) if isinstance(item, dict) else None
             where = f"{source}: {section}[{index}]" + (f" ({name!r})" if name else "")
-            _check_keys(where, section, item)
-            yield where, item
+            yield where, _table(where, section, item)
 
-    def build(where: str, action):
+    def build(where: str, action: Callable[[], object]) -> object:
         try:
             return action()
         except DesignError as error:
@@ -118,7 +127,8 @@ def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
     for where, item in each("subnets", "name"):
         build(
             where,
-            lambda item=item, where=where: vpc.add_subnet(
+            partial(
+                vpc.add_subnet,
                 _required(where, item, "name"),
                 _required(where, item, "cidr"),
                 _required(where, item, "az"),
@@ -126,7 +136,7 @@ def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
         )
     for where, item in each("gateways", "id"):
 
-        def add_gateway(item=item, where=where):
+        def add_gateway(item: Table = item, where: str = where) -> Gateway:
             gateway_id = str(_required(where, item, "id"))
             kind = target_kind(gateway_id)
             if kind == "igw":
@@ -147,7 +157,7 @@ def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
         build(where, add_gateway)
     for where, item in each("route_tables", "name"):
 
-        def add_table(item=item, where=where):
+        def add_table(item: Table = item, where: str = where) -> RouteTable:
             name = str(_required(where, item, "name"))
             if name == "main":
                 table = vpc.route_tables["main"]
@@ -157,9 +167,9 @@ def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
                 table = vpc.add_route_table(
                     name, subnets=item.get("subnets", ()), main=bool(item.get("main", False))
                 )
-            for index, route in enumerate(item.get("routes", ())):
+            for index, entry in enumerate(item.get("routes", ())):
                 route_where = f"{where}: routes[{index}]"
-                _check_keys(route_where, "routes", route)
+                route = _table(route_where, "routes", entry)
                 try:
                     table.add_route(
                         _required(route_where, route, "destination"),
@@ -173,11 +183,12 @@ def design_from_dict(data: dict, *, source: str = "design") -> Vpc:
         build(where, add_table)
     for where, item in each("subnets", "name"):
         if item.get("route_table"):
-            build(where, lambda item=item: vpc.associate(item["name"], item["route_table"]))
+            build(where, partial(vpc.associate, item["name"], item["route_table"]))
     for where, item in each("instances", "name"):
         build(
             where,
-            lambda item=item, where=where: vpc.add_instance(
+            partial(
+                vpc.add_instance,
                 _required(where, item, "name"),
                 _required(where, item, "subnet"),
                 private_ip=item.get("private_ip"),

@@ -3,29 +3,45 @@ each, route tables with their associations, gateways and instances; validation, 
 classification and a networkx graph of the design.
 
 Building never fails on a design that is merely *wrong* (overlapping subnets, a NAT gateway
-in a private subnet…): :meth:`Vpc.validate` reports those, one message per broken rule.
-Only malformed values (``10.0.0.300``, an unknown subnet name) raise at once.
-
-Why one file of ~600 lines: the builder, its validation rules and the graph read the same
-few dataclasses; the rules are a table of small checks.
+in a private subnet…): :meth:`Vpc.validate` reports those, one message per broken rule (the
+rules live in :mod:`.validation`). Only malformed values (``10.0.0.300``, an unknown subnet
+name) raise at once.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from deploylab.vpc.addressing import (
-    AWS_MAX_PREFIX,
-    AWS_MIN_PREFIX,
-    parse_address,
-    parse_block,
-    special_block,
-)
+from deploylab.vpc.addressing import parse_address, parse_block
+from deploylab.vpc.blocks import aws_reserved_set
 from deploylab.vpc.errors import DesignError
-from deploylab.vpc.routing import RouteTable, target_kind
+from deploylab.vpc.routing import RouteDict, RouteTable, target_kind
+from deploylab.vpc.validation import Problem, validate
 
-__all__ = ["Gateway", "Instance", "Problem", "Subnet", "Vpc"]
+if TYPE_CHECKING:
+    import networkx
+
+    from deploylab.vpc.reachability import Reachability
+
+#: A block as the builder accepts it: CIDR text or an ``ipaddress`` network.
+BlockLike = str | ipaddress.IPv4Network
+
+__all__ = [
+    "SUBNET_KINDS",
+    "BlockLike",
+    "Gateway",
+    "GatewayDict",
+    "Instance",
+    "InstanceDict",
+    "Subnet",
+    "SubnetDict",
+    "SubnetSummary",
+    "Vpc",
+    "VpcDict",
+]
 
 #: What a subnet is, from its route table (AWS's wording).
 SUBNET_KINDS = {
@@ -33,6 +49,61 @@ SUBNET_KINDS = {
     "private": "has no route to an internet gateway (outbound at most through a NAT gateway)",
     "vpn-only": "routes to a virtual private gateway and to neither an internet nor a NAT gateway",
 }
+
+
+class SubnetDict(TypedDict):
+    """:meth:`Subnet.as_dict`, as JSON prints it."""
+
+    name: str
+    cidr: str
+    az: str
+    route_table: str | None
+
+
+class GatewayDict(TypedDict):
+    """:meth:`Gateway.as_dict`, as JSON prints it."""
+
+    id: str
+    kind: str
+    subnet: str | None
+    private_ip: str | None
+    public_ip: str | None
+    remote_cidrs: list[str]
+
+
+class InstanceDict(TypedDict):
+    """:meth:`Instance.as_dict`, as JSON prints it."""
+
+    name: str
+    subnet: str
+    private_ip: str
+    public_ip: str | None
+
+
+class SubnetSummary(SubnetDict):
+    """A subnet in :meth:`Vpc.as_dict`: its fields, its kind and the route table it uses."""
+
+    kind: str
+    uses: str
+
+
+class RouteTableDict(TypedDict):
+    """A route table in :meth:`Vpc.as_dict`."""
+
+    name: str
+    main: bool
+    routes: list[RouteDict]
+
+
+class VpcDict(TypedDict):
+    """:meth:`Vpc.as_dict`: the whole design, as JSON prints it."""
+
+    name: str
+    cidr: str
+    subnets: list[SubnetSummary]
+    route_tables: list[RouteTableDict]
+    gateways: list[GatewayDict]
+    instances: list[InstanceDict]
 
 
 @dataclass
@@ -45,7 +116,7 @@ class Subnet:
     #: The explicitly associated route table's name, or None for the main table.
     route_table: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> SubnetDict:
         return {
             "name": self.name,
             "cidr": str(self.cidr),
@@ -68,7 +139,20 @@ class Gateway:
     #: Networks behind a VPN gateway (the data centre) or a peering connection (the peer VPC).
     remote_cidrs: tuple[ipaddress.IPv4Network, ...] = ()
 
-    def as_dict(self) -> dict:
+    def placed(self) -> tuple[str, ipaddress.IPv4Address]:
+        """A NAT gateway's subnet and private IP (:meth:`Vpc.add_nat_gateway` sets both).
+
+        >>> Gateway("nat-a", "nat", "public-a", ipaddress.IPv4Address("10.0.1.4")).placed()
+        ('public-a', IPv4Address('10.0.1.4'))
+        """
+        if self.subnet is None or self.private_ip is None:
+            raise DesignError(
+                f"gateway {self.id} has no subnet or no private IP: expected a NAT gateway "
+                "with both (add it with add_nat_gateway)"
+            )
+        return self.subnet, self.private_ip
+
+    def as_dict(self) -> GatewayDict:
         return {
             "id": self.id,
             "kind": self.kind,
@@ -93,39 +177,13 @@ class Instance:
         """The id a route uses to target this instance (``i-<name>``)."""
         return self.name if self.name.startswith("i-") else f"i-{self.name}"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> InstanceDict:
         return {
             "name": self.name,
             "subnet": self.subnet,
             "private_ip": str(self.private_ip),
             "public_ip": None if self.public_ip is None else str(self.public_ip),
         }
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One broken rule found by :meth:`Vpc.validate`."""
-
-    rule: str
-    component: str
-    message: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        return f"{self.severity}: [{self.rule}] {self.component}: {self.message}"
-
-    def as_dict(self) -> dict:
-        return {
-            "rule": self.rule,
-            "component": self.component,
-            "message": self.message,
-            "severity": self.severity,
-        }
-
-
-def _aws_reserved(cidr: ipaddress.IPv4Network) -> set[ipaddress.IPv4Address]:
-    base = cidr.network_address
-    return {base, base + 1, base + 2, base + 3, cidr.broadcast_address}
 
 
 class Vpc:
@@ -158,7 +216,7 @@ class Vpc:
     []
     """
 
-    def __init__(self, cidr: str = "10.0.0.0/16", name: str = "vpc", **params) -> None:
+    def __init__(self, cidr: BlockLike = "10.0.0.0/16", name: str = "vpc", **params: Any) -> None:
         self.name = str(name)
         self.cidr = parse_block(cidr)
         self.subnets: dict[str, Subnet] = {}
@@ -168,7 +226,8 @@ class Vpc:
         self.route_tables["main"] = RouteTable("main", [self.cidr], main=True)
         self.build(**params)
 
-    def build(self, **params) -> None:
+    # Any: the keywords are the subclass's own (``build(self, zones=2)``), passed through.
+    def build(self, **params: Any) -> None:
         """Override to describe a design (called by ``__init__`` with its extra keywords)."""
 
     def __repr__(self) -> str:
@@ -185,7 +244,7 @@ class Vpc:
         return next(table for table in self.route_tables.values() if table.main)
 
     def add_subnet(
-        self, name: str, cidr: str, az: str, *, route_table: str | None = None
+        self, name: str, cidr: BlockLike, az: str, *, route_table: str | None = None
     ) -> Subnet:
         """Add a subnet in one Availability Zone, optionally associated with a route table."""
         name = str(name)
@@ -208,7 +267,9 @@ class Vpc:
             self.associate(name, route_table)
         return subnet
 
-    def add_route_table(self, name: str, *, subnets=(), main: bool = False) -> RouteTable:
+    def add_route_table(
+        self, name: str, *, subnets: Iterable[str | Subnet] = (), main: bool = False
+    ) -> RouteTable:
         """Add a route table (with its local route) and associate it with ``subnets``.
 
         ``main=True`` makes it the main table, used by every subnet without an association.
@@ -224,29 +285,30 @@ class Vpc:
             self.associate(subnet, name)
         return table
 
-    def set_main_route_table(self, name: str) -> None:
+    def set_main_route_table(self, name: str | RouteTable) -> None:
         table = self._route_table(name)
         for other in self.route_tables.values():
             other.main = False
         table.main = True
 
-    def associate(self, subnet: str, route_table: str) -> None:
+    def associate(self, subnet: str | Subnet, route_table: str | RouteTable) -> None:
         """Associate a subnet with a route table (replacing its previous association)."""
         self._subnet(subnet).route_table = self._route_table(route_table).name
 
     def add_internet_gateway(self, id: str = "igw-main") -> Gateway:
         return self._add_gateway(Gateway(id, "igw"), "igw")
 
-    def add_vpn_gateway(self, id: str = "vgw-main", remote_cidrs=()) -> Gateway:
+    def add_vpn_gateway(
+        self, id: str = "vgw-main", remote_cidrs: Iterable[BlockLike] = ()
+    ) -> Gateway:
         """A virtual private gateway: the VPN side towards a data centre's ``remote_cidrs``."""
         remote = tuple(parse_block(cidr) for cidr in remote_cidrs)
         return self._add_gateway(Gateway(id, "vgw", remote_cidrs=remote), "vgw")
 
-    def add_peering(self, id: str, peer_cidrs) -> Gateway:
+    def add_peering(self, id: str, peer_cidrs: BlockLike | Iterable[BlockLike]) -> Gateway:
         """A peering connection to another VPC whose blocks are ``peer_cidrs``."""
-        if isinstance(peer_cidrs, str):
-            peer_cidrs = [peer_cidrs]
-        remote = tuple(parse_block(cidr) for cidr in peer_cidrs)
+        blocks = [peer_cidrs] if isinstance(peer_cidrs, str | ipaddress.IPv4Network) else peer_cidrs
+        remote = tuple(parse_block(cidr) for cidr in blocks)
         if not remote:
             raise DesignError(f"peering {id!r} has no peer_cidrs: expected the peer VPC's blocks")
         return self._add_gateway(Gateway(id, "pcx", remote_cidrs=remote), "pcx")
@@ -302,7 +364,7 @@ class Vpc:
         if wanted is not None:
             return parse_address(wanted)
         cidr = self.subnets[subnet].cidr
-        taken = _aws_reserved(cidr) | self._used_private_ips()
+        taken = aws_reserved_set(cidr) | self._used_private_ips()
         for address in cidr:
             if address not in taken:
                 return address
@@ -313,16 +375,16 @@ class Vpc:
         used |= {gateway.private_ip for gateway in self.gateways.values() if gateway.private_ip}
         return used
 
-    def _subnet(self, name) -> Subnet:
-        name = getattr(name, "name", name)
+    def _subnet(self, name: str | Subnet) -> Subnet:
+        name = name.name if isinstance(name, Subnet) else name
         try:
             return self.subnets[name]
         except KeyError:
             known = ", ".join(sorted(self.subnets)) or "none yet"
             raise DesignError(f"no subnet named {name!r}: expected one of {known}") from None
 
-    def _route_table(self, name) -> RouteTable:
-        name = getattr(name, "name", name)
+    def _route_table(self, name: str | RouteTable) -> RouteTable:
+        name = name.name if isinstance(name, RouteTable) else name
         try:
             return self.route_tables[name]
         except KeyError:
@@ -331,18 +393,18 @@ class Vpc:
 
     # -- questions -----------------------------------------------------------------------
 
-    def route_table_for(self, subnet) -> RouteTable:
+    def route_table_for(self, subnet: str | Subnet) -> RouteTable:
         """The table a subnet uses: its explicit association, else the main table."""
         subnet = self._subnet(subnet)
         if subnet.route_table is None:
             return self.main_route_table
         return self.route_tables[subnet.route_table]
 
-    def subnets_using(self, route_table: str) -> list[Subnet]:
+    def subnets_using(self, route_table: str | RouteTable) -> list[Subnet]:
         table = self._route_table(route_table)
         return [s for s in self.subnets.values() if self.route_table_for(s.name) is table]
 
-    def classify(self, subnet) -> str:
+    def classify(self, subnet: str | Subnet) -> str:
         """``"public"``, ``"private"`` or ``"vpn-only"``, from the subnet's route table."""
         table = self.route_table_for(subnet)
         if table.routes_to("igw"):
@@ -351,7 +413,7 @@ class Vpc:
             return "vpn-only"
         return "private"
 
-    def subnet_of(self, address) -> Subnet | None:
+    def subnet_of(self, address: str | int | ipaddress.IPv4Address) -> Subnet | None:
         """The subnet whose block holds ``address``, if any."""
         address = parse_address(address)
         for subnet in self.subnets.values():
@@ -378,153 +440,19 @@ class Vpc:
     # -- validation ----------------------------------------------------------------------
 
     def validate(self) -> list[Problem]:
-        """Every broken rule of the design, one :class:`Problem` each (empty when valid).
-
-        Examples
-        --------
-        >>> vpc = Vpc("10.0.0.0/16")
-        >>> _ = vpc.add_subnet("a", "10.0.0.0/24", az="az1")
-        >>> _ = vpc.add_subnet("b", "10.0.0.128/25", az="az1")
-        >>> _ = vpc.add_subnet("c", "10.1.0.0/24", az="az2")
-        >>> for problem in vpc.validate():
-        ...     print(problem.rule, "-", problem.message)
-        subnet-overlap - 10.0.0.128/25 overlaps subnet a (10.0.0.0/24): subnets of a VPC must not share addresses
-        subnet-outside-vpc - 10.1.0.0/24 is not inside the VPC block 10.0.0.0/16
-        """
-        problems: list[Problem] = []
-
-        def add(rule: str, component: str, message: str, severity: str = "error") -> None:
-            problems.append(Problem(rule, component, message, severity))
-
-        if not AWS_MIN_PREFIX <= self.cidr.prefixlen <= AWS_MAX_PREFIX:
-            add(
-                "vpc-size",
-                self.name,
-                f"{self.cidr} is a /{self.cidr.prefixlen}: a VPC block must be /16 to /28",
-            )
-        seen: list[Subnet] = []
-        for subnet in self.subnets.values():
-            if not AWS_MIN_PREFIX <= subnet.cidr.prefixlen <= AWS_MAX_PREFIX:
-                add(
-                    "subnet-size",
-                    subnet.name,
-                    f"{subnet.cidr} is a /{subnet.cidr.prefixlen}: a subnet must be /16 to /28",
-                )
-            if not subnet.cidr.subnet_of(self.cidr):
-                add(
-                    "subnet-outside-vpc",
-                    subnet.name,
-                    f"{subnet.cidr} is not inside the VPC block {self.cidr}",
-                )
-            for other in seen:
-                if subnet.cidr.overlaps(other.cidr):
-                    add(
-                        "subnet-overlap",
-                        subnet.name,
-                        f"{subnet.cidr} overlaps subnet {other.name} ({other.cidr}): subnets of "
-                        "a VPC must not share addresses",
-                    )
-            seen.append(subnet)
-        internet_gateways = [g.id for g in self.gateways.values() if g.kind == "igw"]
-        if len(internet_gateways) > 1:
-            add(
-                "igw-count",
-                ", ".join(internet_gateways),
-                "a VPC has at most one internet gateway attached",
-            )
-        if sum(1 for g in self.gateways.values() if g.kind == "vgw") > 1:
-            add("vgw-count", self.name, "a VPC has at most one virtual private gateway attached")
-        for table in self.route_tables.values():
-            for route in table.routes:
-                if not self.target_exists(route.target):
-                    add(
-                        "route-target-missing",
-                        table.name,
-                        f"route {route} points to {route.target}, which is not part of this VPC",
-                    )
-        for gateway in self.gateways.values():
-            if gateway.kind != "nat":
-                continue
-            if gateway.public_ip is None:
-                add(
-                    "nat-no-eip", gateway.id, "a public NAT gateway needs an Elastic IP (public_ip)"
-                )
-            if gateway.subnet in self.subnets and self.classify(gateway.subnet) != "public":
-                add(
-                    "nat-in-private-subnet",
-                    gateway.id,
-                    f"it sits in {gateway.subnet}, a {self.classify(gateway.subnet)} subnet; a "
-                    "NAT gateway must be in a public subnet (one that routes to the internet "
-                    "gateway) to reach the internet",
-                )
-        owners: dict[ipaddress.IPv4Address, str] = {}
-        public_owners: dict[ipaddress.IPv4Address, str] = {}
-        endpoints = [(i.name, i.subnet, i.private_ip, i.public_ip) for i in self.instances.values()]
-        endpoints += [
-            (g.id, g.subnet, g.private_ip, g.public_ip)
-            for g in self.gateways.values()
-            if g.kind == "nat"
-        ]
-        for name, subnet_name, private_ip, public_ip in endpoints:
-            subnet = self.subnets[subnet_name]
-            if private_ip not in subnet.cidr:
-                add(
-                    "ip-outside-subnet",
-                    name,
-                    f"private IP {private_ip} is not in its subnet {subnet.name} ({subnet.cidr})",
-                )
-            elif private_ip in _aws_reserved(subnet.cidr):
-                add(
-                    "ip-reserved",
-                    name,
-                    f"private IP {private_ip} is one of the five addresses AWS reserves in "
-                    f"{subnet.cidr}; expected an address from {subnet.cidr.network_address + 4} "
-                    f"to {subnet.cidr.broadcast_address - 1}",
-                )
-            if private_ip in owners:
-                add(
-                    "ip-duplicate",
-                    name,
-                    f"private IP {private_ip} is also used by {owners[private_ip]}",
-                )
-            owners.setdefault(private_ip, name)
-            if public_ip is None:
-                continue
-            block = special_block(public_ip)
-            if public_ip in self.cidr or (block and block.kind not in ("documentation",)):
-                add(
-                    "public-ip-not-public",
-                    name,
-                    f"public IP {public_ip} is {block.name if block else 'inside the VPC'}; "
-                    "expected a public address (use 203.0.113.x or 198.51.100.x in examples)",
-                )
-            if public_ip in public_owners:
-                add(
-                    "public-ip-duplicate",
-                    name,
-                    f"public IP {public_ip} is also used by {public_owners[public_ip]}",
-                )
-            public_owners.setdefault(public_ip, name)
-            if name in self.instances and self.classify(subnet_name) != "public":
-                add(
-                    "public-ip-unused",
-                    name,
-                    f"it has public IP {public_ip} but sits in {subnet_name}, a "
-                    f"{self.classify(subnet_name)} subnet, so nothing can reach it from the "
-                    "internet",
-                    severity="warning",
-                )
-        return problems
+        """Every broken rule of the design, one :class:`Problem` each (empty when valid);
+        the rules are :func:`deploylab.vpc.validation.validate`."""
+        return validate(self)
 
     # -- reachability and views ---------------------------------------------------------
 
-    def reach(self, source: str, destination: str):
+    def reach(self, source: str, destination: str) -> Reachability:
         """Whether ``source`` can reach ``destination``; see :func:`deploylab.vpc.reach`."""
         from deploylab.vpc.reachability import reach
 
         return reach(self, source, destination)
 
-    def to_graph(self):
+    def to_graph(self) -> networkx.DiGraph:
         """The design as a ``networkx.DiGraph``.
 
         Nodes carry ``kind`` (vpc, az, subnet, route_table, igw, nat, vgw, pcx, instance,
@@ -603,14 +531,16 @@ class Vpc:
                     )
         return graph
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> VpcDict:
         return {
             "name": self.name,
             "cidr": str(self.cidr),
             "subnets": [
-                dict(
-                    s.as_dict(), kind=self.classify(s.name), uses=self.route_table_for(s.name).name
-                )
+                {
+                    **s.as_dict(),
+                    "kind": self.classify(s.name),
+                    "uses": self.route_table_for(s.name).name,
+                }
                 for s in self.subnets.values()
             ],
             "route_tables": [

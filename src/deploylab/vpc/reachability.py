@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypedDict
 
 from deploylab.vpc.addressing import parse_address
 from deploylab.vpc.errors import DesignError
 from deploylab.vpc.routing import RouteLookup
 
+if TYPE_CHECKING:
+    from deploylab.vpc.model import Gateway, Instance, Vpc
+
 __all__ = [
     "DEFAULT_INTERNET_ADDRESS",
     "Endpoint",
     "Hop",
+    "HopDict",
     "Reachability",
+    "ReachabilityDict",
     "reach",
     "resolve_endpoint",
 ]
@@ -37,8 +43,15 @@ class Endpoint:
     address: ipaddress.IPv4Address
     label: str
     node: str  # the node id in Vpc.to_graph()
-    instance: object = None
+    instance: Instance | None = None
     gateway: str | None = None
+
+    @property
+    def host(self) -> Instance:
+        """The instance of an ``instance`` endpoint; the outside ends have none."""
+        if self.instance is None:
+            raise DesignError(f"{self.label} is not an instance of the VPC")
+        return self.instance
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,24 @@ class Hop:
 
     node: str
     detail: str
+
+
+class HopDict(TypedDict):
+    """One hop in :meth:`Reachability.as_dict`."""
+
+    node: str
+    detail: str
+
+
+class ReachabilityDict(TypedDict):
+    """:meth:`Reachability.as_dict`, as JSON prints it."""
+
+    source: str
+    destination: str
+    reachable: bool
+    blocked_by: str | None
+    reason: str
+    path: list[HopDict]
 
 
 @dataclass(frozen=True)
@@ -72,7 +103,7 @@ class Reachability:
         lines += [f"  {index}. {hop.node}: {hop.detail}" for index, hop in enumerate(self.path, 1)]
         return "\n".join(lines)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> ReachabilityDict:
         return {
             "source": self.source,
             "destination": self.destination,
@@ -83,7 +114,7 @@ class Reachability:
         }
 
 
-def resolve_endpoint(vpc, text: str) -> Endpoint:
+def resolve_endpoint(vpc: Vpc, text: str) -> Endpoint:
     """Turn ``web``, ``i-web``, ``10.0.1.10``, ``internet``, ``corporate:192.168.50.5``…
     into an :class:`Endpoint` of ``vpc``."""
     text = str(text).strip()
@@ -176,10 +207,12 @@ _LEADS_TO = {
 }
 
 
-def _deliver_in_vpc(vpc, dst: Endpoint, reply_to, back_to: str, path: list[Hop]) -> None:
+def _deliver_in_vpc(
+    vpc: Vpc, dst: Endpoint, reply_to: ipaddress.IPv4Address, back_to: str, path: list[Hop]
+) -> None:
     """The VPC router delivers to ``dst``'s subnet; its route table must send the replies for
     ``reply_to`` through the local route (``back_to`` says where they should go)."""
-    target = dst.instance
+    target = dst.host
     path.append(
         Hop(f"subnet:{target.subnet}", f"the VPC router delivers to subnet {target.subnet}")
     )
@@ -194,9 +227,9 @@ def _deliver_in_vpc(vpc, dst: Endpoint, reply_to, back_to: str, path: list[Hop])
         )
 
 
-def _outbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
+def _outbound(vpc: Vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
     """Follow a packet from instance ``src`` towards ``dst``; raise _Blocked or return."""
-    instance = src.instance
+    instance = src.host
     path.append(Hop(src.node, f"sends from {instance.private_ip} to {dst.address}"))
     path.append(
         Hop(
@@ -224,7 +257,7 @@ def _outbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
                 "but no instance in the VPC has that address.",
             )
         _deliver_in_vpc(vpc, dst, src.address, "back through the VPC", path)
-        path.append(Hop(dst.node, f"receives at {dst.instance.private_ip}"))
+        path.append(Hop(dst.node, f"receives at {dst.host.private_ip}"))
         return
     if not vpc.target_exists(route.target):
         raise _Blocked(
@@ -268,7 +301,7 @@ def _outbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
     path.append(Hop(dst.node, f"{dst.address} receives it"))
 
 
-def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> None:
+def _through_nat(vpc: Vpc, src: Endpoint, dst: Endpoint, nat: Gateway, path: list[Hop]) -> None:
     """Follow a packet that a route handed to (public) NAT gateway ``nat``.
 
     The NAT gateway rewrites the source to its own private IP and sends the packet on by the
@@ -277,7 +310,8 @@ def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> Non
     private gateway (or another VPC); there the source stays the NAT's private IP. The replies
     come back to the NAT, which forwards them to the instance by its subnet's route table.
     """
-    instance = src.instance
+    instance = src.host
+    nat_subnet, nat_ip = nat.placed()
     path.append(
         Hop(
             nat.id,
@@ -285,7 +319,7 @@ def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> Non
             f"{instance.private_ip} to its own address {nat.private_ip}",
         )
     )
-    nat_table = vpc.route_table_for(nat.subnet)
+    nat_table = vpc.route_table_for(nat_subnet)
     nat_lookup = nat_table.lookup(dst.address)
     onward = nat_lookup.route
     if dst.kind == "internet":
@@ -325,7 +359,7 @@ def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> Non
                     f"{dst.address} matches the local route {onward}, "
                     "but no instance in the VPC has that address.",
                 )
-            _deliver_in_vpc(vpc, dst, nat.private_ip, f"back to NAT gateway {nat.id}", path)
+            _deliver_in_vpc(vpc, dst, nat_ip, f"back to NAT gateway {nat.id}", path)
         elif not vpc.target_exists(onward.target):
             raise _Blocked(
                 onward.target,
@@ -350,7 +384,7 @@ def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> Non
             )
         else:
             path.append(Hop(onward.target, f"carries the packet to {dst.label}"))
-        replies_to = nat.private_ip
+        replies_to = nat_ip
     back = nat_table.lookup(instance.private_ip)
     if back.route is None or back.route.kind != "local":
         where = "nowhere" if back.route is None else f"by {back.route}"
@@ -369,9 +403,9 @@ def _through_nat(vpc, src: Endpoint, dst: Endpoint, nat, path: list[Hop]) -> Non
     )
 
 
-def _inbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
+def _inbound(vpc: Vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
     """A connection opened from outside (internet, corporate, peer) to instance ``dst``."""
-    target = dst.instance
+    target = dst.host
     side = _SIDE[src.kind]
     gateways = [g for g in vpc.gateways.values() if g.kind == side]
     if src.kind == "peer":
@@ -427,7 +461,7 @@ def _inbound(vpc, src: Endpoint, dst: Endpoint, path: list[Hop]) -> None:
     path.append(_route_hop(table.name, reply, "sends the replies by"))
 
 
-def reach(vpc, source: str, destination: str) -> Reachability:
+def reach(vpc: Vpc, source: str, destination: str) -> Reachability:
     """Can ``source`` open a connection to ``destination`` in ``vpc``?
 
     Parameters

@@ -8,15 +8,21 @@ be removed.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol, TypedDict
 
 from deploylab.vpc.addressing import parse_address, parse_block
 from deploylab.vpc.errors import RouteError
 
 __all__ = [
     "TARGET_KINDS",
+    "Identified",
     "Route",
+    "RouteDict",
+    "RouteLike",
     "RouteLookup",
+    "RouteLookupDict",
     "RouteTable",
     "longest_prefix_match",
     "target_kind",
@@ -57,6 +63,31 @@ def target_kind(target: str) -> str:
     raise RouteError(f"route target {target!r}: expected 'local' or an id starting with {prefixes}")
 
 
+class Identified(Protocol):
+    """A route target given as an object with an AWS id (a gateway, an instance)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+class RouteDict(TypedDict):
+    """:meth:`Route.as_dict`, as JSON prints it."""
+
+    destination: str
+    target: str
+    kind: str
+    propagated: bool
+
+
+class RouteLookupDict(TypedDict):
+    """:meth:`RouteLookup.as_dict`, as JSON prints it."""
+
+    destination: str
+    route: RouteDict | None
+    beaten: list[RouteDict]
+    explanation: str
+
+
 @dataclass(frozen=True, order=True)
 class Route:
     """One row of a route table: where packets for ``destination`` go."""
@@ -73,7 +104,7 @@ class Route:
     def __str__(self) -> str:
         return f"{self.destination} -> {self.target}" + (" (propagated)" if self.propagated else "")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> RouteDict:
         return {
             "destination": str(self.destination),
             "target": self.target,
@@ -131,7 +162,7 @@ class RouteLookup:
             f"{self.route} (/{self.route.destination.prefixlen}), wins over {losers}."
         )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> RouteLookupDict:
         return {
             "destination": str(self.destination),
             "route": None if self.route is None else self.route.as_dict(),
@@ -140,7 +171,14 @@ class RouteLookup:
         }
 
 
-def longest_prefix_match(routes, destination) -> RouteLookup:
+#: A route as :func:`longest_prefix_match` accepts it: a :class:`Route` or a pair
+#: ``(destination_cidr, target)``.
+RouteLike = Route | tuple[str | ipaddress.IPv4Network, str]
+
+
+def longest_prefix_match(
+    routes: Iterable[RouteLike], destination: str | int | ipaddress.IPv4Address
+) -> RouteLookup:
     """Choose among ``routes`` the most specific one containing ``destination``.
 
     Parameters
@@ -194,7 +232,13 @@ class RouteTable:
     deploylab.vpc.errors.RouteError: the local route 10.0.0.0/16 in rt-public cannot be removed: every route table keeps a local route for each VPC CIDR
     """
 
-    def __init__(self, name: str, local_cidrs=(), *, main: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        local_cidrs: Iterable[str | ipaddress.IPv4Network] = (),
+        *,
+        main: bool = False,
+    ) -> None:
         self.name = str(name)
         self.main = main
         self._routes: list[Route] = []
@@ -214,13 +258,20 @@ class RouteTable:
         """The routes, most specific first (the order AWS's console shows)."""
         return tuple(sorted(self._routes, key=lambda r: (*_preference(r), r.destination)))
 
-    def add_route(self, destination_cidr, target, *, propagated: bool = False) -> Route:
+    def add_route(
+        self,
+        destination_cidr: str | ipaddress.IPv4Network,
+        target: str | Identified,
+        *,
+        propagated: bool = False,
+    ) -> Route:
         """Add a route to ``destination_cidr`` through ``target`` (an id such as ``igw-main``).
 
         A table holds one static route per destination (plus, at most, one propagated).
         """
         destination = parse_block(destination_cidr)
-        target = getattr(target, "id", target)
+        # An object's id, else the value as text (a TOML number gets target_kind's message).
+        target = str(getattr(target, "id", target))
         kind = target_kind(target)
         if kind == "local" and self._has_vpc:
             raise RouteError(
@@ -233,11 +284,13 @@ class RouteTable:
                     f"{self.name} already has a route to {destination} (-> {existing.target}); "
                     "expected one route per destination (remove it first to change its target)"
                 )
-        route = Route(destination, str(target), propagated)
+        route = Route(destination, target, propagated)
         self._routes.append(route)
         return route
 
-    def remove_route(self, destination_cidr, *, propagated: bool = False) -> Route:
+    def remove_route(
+        self, destination_cidr: str | ipaddress.IPv4Network, *, propagated: bool = False
+    ) -> Route:
         """Remove and return the route to ``destination_cidr``; the local route cannot go."""
         destination = parse_block(destination_cidr)
         for route in self._routes:
@@ -251,7 +304,7 @@ class RouteTable:
                 return route
         raise RouteError(f"{self.name} has no route to {destination}: nothing to remove")
 
-    def lookup(self, address) -> RouteLookup:
+    def lookup(self, address: str | int | ipaddress.IPv4Address) -> RouteLookup:
         """Longest prefix match for ``address``: the chosen route and the candidates it beat."""
         return longest_prefix_match(self._routes, address)
 

@@ -1,18 +1,6 @@
 // Course map: stops drawn as boxes in SVG, a request dot travelling along them.
 // Animation runs in the browser (requestAnimationFrame); Python only sends the stops.
-// SVG, say, presenterKeys and svgEl come from shared.js (see deploylab.widgets.esm).
-
-// Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
-// Enter and Space like a click.
-function clickable(node, name, handler) {
-  node.setAttribute("tabindex", "0");
-  node.setAttribute("role", "button");
-  node.setAttribute("aria-label", name);
-  node.addEventListener("click", handler);
-  node.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); handler(); }
-  });
-}
+// SVG, say, presenterKeys, svgEl and clickable come from shared.js (see deploylab.widgets.esm).
 
 function render({ model, el: host }) {
   host.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme

@@ -40,3 +40,15 @@ function svgEl(name, attributes = {}, text = null) {
   if (text !== null) node.textContent = text;
   return node;
 }
+
+// Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
+// Enter and Space like a click.
+function clickable(node, name, handler) {
+  node.setAttribute("tabindex", "0");
+  node.setAttribute("role", "button");
+  node.setAttribute("aria-label", name);
+  node.addEventListener("click", handler);
+  node.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); handler(); }
+  });
+}

@@ -1,18 +1,7 @@
 // CIDR explorer: 32 bits coloured network/host, a prefix slider and the block's facts.
 // Python (deploylab.vpc) computes every fact; this file only draws and animates the bits.
-const SVG = "http://www.w3.org/2000/svg";
-// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
-// the English here is the fallback. "{name}" placeholders are filled from `values`.
-const say = (model, key, english, values = {}) =>
-  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
+// say, svgEl come from shared.js (see deploylab.widgets.esm).
 const NETWORK = [26, 115, 232], HOST = [232, 234, 237];
-
-function svgEl(name, attributes = {}, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-}
 
 function mix(a, b, t) {
   return a.map((v, i) => Math.round(v + (b[i] - v) * t));

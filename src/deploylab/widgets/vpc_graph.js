@@ -1,32 +1,9 @@
 // The VPC as a graph: AZ boxes grouping subnets (coloured public / private / VPN-only),
 // gateways above, route tables below. Click a subnet to see its route table and where it
 // leads; a highlighted path (from Python's reach()) is traced by a moving packet.
-const SVG = "http://www.w3.org/2000/svg";
-// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
-// the English here is the fallback. "{name}" placeholders are filled from `values`.
-const say = (model, key, english, values = {}) =>
-  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
+// say, svgEl, clickable come from shared.js (see deploylab.widgets.esm).
 const FILL = { igw: "#fde293", vgw: "#fdd663", pcx: "#e6c9a8", route_table: "#f1f3f4",
                internet: "#e8f0fe", corporate: "#fce8e6", peer: "#e6f4ea" };
-
-function svgEl(name, attributes = {}, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-}
-
-// Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
-// Enter and Space like a click.
-function clickable(node, name, handler) {
-  node.setAttribute("tabindex", "0");
-  node.setAttribute("role", "button");
-  node.setAttribute("aria-label", name);
-  node.addEventListener("click", handler);
-  node.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); handler(); }
-  });
-}
 
 function render({ model, el }) {
   el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme

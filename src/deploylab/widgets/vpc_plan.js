@@ -1,29 +1,6 @@
 // Subnet plan: the VPC's address space as a bar, subnets coloured by AZ, free gaps hatched.
 // Segments grow into place (requestAnimationFrame) when the plan changes.
-const SVG = "http://www.w3.org/2000/svg";
-// Words in the workbook's language come from Python (the `labels` trait, see labels.py);
-// the English here is the fallback. "{name}" placeholders are filled from `values`.
-const say = (model, key, english, values = {}) =>
-  String((model.get("labels") || {})[key] ?? english).replace(/\{(\w+)\}/g, (_, name) => values[name] ?? "");
-
-function svgEl(name, attributes = {}, text = null) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== null) node.textContent = text;
-  return node;
-}
-
-// Keyboard: a clickable SVG part gets Tab focus, a button role and a name, and reacts to
-// Enter and Space like a click.
-function clickable(node, name, handler) {
-  node.setAttribute("tabindex", "0");
-  node.setAttribute("role", "button");
-  node.setAttribute("aria-label", name);
-  node.addEventListener("click", handler);
-  node.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); handler(); }
-  });
-}
+// say, svgEl, clickable come from shared.js (see deploylab.widgets.esm).
 
 function render({ model, el }) {
   el.classList.add("dl-widget");  // theme.css: follow JupyterLab's light or dark theme
