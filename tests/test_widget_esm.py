@@ -6,40 +6,18 @@ copy of a shared helper again."""
 
 from __future__ import annotations
 
-import inspect
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
-import anywidget
 import pytest
+from test_widget_views import ANYWIDGETS
 
-import deploylab.widgets.balancer
-import deploylab.widgets.course_map
-import deploylab.widgets.deploy_timeline
-import deploylab.widgets.request_flow
-import deploylab.widgets.vpc_cidr
-import deploylab.widgets.vpc_graph
-import deploylab.widgets.vpc_plan
-import deploylab.widgets.vpc_route
 from deploylab.widgets.esm import SHARED_JS, widget_esm
 
-JOINED = {
-    cls: cls._esm
-    for module in (
-        deploylab.widgets.balancer,
-        deploylab.widgets.course_map,
-        deploylab.widgets.deploy_timeline,
-        deploylab.widgets.request_flow,
-        deploylab.widgets.vpc_cidr,
-        deploylab.widgets.vpc_graph,
-        deploylab.widgets.vpc_plan,
-        deploylab.widgets.vpc_route,
-    )
-    for _, cls in inspect.getmembers(module, inspect.isclass)
-    if issubclass(cls, anywidget.AnyWidget) and cls.__module__ == module.__name__
-}
+#: Every SVG widget's joined module (the widgets test_widget_views checks too).
+JOINED = {cls: cls._esm for cls in ANYWIDGETS}
 #: The top-level names shared.js declares (const or function).
 SHARED_NAMES = re.findall(r"^(?:const|function) (\w+)", SHARED_JS.read_text(), re.MULTILINE)
 #: The slide-mode bar is not an SVG widget: it keeps its own small ``say``.
