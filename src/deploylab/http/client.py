@@ -21,6 +21,20 @@ from deploylab.http.writer import serialize_request
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
+async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """One read of at most 64 KiB, or :class:`TimeoutError` after ``timeout`` seconds.
+    (``asyncio.timeout`` rather than ``wait_for``, which wraps every read in a new task on
+    Python 3.11: the pool's hot path.)"""
+    async with asyncio.timeout(timeout):
+        return await reader.read(65536)
+
+
+def _buffered(reader: asyncio.StreamReader) -> int:
+    """Bytes the reader holds that nobody read yet (asyncio has no public call for it)."""
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    return len(buffer)
+
+
 class UpstreamError(Exception):
     """The upstream answered garbage or closed mid-response (a proxy answers ``status``)."""
 
@@ -48,7 +62,7 @@ class _Conn:
         """Open, and nothing waiting to be read: an idle keep-alive connection that has
         bytes (a late or extra response, or the upstream's close) must never carry the next
         request, or that request would get those bytes as its answer."""
-        if self.writer.is_closing() or self.reader.at_eof() or len(self.reader._buffer):
+        if self.writer.is_closing() or self.reader.at_eof() or _buffered(self.reader):
             return False
         sock = self.writer.get_extra_info("socket")
         if sock is None:
@@ -248,7 +262,7 @@ class ConnectionPool:
             if conn.writer.transport.get_write_buffer_size():  # (a timer only when it waits)
                 await asyncio.wait_for(conn.writer.drain(), per_read)
             while True:
-                chunk = await asyncio.wait_for(conn.reader.read(65536), per_read)
+                chunk = await _read(conn.reader, per_read)
                 if not chunk:
                     final = parser.finish()
                     if final is not None:
@@ -261,7 +275,8 @@ class ConnectionPool:
                 if responses:
                     clean = len(responses) == 1 and not parser.extra and not parser.in_headers
                     return responses[0], parser.keep_alive and clean
-                if streaming and parser.in_body and parser.buffered > stream_over:
+                over = stream_over is not None and parser.buffered > stream_over
+                if streaming and over and parser.in_body:
                     raise _StreamingResponse(parser)
         except TimeoutError:
             raise UpstreamTimeout(f"no data from upstream for {per_read} s") from None
@@ -299,7 +314,7 @@ class ConnectionPool:
                 yield piece
             while True:
                 try:
-                    chunk = await asyncio.wait_for(conn.reader.read(65536), per_read)
+                    chunk = await _read(conn.reader, per_read)
                 except TimeoutError:
                     raise UpstreamTimeout(f"no data from upstream for {per_read} s") from None
                 except (ConnectionResetError, BrokenPipeError) as error:
