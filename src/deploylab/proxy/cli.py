@@ -99,6 +99,14 @@ def _bench(args: argparse.Namespace) -> int:
     )
 
 
+def _access_log_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="print no line per request (as nginx's access_log off; for benchmarks)",
+    )
+
+
 def register(commands) -> None:
     """Add the proxy commands to ``deploylab``."""
     p = commands.add(
@@ -116,11 +124,7 @@ def register(commands) -> None:
         metavar="CIDR",
         help="serve only clients in CIDR (repeatable): a region-restricted service",
     )
-    p.add_argument(
-        "--no-access-log",
-        action="store_true",
-        help="print no line per request (as nginx's access_log off; for benchmarks)",
-    )
+    _access_log_option(p)
 
     p = commands.add(
         "forward-proxy", "caching forward proxy for allowed clients", _serve_forward, group="serve"
@@ -161,11 +165,7 @@ def register(commands) -> None:
         action="store_true",
         help="tell origins the client address in X-Forwarded-For (default: hide it)",
     )
-    p.add_argument(
-        "--no-access-log",
-        action="store_true",
-        help="print no line per request (as nginx's access_log off; for benchmarks)",
-    )
+    _access_log_option(p)
 
     p = commands.add(
         "reverse-proxy",
@@ -184,11 +184,7 @@ def register(commands) -> None:
         metavar="URL",
         help="backend http://HOST:PORT (repeatable)",
     )
-    p.add_argument(
-        "--no-access-log",
-        action="store_true",
-        help="print no line per request (as nginx's access_log off; for benchmarks)",
-    )
+    _access_log_option(p)
 
     p = commands.add(
         "reverse-proxy",
