@@ -9,6 +9,8 @@ a :class:`hostile_kit.ScriptedBackend`; everything is on 127.0.0.1 and bounded i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 
 import pytest
@@ -50,14 +52,17 @@ QUICK = Limits(header_timeout=1, body_timeout=1, keep_alive_timeout=1)
 class Front:
     """nginx, the deploylab balancer or the deploylab reverse proxy in front of ``backend``."""
 
-    def __init__(self, kind: str, backend: ScriptedBackend) -> None:
+    def __init__(
+        self, kind: str, backend: ScriptedBackend | EarlyAnswerBackend, nginx_conf: str = ""
+    ) -> None:
         self.kind, self.backend = kind, backend
+        self.nginx_conf = nginx_conf or NGINX
 
     async def __aenter__(self) -> tuple[str, int]:
         url = self.backend.url
         if self.kind == "nginx":
             require_tool("nginx")
-            self.server = NginxProcess(NGINX.replace("BACKEND", str(self.backend.port)))
+            self.server = NginxProcess(self.nginx_conf.replace("BACKEND", str(self.backend.port)))
             await asyncio.to_thread(self.server.start)
             return ("127.0.0.1", self.server.port)
         if self.kind == "balancer":
@@ -238,3 +243,95 @@ async def test_too_large_body_is_refused_before_it_is_sent_like_nginx(front):
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.9)  # no 100 first
         writer.close()
     assert statuses(head) == [413] and backend.heads == []
+
+
+class EarlyAnswerBackend:
+    """A backend that answers ``413`` as soon as it has a request's head, without reading
+    the body (an app refusing an upload early), then keeps the connection open, reading
+    nothing more, for ``hold`` seconds."""
+
+    ANSWER = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 10\r\nConnection: close\r\n\r\ntoo large\n"
+
+    def __init__(self, hold: float = 3.0) -> None:
+        self.hold = hold
+        self.heads: list[bytes] = []
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> EarlyAnswerBackend:
+        listener = socket.socket()
+        # a small receive window, as a busy backend's: what it does not read fills up fast
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        listener.bind(("127.0.0.1", 0))
+        self._server = await asyncio.start_server(self._serve, sock=listener)
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            self.heads.append(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10))
+            writer.write(self.ANSWER)
+            await writer.drain()
+            await asyncio.sleep(self.hold)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _upload_and_read_answer(address, size: int, seconds: float = 4.0) -> bytes:
+    """POST ``size`` bytes in 64 KiB pieces while reading whatever answer comes (both bounded
+    by ``seconds``); the answer's bytes until close or the time runs out."""
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    deadline = asyncio.get_running_loop().time() + seconds
+
+    async def send() -> None:
+        piece = b"x" * 65536
+        with contextlib.suppress(ConnectionError):
+            for _ in range(size // len(piece)):
+                writer.write(piece)
+                await writer.drain()
+
+    sending = asyncio.ensure_future(send())
+    chunks = []
+    try:
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), left)
+            except (TimeoutError, ConnectionError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sending.cancel()
+        writer.close()
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("front", FRONTS)
+async def test_a_backend_that_answers_before_the_body_is_sent_is_relayed_like_nginx(front):
+    # nginx (passing bodies as they come, as deploylab does) relays an upstream's early
+    # answer -- here its own 413 -- instead of waiting to send the whole body; a proxy that
+    # reads only after sending gets stuck and answers 502/504
+    backend = EarlyAnswerBackend()
+    streaming = NGINX.replace("proxy_pass", "proxy_request_buffering off;\n            proxy_pass")
+    async with backend, Front(front, backend, nginx_conf=streaming) as address:
+        started = time.monotonic()
+        answer = await _upload_and_read_answer(address, 7 * 1024 * 1024)
+        elapsed = time.monotonic() - started
+    assert status_of(answer) == 413, answer[:200]
+    assert answer.endswith(b"too large\n")
+    assert elapsed < 3.5  # answered, not cut off by a timeout

@@ -52,6 +52,32 @@ def test_region_restricted_origin_through_the_cli_proxy(processes):
     assert "127.0.0.2:" in log and "127.0.0.3:" in log
 
 
+def test_no_access_log_serves_without_a_line_per_request(processes):
+    # `serve ... --no-access-log` (nginx's access_log off, for benchmarks) still serves; the
+    # origin with its log on is the control: the same request gives it its line
+    origin_port, proxy_port = free_port(), free_port()
+    origin = processes.deploylab("serve", "origin", "--port", str(origin_port))
+    proxy = processes.deploylab(
+        "serve",
+        "reverse-proxy",
+        "--no-access-log",
+        "--port",
+        str(proxy_port),
+        "--backend",
+        f"http://127.0.0.1:{origin_port}",
+    )
+    wait_for_port(origin_port)
+    wait_for_port(proxy_port)
+    code, _ = curl(f"http://127.0.0.1:{proxy_port}/quiet")
+    assert code == 200
+    logs = []
+    for server in (origin, proxy):
+        server.terminate()
+        logs.append(server.communicate(timeout=5)[1].decode())
+    assert '"GET /quiet HTTP/1.1"' in logs[0]
+    assert "/quiet" not in logs[1]
+
+
 def test_reverse_proxy_cli_hides_the_backend(processes):
     backend_port, proxy_port = free_port(), free_port()
     processes.deploylab("serve", "origin", "--port", str(backend_port), "--name", "backend-1")

@@ -446,16 +446,36 @@ class EventBus:
         self.recent: deque[Event] = deque(maxlen=keep)
         self._subscribers: list[Subscriber] = []
         self._clock = clock
+        #: Whether a published event goes anywhere (a subscriber, or the ``recent`` history,
+        #: off with ``keep=0``): a server checks it on its hot path and builds no event when
+        #: nobody would see it (building one costs tens of microseconds per request).
+        self.active = keep > 0
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call ``subscriber(event)`` for every later event; returns a function that stops it."""
+        """Call ``subscriber(event)`` for every later event; returns a function that stops it.
+
+        >>> bus = EventBus("lb", keep=0)
+        >>> bus.active
+        False
+        >>> stop = bus.subscribe(print)
+        >>> bus.active
+        True
+        >>> stop()
+        >>> bus.active
+        False
+        """
         self._subscribers.append(subscriber)
+        self.active = True
 
         def unsubscribe() -> None:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
+            self._update_active()
 
         return unsubscribe
+
+    def _update_active(self) -> None:
+        self.active = bool(self._subscribers) or self.recent.maxlen != 0
 
     def publish(self, kind: str, **fields: Any) -> Event:
         """Record the event ``kind`` with ``fields`` (typed by :func:`make_event`) and hand it
@@ -480,4 +500,5 @@ class EventBus:
                 subscriber(event)
             except Exception:
                 self._subscribers.remove(subscriber)
+                self._update_active()
         return event

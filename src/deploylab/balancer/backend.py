@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import cast
 
 import httptools
 
@@ -43,12 +44,12 @@ class _BackendProtocol(asyncio.Protocol):
     def __init__(self, backend: DemoBackend) -> None:
         self.backend = backend
         self.parser = httptools.HttpRequestParser(self)
-        self.transport = None
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)  # connection_made
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -195,6 +196,8 @@ class DemoBackend:
         await self.stop()
 
     async def serve_forever(self) -> None:
+        if self._server is None:
+            raise RuntimeError(f"{self.name} is not started: call start() first")
         await self._server.serve_forever()
 
 

@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from deploylab.balancer.nginx import nginx_config
 from deploylab.loopback import free_port, wait_for_port
@@ -129,7 +130,7 @@ def bench_lb(
             except subprocess.TimeoutExpired:
                 ours.kill()
                 ours.wait(timeout=5)
-    summary = {}
+    summary: dict[str, Any] = {}
     for name, runs in results.items():
         summary[name] = {
             key: statistics.median(r[key] for r in runs)

@@ -239,9 +239,9 @@ def _control(args: argparse.Namespace) -> int:
             body.update(weight=args.weight, backup=args.backup)
         if action == "drain":
             body["timeout"] = args.timeout
-        path = "/backends" if action == "add" else f"/backends/{action}"
+        target = "/backends" if action == "add" else f"/backends/{action}"
         status, answer = control_request(
-            args.control, token, "POST", path, body, timeout=getattr(args, "timeout", 30) + 5
+            args.control, token, "POST", target, body, timeout=getattr(args, "timeout", 30) + 5
         )
     print(json.dumps(answer, indent=2))
     return 0 if status < 400 else 1

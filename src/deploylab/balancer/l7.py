@@ -43,6 +43,39 @@ def _origin_form(target: bytes, headers: list) -> tuple[bytes, list]:
     return b"/" + path, [*rest, (b"Host", authority)]
 
 
+def _forwarded_head(method: bytes, target: bytes, headers: list, ip: bytes) -> bytes:
+    """The request line and headers a backend gets, without the body's framing and the
+    blank line: hop-by-hop headers (and those ``Connection`` names) dropped, the client's
+    ``X-Forwarded-For`` chain extended with its address, ``X-Real-IP`` and
+    ``X-Forwarded-Proto`` set here.
+
+    >>> _forwarded_head(b"GET", b"/", [(b"Host", b"a"), (b"X-Forwarded-For", b"1.2.3.4"),
+    ...     (b"Connection", b"x-secret"), (b"X-Secret", b"1")], b"127.0.0.1").split(b"\\r\\n")
+    [b'GET / HTTP/1.1', b'Host: a', b'X-Forwarded-For: 1.2.3.4, 127.0.0.1', b'X-Real-IP: 127.0.0.1', b'X-Forwarded-Proto: http', b'']
+    """
+    forwarded = None
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    drop = _DROP
+    for name, value in headers:
+        lower = name.lower()
+        if lower in drop:
+            if lower == b"x-forwarded-for":  # every one of them, in order: the chain
+                forwarded = value if forwarded is None else forwarded + b", " + value
+            elif lower == b"connection" and value.lower() not in (b"keep-alive", b"close"):
+                drop = drop | {t.strip().lower() for t in value.split(b",")}
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    forwarded = forwarded + b", " + ip if forwarded else ip
+    parts += (
+        b"X-Forwarded-For: ",
+        forwarded,
+        b"\r\nX-Real-IP: ",
+        ip,
+        b"\r\nX-Forwarded-Proto: http\r\n",
+    )
+    return b"".join(parts)
+
+
 class L7Forwarding:
     """The L7 forwarding steps of :class:`~deploylab.balancer.runtime.Balancer` (a mixin:
     the attributes below are the balancer's)."""
@@ -95,37 +128,32 @@ class L7Forwarding:
         """Turn a parsed client request into an exchange and send its first attempt (its
         body whole, or a :class:`BodyPipe` still filling)."""
         ip = client.client_ip
-        if target[:1] != b"/" and b"://" in target:
-            target, headers = _origin_form(target, headers)
-        forwarded = None
-        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-        drop = _DROP
-        for name, value in headers:
-            lower = name.lower()
-            if lower in drop:
-                if lower == b"x-forwarded-for":  # every one of them, in order: the chain
-                    forwarded = value if forwarded is None else forwarded + b", " + value
-                elif lower == b"connection" and value.lower() not in (b"keep-alive", b"close"):
-                    drop = drop | {t.strip().lower() for t in value.split(b",")}
-                continue
-            parts += (name, b": ", value, b"\r\n")
-        forwarded = forwarded + b", " + ip if forwarded else ip
-        parts += (
-            b"X-Forwarded-For: ",
-            forwarded,
-            b"\r\nX-Real-IP: ",
-            ip,
-            b"\r\nX-Forwarded-Proto: http\r\n",
-        )
+        cached = client.head_cache
+        if (
+            cached is not None
+            and cached[0] == target
+            and cached[1] == method
+            and cached[2] == headers
+        ):
+            # the same request line and headers as this client's last request (a keep-alive
+            # client repeats itself): the forwarded head is the same bytes
+            target, headers, head = cached[3], cached[4], cached[5]
+        else:
+            raw_target, raw_headers = target, headers
+            if target[:1] != b"/" and b"://" in target:
+                target, headers = _origin_form(target, headers)
+            head = _forwarded_head(method, target, headers, ip)
+            client.head_cache = (raw_target, method, raw_headers, target, headers, head)
         pipe = None
         if isinstance(body, BodyPipe):
             pipe, payload = body, b""
-            parts.append(pipe.framing())
+            head += body.framing() + b"\r\n"
         else:
             payload = b"".join(body) if body else b""
             if payload or method in (b"POST", b"PUT", b"PATCH"):
-                parts += (b"Content-Length: %d\r\n" % len(payload),)
-        parts.append(b"\r\n")
+                head += b"Content-Length: %d\r\n\r\n" % len(payload)
+            else:
+                head += b"\r\n"
         upstream = self.upstream
         algorithm = upstream.algorithm
         if algorithm == "round_robin" or algorithm == "least_conn":
@@ -142,7 +170,7 @@ class L7Forwarding:
             client,
             method,
             target,
-            b"".join(parts) + payload,
+            head + payload if payload else head,
             keep_alive,
             selection,
             self._loop.time(),
@@ -199,7 +227,7 @@ class L7Forwarding:
         exchange.client.upstream = conn
         conn.exchange = exchange
         conn.start()
-        conn.transport.write(exchange.head)
+        conn.transport.write(exchange.head)  # the head and a whole body: one write
         if exchange.pipe is not None:
             exchange.pipe.attach(exchange, conn)
 

@@ -56,6 +56,8 @@ class ClientConn(asyncio.Protocol):
         "close_after",
         "continue_due",
         "failed",
+        "good_host",
+        "head_cache",
         "header_bytes",
         "headers",
         "headers_done",
@@ -96,6 +98,9 @@ class ClientConn(asyncio.Protocol):
         self.close_after = False
         self.continue_due = False
         self.failed = False
+        #: (target, method, headers) of the last request and what was forwarded for it
+        self.head_cache: tuple | None = None
+        self.good_host = b""  # the last Host value found valid (a client repeats its own)
         self.last = 0.0
         self.message_started = 0.0
 
@@ -232,8 +237,10 @@ class ClientConn(asyncio.Protocol):
             lower = name.lower()
             if lower == b"host":
                 hosts += 1
-                if VALID_HOST_BYTES.fullmatch(value) is None:
-                    raise _Refused(400, b"Bad Request")
+                if value != self.good_host:
+                    if VALID_HOST_BYTES.fullmatch(value) is None:
+                        raise _Refused(400, b"Bad Request")
+                    self.good_host = value
             elif lower == b"content-length":
                 has_body = has_body or bool(value.strip(b"0 "))
                 length = int(value)
@@ -284,20 +291,17 @@ class ClientConn(asyncio.Protocol):
 
     def _dispatch(self, body: list[bytes] | BodyPipe) -> None:
         """Forward a request now, or queue it behind the ones being answered."""
-        request = (
-            self.parser.get_method(),
-            self.url,
-            self.headers,
-            body,
-            self.parser.should_keep_alive() and not self.close_after,
-        )
+        parser = self.parser
+        keep_alive = parser.should_keep_alive() and not self.close_after
         if self.busy:
-            self.queue.append(request)
+            self.queue.append((parser.get_method(), self.url, self.headers, body, keep_alive))
             if len(self.queue) > self.limits.max_pipelined:
                 self._pause_reading()  # read no further ahead of the answers
         else:
             self.busy = True
-            self.balancer._handle(self, *request)
+            self.balancer._handle(
+                self, parser.get_method(), self.url, self.headers, body, keep_alive
+            )
 
     def done(self, keep_alive: bool) -> None:
         self.upstream = None

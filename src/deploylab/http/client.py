@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import select
 import time
 
@@ -19,6 +20,20 @@ from deploylab.http.parser import ResponseParser
 from deploylab.http.writer import serialize_request
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """One read of at most 64 KiB, or :class:`TimeoutError` after ``timeout`` seconds.
+    (``asyncio.timeout`` rather than ``wait_for``, which wraps every read in a new task on
+    Python 3.11: the pool's hot path.)"""
+    async with asyncio.timeout(timeout):
+        return await reader.read(65536)
+
+
+def _buffered(reader: asyncio.StreamReader) -> int:
+    """Bytes the reader holds that nobody read yet (asyncio has no public call for it)."""
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    return len(buffer)
 
 
 class UpstreamError(Exception):
@@ -38,24 +53,27 @@ class UpstreamTimeout(UpstreamError):
 
 
 class _Conn:
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("idle_since", "poller", "reader", "spoiled", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.idle_since = 0.0
+        self.spoiled = False  # it carried part of a request only: never pooled
+        self.poller: select.poll | None = None  # made once, polled at every reuse
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            self.poller = select.poll()
+            self.poller.register(sock.fileno(), select.POLLIN)
 
     def usable(self) -> bool:
         """Open, and nothing waiting to be read: an idle keep-alive connection that has
         bytes (a late or extra response, or the upstream's close) must never carry the next
         request, or that request would get those bytes as its answer."""
-        if self.writer.is_closing() or self.reader.at_eof() or len(self.reader._buffer):
+        if self.spoiled or self.writer.is_closing() or self.reader.at_eof():
             return False
-        sock = self.writer.get_extra_info("socket")
-        if sock is None:
+        if _buffered(self.reader) or self.poller is None:
             return False
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        return not poller.poll(0)
+        return not self.poller.poll(0)
 
     def close(self) -> None:
         self.writer.close()
@@ -148,6 +166,9 @@ class ConnectionPool:
         return None
 
     def _put_idle(self, key: tuple[str, int], conn: _Conn) -> None:
+        if conn.spoiled:
+            conn.close()
+            return
         conns = self._idle[key]
         conn.idle_since = time.monotonic()
         conns.append(conn)
@@ -235,20 +256,81 @@ class ConnectionPool:
         timeout: float | None,
         stream_over: int | None = None,
         body: RequestBody | None = None,
-    ):
+    ) -> tuple[Response, bool]:
+        """Send the request (``data``, then ``body`` as it arrives) and read the response;
+        returns it and whether the connection may be pooled."""
         head = method == "HEAD"
-        streaming = stream_over is not None and not head
-        parser = ResponseParser(self.limits, head=head, streaming=streaming)
+        over = None if head else stream_over
+        parser = ResponseParser(self.limits, head=head, streaming=over is not None)
         conn.writer.write(data)
-        got_bytes = False
         per_read = timeout if timeout is not None else self.read_timeout
-        if body is not None:
-            await self._send_body(conn, body, per_read)
+        if body is None:
+            return await self._read_response(conn, parser, per_read, over, drain=True)
+        return await self._answer_while_sending(conn, parser, body, per_read, over)
+
+    async def _answer_while_sending(
+        self,
+        conn: _Conn,
+        parser: ResponseParser,
+        body: RequestBody,
+        per_read: float,
+        stream_over: int | None,
+    ) -> tuple[Response, bool]:
+        """Send a streamed body while reading the response, as nginx does: a backend may
+        answer before it has the whole body (its own 413, a redirect) and then read no
+        more; that answer is relayed, and the connection is never pooled (the backend saw
+        part of a request). The client's own errors (408, 413) propagate as they are."""
+        loop = asyncio.get_running_loop()
+        sending = loop.create_task(self._send_body(conn, body, per_read))
+        reading = loop.create_task(
+            self._read_response(conn, parser, per_read, stream_over, drain=False)
+        )
         try:
-            if conn.writer.transport.get_write_buffer_size():  # (a timer only when it waits)
+            await asyncio.wait((sending, reading), return_when=asyncio.FIRST_COMPLETED)
+            if not sending.done():  # answered early: the rest of the body goes nowhere
+                conn.spoiled = True
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sending
+                response, _ = await reading
+                return response, False
+            failure = sending.exception()
+            if failure is None:
+                return await reading
+            if not isinstance(failure, UpstreamError):  # the client's error (408, 413…)
+                raise failure
+            conn.spoiled = True
+            try:  # the backend stopped taking the body: it may have answered
+                response, _ = await reading
+            except (UpstreamError, _StaleConnection):
+                raise failure from None
+            return response, False
+        finally:
+            for task in (sending, reading):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+
+    async def _read_response(
+        self,
+        conn: _Conn,
+        parser: ResponseParser,
+        per_read: float,
+        stream_over: int | None,
+        *,
+        drain: bool,
+    ) -> tuple[Response, bool]:
+        """Read the response to a request already sent (``drain``: first wait until the
+        upstream has taken it); returns it and whether the connection may be pooled."""
+        got_bytes = False
+        try:
+            if (
+                drain and conn.writer.transport.get_write_buffer_size()
+            ):  # (a timer only when it waits)
                 await asyncio.wait_for(conn.writer.drain(), per_read)
             while True:
-                chunk = await asyncio.wait_for(conn.reader.read(65536), per_read)
+                chunk = await _read(conn.reader, per_read)
                 if not chunk:
                     final = parser.finish()
                     if final is not None:
@@ -261,7 +343,8 @@ class ConnectionPool:
                 if responses:
                     clean = len(responses) == 1 and not parser.extra and not parser.in_headers
                     return responses[0], parser.keep_alive and clean
-                if streaming and parser.in_body and parser.buffered > stream_over:
+                over = stream_over is not None and parser.buffered > stream_over
+                if over and parser.in_body:
                     raise _StreamingResponse(parser)
         except TimeoutError:
             raise UpstreamTimeout(f"no data from upstream for {per_read} s") from None
@@ -299,7 +382,7 @@ class ConnectionPool:
                 yield piece
             while True:
                 try:
-                    chunk = await asyncio.wait_for(conn.reader.read(65536), per_read)
+                    chunk = await _read(conn.reader, per_read)
                 except TimeoutError:
                     raise UpstreamTimeout(f"no data from upstream for {per_read} s") from None
                 except (ConnectionResetError, BrokenPipeError) as error:

@@ -66,7 +66,7 @@ def remove_hop_by_hop(headers: Headers) -> Headers:
     ...                    ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Accept", "*/*")])
     [('Accept', '*/*')]
     """
-    named = set()
+    named: set[str] = set()
     for key, value in headers:
         if key.lower() in ("connection", "proxy-connection"):
             named.update(token.strip().lower() for token in value.split(",") if token.strip())

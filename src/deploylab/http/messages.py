@@ -107,6 +107,15 @@ class Request(_HeaderAccess):
     #: streams bodies; ``body`` is then empty
     body_stream: Any = None
 
+    @property
+    def client_ip(self) -> str:
+        """The client's address as the server saw it, ``"?"`` for a request built by hand.
+
+        >>> Request("GET", "/", client=("127.0.0.1", 5000)).client_ip, Request("GET", "/").client_ip
+        ('127.0.0.1', '?')
+        """
+        return self.client[0] if self.client else "?"
+
 
 @dataclass
 class Response(_HeaderAccess):

@@ -258,20 +258,22 @@ class _Connection(asyncio.Protocol):
                 streaming.fail(error)
             self._enqueue(error)
             return
+        events = self.server.events
         for request in requests:
             request.client = self.peer
             request.server = self.local
             request.id = self.server.next_id()
-            self.server.events.publish(
-                "request",
-                id=request.id,
-                client=_address(self.peer),
-                server=_address(self.local),
-                method=request.method,
-                target=request.target,
-                host=request.header("Host"),
-                headers=list(request.headers),
-            )
+            if events.active:  # (no event built when nobody would see it)
+                events.publish(
+                    "request",
+                    id=request.id,
+                    client=_address(self.peer),
+                    server=_address(self.local),
+                    method=request.method,
+                    target=request.target,
+                    host=request.header("Host"),
+                    headers=list(request.headers),
+                )
             stream = request.body_stream
             if stream is not None:
                 if self.parser.expect_continue:  # 100 once the answers before it are out
@@ -419,26 +421,28 @@ class _Connection(asyncio.Protocol):
         if response.stream is not None:
             keep_alive = await self._write_stream(response, head) and keep_alive
         duration_ms = (time.perf_counter() - started) * 1000
-        self.server.events.publish(
-            "response",
-            id=request.id,
-            client=_address(self.peer),
-            status=response.status,
-            bytes=len(response.body),
-            duration_ms=round(duration_ms, 3),
-            headers=list(response.headers),
-        )
-        log.info(
-            '%s %s "%s %s HTTP/%s" %d %d %.1fms',
-            self.server.name,
-            _address(self.peer),
-            request.method,
-            request.target,
-            request.version,
-            response.status,
-            len(response.body),
-            duration_ms,
-        )
+        if self.server.events.active:
+            self.server.events.publish(
+                "response",
+                id=request.id,
+                client=_address(self.peer),
+                status=response.status,
+                bytes=len(response.body),
+                duration_ms=round(duration_ms, 3),
+                headers=list(response.headers),
+            )
+        if log.isEnabledFor(logging.INFO):  # the access log (off: no line formatted)
+            log.info(
+                '%s %s "%s %s HTTP/%s" %d %d %.1fms',
+                self.server.name,
+                _address(self.peer),
+                request.method,
+                request.target,
+                request.version,
+                response.status,
+                len(response.body),
+                duration_ms,
+            )
         if response.tunnel is not None:
             self._start_tunnel(*response.tunnel)
         elif not keep_alive:

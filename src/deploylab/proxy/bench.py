@@ -38,7 +38,10 @@ async def _python_load(port: int, path: str, concurrency: int, requests: int) ->
                 started = time.perf_counter()
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+                found = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                if found is None:
+                    raise ValueError(f"expected a Content-Length in the answer, got {head!r}")
+                length = int(found.group(1))
                 await reader.readexactly(length)
                 latencies.append((time.perf_counter() - started) * 1000)
         finally:
@@ -71,54 +74,36 @@ def run_bench(
     wrk = shutil.which("wrk") if use_wrk else None
     nginx = NginxProcess() if nginx_available() else None
     ports = {name: free_port() for name in ("origin", "forward", "reverse", "nginx")}
-    started: list[subprocess.Popen] = []
+    started: list[subprocess.Popen[bytes]] = []
     cli = [sys.executable, "-m", "deploylab.cli"]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
+    no_log = ["--no-access-log"]  # as the nginx anchor's ``access_log off``
+    origin = f"http://127.0.0.1:{ports['origin']}"
+    servers = [
+        ["origin", "--port", str(ports["origin"])],
+        ["forward-proxy", "--port", str(ports["forward"]), "--allow-destination", "127.0.0.0/8"],
+        ["reverse-proxy", "--port", str(ports["reverse"]), "--backend", origin],
+    ]
     try:
-        started.append(
-            subprocess.Popen([*cli, "serve", "origin", "--port", str(ports["origin"])], **quiet)
-        )
-        started.append(
-            subprocess.Popen(
-                [
-                    *cli,
-                    "serve",
-                    "forward-proxy",
-                    "--port",
-                    str(ports["forward"]),
-                    "--allow-destination",
-                    "127.0.0.0/8",
-                ],
-                **quiet,
+        for arguments in servers:
+            started.append(
+                subprocess.Popen(
+                    [*cli, "serve", *arguments, *no_log],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             )
-        )
-        backend = f"http://127.0.0.1:{ports['origin']}"
-        started.append(
-            subprocess.Popen(
-                [
-                    *cli,
-                    "serve",
-                    "reverse-proxy",
-                    "--port",
-                    str(ports["reverse"]),
-                    "--backend",
-                    backend,
-                ],
-                **quiet,
-            )
-        )
         if nginx:
             from deploylab.proxy.nginx import reverse_proxy_config
 
             nginx.start(
-                reverse_proxy_config(ports["nginx"], [backend], runtime_dir=nginx.prefix).replace(
+                reverse_proxy_config(ports["nginx"], [origin], runtime_dir=nginx.prefix).replace(
                     "access_log " + str(nginx.prefix / "access.log"), "access_log off"
                 )
             )
         for name, port in ports.items():
             if name != "nginx" or nginx:
                 wait_for_port(port)
-        origin = f"http://127.0.0.1:{ports['origin']}"
         cases = [
             ("direct to origin", ports["origin"], "/cache/max-age/600"),
             ("forward proxy, cache HIT", ports["forward"], origin + "/cache/max-age/600"),
@@ -147,11 +132,11 @@ def run_bench(
             print(".", end="", flush=True)
         print()
         print(f"{'path':<32}{'req/s':>22}{'p50 ms':>20}{'p99 ms':>20}")
-        for label, figures in runs.items():
+        for label, rounds_of in runs.items():
             print(
-                f"{label:<32}{spread(f.get('rps', 0) for f in figures):>22}"
-                f"{spread(f.get('p50_ms', 0) for f in figures):>20}"
-                f"{spread(f.get('p99_ms', 0) for f in figures):>20}",
+                f"{label:<32}{spread(f.get('rps', 0) for f in rounds_of):>22}"
+                f"{spread(f.get('p50_ms', 0) for f in rounds_of):>20}"
+                f"{spread(f.get('p99_ms', 0) for f in rounds_of):>20}",
                 flush=True,
             )
         if nginx:

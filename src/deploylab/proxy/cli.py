@@ -12,13 +12,23 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _run(server) -> int:
+def _events(name: str):
+    """A served process has no subscriber and nobody reads its recent events: a bus that
+    keeps none, so the servers build no event per request (``EventBus.active``)."""
+    from deploylab.events import EventBus
+
+    return EventBus(name, keep=0)
+
+
+def _run(server, access_log: bool = True) -> int:
     import logging
     import sys
 
     from deploylab.loopback import serve_until_signal
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    # the access log is one INFO line per request; off, as nginx's ``access_log off``
+    level = logging.INFO if access_log else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
 
     def ready(running) -> None:
         print(f"{running.name} listening on {running.url}", flush=True)
@@ -30,7 +40,16 @@ def _run(server) -> int:
 def _serve_origin(args: argparse.Namespace) -> int:
     from deploylab.proxy.origin import OriginServer
 
-    return _run(OriginServer(args.host, args.port, name=args.name, allow_from=args.allow_from))
+    return _run(
+        OriginServer(
+            args.host,
+            args.port,
+            name=args.name,
+            allow_from=args.allow_from,
+            events=_events("origin"),
+        ),
+        not args.no_access_log,
+    )
 
 
 def _serve_forward(args: argparse.Namespace) -> int:
@@ -46,14 +65,19 @@ def _serve_forward(args: argparse.Namespace) -> int:
             connect_ports=args.connect_ports or (443,),
             allow_destinations=args.allow_destination,
             add_forwarded_for=args.add_forwarded_for,
-        )
+            events=_events("forward-proxy"),
+        ),
+        not args.no_access_log,
     )
 
 
 def _serve_reverse(args: argparse.Namespace) -> int:
     from deploylab.proxy.reverse import ReverseProxy
 
-    return _run(ReverseProxy(args.backend, args.host, args.port))
+    return _run(
+        ReverseProxy(args.backend, args.host, args.port, events=_events("reverse-proxy")),
+        not args.no_access_log,
+    )
 
 
 def _nginx_reverse(args: argparse.Namespace) -> int:
@@ -75,6 +99,14 @@ def _bench(args: argparse.Namespace) -> int:
     )
 
 
+def _access_log_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="print no line per request (as nginx's access_log off; for benchmarks)",
+    )
+
+
 def register(commands) -> None:
     """Add the proxy commands to ``deploylab``."""
     p = commands.add(
@@ -92,6 +124,7 @@ def register(commands) -> None:
         metavar="CIDR",
         help="serve only clients in CIDR (repeatable): a region-restricted service",
     )
+    _access_log_option(p)
 
     p = commands.add(
         "forward-proxy", "caching forward proxy for allowed clients", _serve_forward, group="serve"
@@ -132,6 +165,7 @@ def register(commands) -> None:
         action="store_true",
         help="tell origins the client address in X-Forwarded-For (default: hide it)",
     )
+    _access_log_option(p)
 
     p = commands.add(
         "reverse-proxy",
@@ -150,6 +184,7 @@ def register(commands) -> None:
         metavar="URL",
         help="backend http://HOST:PORT (repeatable)",
     )
+    _access_log_option(p)
 
     p = commands.add(
         "reverse-proxy",

@@ -181,7 +181,7 @@ class ForwardProxy(HTTPServer):
         await self.pool.close()
 
     async def handle(self, request: Request) -> Response:
-        client_ip = request.client[0] if request.client else "?"
+        client_ip = request.client_ip
         if not client_allowed(client_ip, self.allow_clients):
             self.events.publish(
                 "refused", id=request.id, client=client_ip, reason="client not allowed"
@@ -276,13 +276,14 @@ class ForwardProxy(HTTPServer):
                 )
             except OSError:
                 return Response.error(502, f"cannot resolve {host!r}")
-            addresses = [literal_address(info[4][0]) for info in infos]
-        refused = [
-            a for a in addresses if a is None or not destination_allowed(a, self.allow_destinations)
-        ]
+            resolved = [literal_address(str(info[4][0])) for info in infos]
+            addresses = [a for a in resolved if a is not None]
+            if len(addresses) != len(resolved):  # something that is not an address: refused
+                addresses = []
+        refused = [a for a in addresses if not destination_allowed(a, self.allow_destinations)]
         if refused or not addresses:
             self.events.publish(
-                "refused", id=request.id, client=request.client[0], reason=f"destination {host}"
+                "refused", id=request.id, client=request.client_ip, reason=f"destination {host}"
             )
             return Response.error(
                 403, f"the proxy does not connect to {host} (not a public address)"
@@ -349,7 +350,10 @@ class ForwardProxy(HTTPServer):
         if port not in self.connect_ports:
             allowed = ", ".join(str(p) for p in sorted(self.connect_ports))
             self.events.publish(
-                "refused", id=request.id, client=request.client[0], reason=f"CONNECT to port {port}"
+                "refused",
+                id=request.id,
+                client=request.client_ip,
+                reason=f"CONNECT to port {port}",
             )
             return Response.error(
                 403, f"CONNECT to port {port} is not allowed (allowed: {allowed})"

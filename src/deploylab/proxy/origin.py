@@ -94,7 +94,7 @@ class OriginServer(HTTPServer):
         }
 
     async def handle(self, request: Request) -> Response:
-        client_ip = request.client[0] if request.client else "?"
+        client_ip = request.client_ip
         own = [
             ("Server", f"deploylab-origin/1.0 ({self.name} at {self.url.removeprefix('http://')})")
         ]
@@ -140,6 +140,6 @@ class OriginServer(HTTPServer):
             self.events.publish("not_modified", id=request.id, target=request.target)
             return Response(304, headers)
         if kind == "vary":
-            language = request.header("Accept-Language", "en")
+            language = request.header("Accept-Language") or "en"
             body["greeting"] = {"ko": "안녕하세요", "fr": "bonjour"}.get(language[:2], "hello")
         return Response.json(body, 200, headers)

@@ -84,7 +84,7 @@ class ReverseProxy(HTTPServer):
         return self.backends[next(self._turn)]
 
     async def handle(self, request: Request) -> Response:
-        client_ip = request.client[0] if request.client else "?"
+        client_ip = request.client_ip
         target, own_host = request.target, None
         if not target.startswith("/") and target != "*":
             # RFC 9112 §3.2.2: a server must accept the absolute form; its authority then
@@ -101,15 +101,17 @@ class ReverseProxy(HTTPServer):
         headers = proxy_request_headers(
             request.headers, client_ip, proto="http", host=own_host, forwarded=self.add_forwarded
         )
+        events = self.events
         backend = f"{host}:{port}"
-        self.events.publish(
-            "forward",
-            id=request.id,
-            upstream=backend,
-            source="127.0.0.1",
-            target=target,
-            headers=list(headers),
-        )
+        if events.active:  # (no event built when nobody would see it)
+            events.publish(
+                "forward",
+                id=request.id,
+                upstream=backend,
+                source="127.0.0.1",
+                target=target,
+                headers=list(headers),
+            )
         try:
             response = await self.pool.request(
                 host,
@@ -129,9 +131,10 @@ class ReverseProxy(HTTPServer):
                 detail=str(error),
             )
             return Response.error(error.status)
-        self.events.publish(
-            "upstream_response", id=request.id, upstream=backend, status=response.status
-        )
+        if events.active:
+            events.publish(
+                "upstream_response", id=request.id, upstream=backend, status=response.status
+            )
         return Response(
             response.status,
             hide_backend(response.headers),
