@@ -345,3 +345,36 @@ def test_the_reference_implementation_is_out_of_the_kernels_reach(tmp_path):
     assert "BLOCKED deploylab.autoscale" in text and "BLOCKED deploylab.vpc" in text
     assert "IMPORTED deploylab.deploy" in text  # what the setup needs stays importable
     assert _passed(outcome) == {"double-tests": True, "negative-tests": True}
+
+
+def test_setup_cells_reach_the_trusted_tests_in_notebook_order(tmp_path):
+    """The setup cells before the first test cell run in the trusted tests while the kernel
+    starts; a later setup cell must still come after the test cells before it, and a leading
+    setup cell that fails there still says so under the cell."""
+    require_sandbox()
+    from adversarial import _meta
+    from nbformat.v4 import new_code_cell
+
+    notebook = mini_lab(CORRECT)
+    broken = new_code_cell("raise RuntimeError('setup broke in the trusted tests')")
+    broken.metadata = _meta("broken-setup", grade=False, solution=False, locked=True)
+    before = new_code_cell(
+        'assert "LATE_SETUP" not in globals(), "a later setup cell ran before this test"'
+    )
+    before.metadata = _meta("before-tests", grade=True, solution=False, locked=True, points=1)
+    late = new_code_cell("LATE_SETUP = 7")
+    late.metadata = _meta("late-setup", grade=False, solution=False, locked=True)
+    after = new_code_cell('assert LATE_SETUP == 7, "the later setup cell did not run"')
+    after.metadata = _meta("after-tests", grade=True, solution=False, locked=True, points=1)
+    notebook.cells[1:1] = [broken]
+    notebook.cells += [before, late, after]
+    outcome = run_notebook(notebook, tmp_path / "s")
+    assert _passed(outcome) == {
+        "double-tests": True,
+        "negative-tests": True,
+        "before-tests": True,
+        "after-tests": True,
+    }, {grade_id: test.message for grade_id, test in outcome.tests.items()}
+    broken_text = _text(outcome.notebook.cells[1])
+    assert "this setup cell failed in the trusted tests" in broken_text
+    assert "RuntimeError" in broken_text

@@ -147,7 +147,9 @@ def _after(args: Any, kwargs: Any) -> dict:
 
 def _builtin_base(kind: type) -> str:
     """The nearest built-in exception class of ``kind`` (a subclass of ValueError -> ValueError)."""
+    # getattr with defaults: the class is the student's, its metaclass may be anything.
     for base in getattr(kind, "__mro__", ()):
-        if getattr(builtins, getattr(base, "__name__", ""), None) is base:
-            return base.__name__
+        name = getattr(base, "__name__", None)
+        if isinstance(name, str) and getattr(builtins, name, None) is base:
+            return name
     return "Exception"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from types import ModuleType
+from typing import cast
 
 #: Submissions graded at once: two per core, because a notebook under test is two processes
 #: (sandboxed kernel, trusted tests) that mostly wait for each other.
@@ -107,7 +109,10 @@ def _skip_slow_optional_imports() -> None:
     schema never uses. jsonschema treats it as absent. Only done before jsonschema loads.
     """
     if "jsonschema" not in sys.modules:
-        sys.modules.setdefault("rfc3987_syntax", None)
+        # None in sys.modules makes an import fail (the import system's documented rule);
+        # typeshed types the mapping as modules only.
+        modules = cast("dict[str, ModuleType | None]", sys.modules)
+        modules.setdefault("rfc3987_syntax", None)
 
 
 def _course(args: argparse.Namespace):

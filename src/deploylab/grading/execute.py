@@ -240,6 +240,8 @@ class _Runner:
         self.manager = manager
         self.client: Any = None
         self.trusted = TrustedProcess(self.call_dir, self.trusted_dir)
+        #: replies to the setup cells sent while the kernel started, by cell index
+        self.setup_replies: dict[int, dict | None] = {}
         self.tests: dict[str, TestOutcome] = {}
         self.timed_out_cells: list[int] = []
         self.status, self.detail = GRADED, ""
@@ -248,7 +250,7 @@ class _Runner:
         kernel_log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
         try:
             await asyncio.gather(
-                self._start_kernel(sandbox_handle, kernel_log), self.trusted.start()
+                self._start_kernel(sandbox_handle, kernel_log), self._start_trusted()
             )
             await self._run_cells()
             leftover = sandbox_process_count(manager, sandboxed=self.sandbox)
@@ -280,6 +282,33 @@ class _Runner:
             sandboxed=self.sandbox,
             tests=self.tests,
         )
+
+    def _leading_setup_cells(self) -> list[int]:
+        """Indices of the setup cells before the first test cell, in notebook order."""
+        leading = []
+        for index, cell in enumerate(self.notebook.cells):
+            role = cell_role(cell)
+            if role == "test":
+                break
+            if role == "setup":
+                leading.append(index)
+        return leading
+
+    async def _start_trusted(self) -> None:
+        """Start the trusted tests and run the setup cells before the first test cell in
+        them while the kernel starts (a lab's setup imports its checker and may warm it up:
+        seconds that would otherwise come after the kernel's start).
+
+        The trusted process sees the same requests in the same order as when each setup
+        cell is sent at its turn: only setup and test cells reach it, and no test cell comes
+        before these. The student's cells run in the kernel and cannot see them either way.
+        """
+        await self.trusted.start()
+        for index in self._leading_setup_cells():
+            source = str(self.notebook.cells[index].source)
+            self.setup_replies[index] = await self._trusted_request(
+                {"op": "setup", "source": source}, 30
+            )
 
     async def _start_kernel(self, sandbox_handle: Any, kernel_log: Any) -> None:
         manager = self.manager
@@ -343,16 +372,21 @@ class _Runner:
             cell.execution_count = count
             if self.status in (KERNEL_DIED, TIMED_OUT) and not self._kernel_alive():
                 continue
+            reply = None
             if role == "setup":
-                source = str(cell.source)
-                reply = await self._trusted_request({"op": "setup", "source": source}, 30)
-                if reply is not None and not reply.get("ok"):
-                    cell.outputs.append(
-                        note_output(
-                            f"[this setup cell failed in the trusted tests: {reply.get('error')}]"
-                        )
-                    )
+                if index in self.setup_replies:  # sent while the kernel started
+                    reply = self.setup_replies[index]
+                else:
+                    source = str(cell.source)
+                    reply = await self._trusted_request({"op": "setup", "source": source}, 30)
             await self._kernel_cell(index, cell)
+            if reply is not None and not reply.get("ok"):
+                # After the kernel's outputs, which replace the cell's.
+                cell.outputs.append(
+                    note_output(
+                        f"[this setup cell failed in the trusted tests: {reply.get('error')}]"
+                    )
+                )
 
     def _kernel_alive(self) -> bool:
         process = getattr(getattr(self.manager, "provisioner", None), "process", None)

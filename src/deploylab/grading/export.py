@@ -13,6 +13,7 @@ import csv
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TypedDict
 
 from deploylab.grading.course import Course
 from deploylab.grading.results import load_results
@@ -35,6 +36,15 @@ NBGRADER_COLUMNS = [
     "max_score",
 ]
 MISSING = "missing"
+
+
+class _Shared(TypedDict):
+    """The fields of a :class:`LabGrade` that come from the lab and the student alone."""
+
+    duedate: str
+    last_name: str
+    first_name: str
+    email: str
 
 
 @dataclass
@@ -71,7 +81,7 @@ def collect_grades(course: Course) -> list[LabGrade]:
             assignment = gradebook.find_assignment(lab)
             for student_id in sorted(students):
                 student = students[student_id]
-                common = {
+                common: _Shared = {
                     "duedate": "" if assignment.duedate is None else str(assignment.duedate),
                     "last_name": student.last_name or "",
                     "first_name": student.first_name or "",

@@ -62,6 +62,21 @@ class NotPlainData(TypeError):
     """A value that cannot cross the grading boundary; the message names its type."""
 
 
+def _frozen_dataclass(kind: type) -> bool:
+    """Whether ``kind`` is a frozen dataclass (its fields cannot change after ``__init__``).
+
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class Point:
+    ...     x: int
+    >>> _frozen_dataclass(Point), _frozen_dataclass(int)
+    (True, False)
+    """
+    # The dataclass parameters are where dataclasses keeps "frozen"; the module has no
+    # public accessor for it.
+    parameters = getattr(kind, "__dataclass_params__", None)
+    return dataclasses.is_dataclass(kind) and getattr(parameters, "frozen", False) is True
+
+
 def describe_type(value: Any) -> str:
     """A short name of ``value``'s type for messages (``'a list'``, ``'a Sneaky'``).
 
@@ -119,8 +134,7 @@ def _to_json(value: Any, depth: int) -> Any:
     if (
         isinstance(module, str)
         and module.startswith(VALUE_CLASS_PREFIX)
-        and dataclasses.is_dataclass(kind)
-        and kind.__dataclass_params__.frozen
+        and _frozen_dataclass(kind)
     ):
         fields = {
             field.name: _to_json(getattr(value, field.name), depth + 1)
@@ -180,18 +194,14 @@ def _from_json(raw: Any, depth: int) -> Any:
     raise NotPlainData(f"malformed plain data (tag {tag!r})")
 
 
-def _value_object(raw: dict, depth: int) -> Any:
+def _value_object(raw: dict[str, Any], depth: int) -> Any:
     name, fields = raw.get("value"), raw.get("fields")
     if type(name) is not str or type(fields) is not dict or ":" not in name:
         raise NotPlainData("malformed value object")
     module_name, _, qualname = name.partition(":")
     module = sys.modules.get(module_name) if module_name.startswith(VALUE_CLASS_PREFIX) else None
     kind = getattr(module, qualname, None) if "." not in qualname else None
-    if (
-        not isinstance(kind, type)
-        or not dataclasses.is_dataclass(kind)
-        or not kind.__dataclass_params__.frozen
-    ):
+    if not isinstance(kind, type) or not _frozen_dataclass(kind):
         raise NotPlainData(f"a {qualname} (not one of the project's value classes)")
     expected = {field.name for field in dataclasses.fields(kind) if field.init}
     if set(fields) != expected:

@@ -5,10 +5,14 @@ printed."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploylab.grading.cells import grade_id_of, nbgrader_meta
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 __all__ = ["TestOutcome", "score_tests"]
 
@@ -27,7 +31,7 @@ class TestOutcome:
     message: str = ""
     raw_points: float | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "outcome": self.outcome,
             "points": self.points,
@@ -45,7 +49,9 @@ def finite_points(value: Any, limit: float | None) -> float | None:
 # ---------------------------------------------------------------------------------------
 # Scoring
 # ---------------------------------------------------------------------------------------
-def score_tests(tests: dict, notebook) -> tuple[dict[str, list], float, float]:
+def score_tests(
+    tests: Mapping[str, Any], notebook: NotebookNode
+) -> tuple[dict[str, list[float | None]], float, float]:
     """Points per graded cell, earned and possible, from the trusted tests' outcomes.
 
     ``tests`` maps a test cell's grade_id to its :class:`~deploylab.grading.execute.TestOutcome`
@@ -58,15 +64,15 @@ def score_tests(tests: dict, notebook) -> tuple[dict[str, list], float, float]:
     >>> score_tests({"a": TestOutcome("passed", 2.0, 2.0), "b": TestOutcome("not run", None, 3.0)}, nb)
     ({'a': [2.0, 2.0], 'b': [None, 3.0]}, 2.0, 5.0)
     """
-    cells: dict[str, list] = {}
+    cells: dict[str, list[float | None]] = {}
     for grade_id, outcome in tests.items():
         data = outcome if isinstance(outcome, dict) else outcome.to_json()
         cells[grade_id] = [data.get("points"), float(data.get("max_points") or 0)]
     for cell in notebook.cells:
         meta = nbgrader_meta(cell)
-        grade_id = grade_id_of(cell)
-        if meta.get("grade") and meta.get("solution") and grade_id and grade_id not in cells:
-            cells[grade_id] = [None, float(meta.get("points", 0) or 0)]
+        cell_id = grade_id_of(cell)
+        if meta.get("grade") and meta.get("solution") and cell_id and cell_id not in cells:
+            cells[cell_id] = [None, float(meta.get("points", 0) or 0)]
     earned_total = sum(earned for earned, _ in cells.values() if earned is not None)
-    max_total = sum(max_points for _, max_points in cells.values())
+    max_total = sum(max_points for _, max_points in cells.values() if max_points is not None)
     return cells, earned_total, max_total

@@ -37,7 +37,7 @@ import socket
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, TypeVar
 
 from deploylab.grading import plain_data
 from deploylab.grading.call_loop import FrameError, read_frame, write_frame
@@ -109,7 +109,10 @@ class KernelChannel:
             self.connection = None
 
 
-def _grader_message(exception: BaseException, text: str) -> BaseException:
+_Raised = TypeVar("_Raised", bound=BaseException)
+
+
+def _grader_message(exception: _Raised, text: str) -> _Raised:
     exception.deploylab_message = text  # type: ignore[attr-defined]
     return exception
 
@@ -259,7 +262,8 @@ def _text_of(node: ast.AST | None) -> str | None:
         return node.value
     if isinstance(node, ast.JoinedStr):
         return "".join(
-            part.value if isinstance(part, ast.Constant) else "…" for part in node.values
+            part.value if isinstance(part, ast.Constant) and isinstance(part.value, str) else "…"
+            for part in node.values
         )
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = _text_of(node.left), _text_of(node.right)
@@ -333,8 +337,9 @@ class TrustedTests:
 
     def _run(self, tree: ast.Module) -> Any:
         body, last = tree.body, None
-        if body and isinstance(body[-1], ast.Expr):
-            body, last = body[:-1], body[-1]
+        tail = body[-1] if body else None
+        if isinstance(tail, ast.Expr):
+            body, last = body[:-1], tail
         exec(compile(ast.Module(body, type_ignores=[]), _TEST_FILE, "exec"), self.namespace)
         if last is None:
             return None

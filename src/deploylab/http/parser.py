@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import re
+from typing import Generic, TypeVar
 
 import httptools
 
 from deploylab.http.body import RequestBody
 from deploylab.http.messages import Headers, HTTPError, Limits, Request, Response
+
+#: What a parser hands out: requests (:class:`RequestParser`) or responses.
+Message = TypeVar("Message", Request, Response)
 
 #: A ``Host`` value: a reg-name or IPv4 address, or an IPv6 literal, with an optional port
 #: (RFC 9110 §7.2, RFC 3986 §3.2.2). ``Host: a b`` or ``Host: a/b`` is refused (nginx: 400).
@@ -50,10 +54,10 @@ def _asks_upgrade(headers: Headers) -> bool:
     )
 
 
-class _Base:
+class _Base(Generic[Message]):
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        self._done: list = []
+        self._done: list[Message] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -97,7 +101,9 @@ class _Base:
         """True while a message's headers are in but its body is not complete."""
         return self._started and self._headers_complete
 
-    def _feed(self, parser, data: bytes) -> None:
+    def _feed(
+        self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser, data: bytes
+    ) -> None:
         try:
             parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
@@ -111,7 +117,7 @@ class _Base:
             raise HTTPError(400, str(error) or type(error).__name__) from None
 
 
-class RequestParser(_Base):
+class RequestParser(_Base[Request]):
     """Turn bytes from a client into :class:`Request` objects.
 
     >>> parser = RequestParser()
@@ -323,7 +329,7 @@ class RequestParser(_Base):
                 return
 
 
-class ResponseParser(_Base):
+class ResponseParser(_Base[Response]):
     """Turn bytes from an upstream into :class:`Response` objects.
 
     Informational (1xx) responses are skipped: the next response is the final one. Set

@@ -270,14 +270,17 @@ def _validate_steps(steps) -> list[str]:
         raise ConfigRejected("reload_steps should be a list of commands (strings)")
     if not 1 <= len(steps) <= 10:
         raise ConfigRejected("reload_steps should hold between 1 and 10 commands")
+    normalised = []
     for number, step in enumerate(steps, start=1):
-        if normalise_step(step) is None:
+        command = normalise_step(step)
+        if command is None:
             # The learner's text is not repeated: feedback holds only the grader's words.
             raise ConfigRejected(
                 f"reload_steps: command {number} is not a command of this lab; use "
                 + ", ".join(sorted(STEPS))
             )
-    return [normalise_step(step) for step in steps]
+        normalised.append(command)
+    return normalised
 
 
 def _remap_ports(scenario: dict) -> dict:

@@ -239,14 +239,21 @@ class _Nginx:
         return ok, message
 
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.master() is not None
+
+    def master(self) -> subprocess.Popen | None:
+        """The nginx master process while it runs, else ``None``."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        return self.process
 
     async def reload(self) -> tuple[bool, str]:
-        if not self.running():
+        master = self.master()
+        if master is None:
             return False, "[error] nginx is not running (no master process to signal)"
         old = set(self.workers)
         self._new_log()
-        os.kill(self.process.pid, signal.SIGHUP)
+        os.kill(master.pid, signal.SIGHUP)
         self.workers = set()
         ok, message = await self._wait_for(started=True, timeout=4)
         if not ok:
@@ -265,13 +272,14 @@ class _Nginx:
         return True, ""
 
     async def signal_and_wait(self, signal_number: int) -> tuple[bool, str]:
-        if not self.running():
+        master = self.master()
+        if master is None:
             return False, "[error] nginx is not running (no master process to signal)"
-        os.kill(self.process.pid, signal_number)
+        os.kill(master.pid, signal_number)
         deadline = time.monotonic() + 4
-        while time.monotonic() < deadline and self.process.poll() is None:
+        while time.monotonic() < deadline and master.poll() is None:
             await asyncio.sleep(0.01)
-        if self.process.poll() is None:
+        if master.poll() is None:
             self.kill()
         self.kill()  # workers left behind, if any
         return True, ""
@@ -423,7 +431,8 @@ class _Job:
         return {**request, **outcome, "seen": self.records[before:][-4:]}
 
     async def _change(self, nginx: _Nginx, change: dict) -> dict:
-        counts = {"sent": 0, "failed": 0, "failures": {}}
+        counts = {"sent": 0, "failed": 0}
+        failures: dict[str, int] = {}
         stop = asyncio.Event()
         answered = asyncio.Event()
         traffic = change["traffic"]
@@ -445,7 +454,7 @@ class _Job:
                 )
                 if failure:
                     counts["failed"] += 1
-                    counts["failures"][failure] = counts["failures"].get(failure, 0) + 1
+                    failures[failure] = failures.get(failure, 0) + 1
                 await asyncio.sleep(0.002)
 
         async def every_client_finished(targets: list[int]) -> None:
@@ -480,7 +489,13 @@ class _Job:
             if time.monotonic() >= self.deadline:
                 break
             after.append(await self._observed(request))
-        return {**counts, "steps": steps, "after": after, "running": nginx.running()}
+        return {
+            **counts,
+            "failures": failures,
+            "steps": steps,
+            "after": after,
+            "running": nginx.running(),
+        }
 
     async def _step(self, nginx: _Nginx, step: str) -> tuple[bool, str]:
         action = STEPS.get(normalise_step(step) or "")
@@ -498,9 +513,10 @@ class _Job:
             await nginx.signal_and_wait(signal.SIGQUIT)
             return await nginx.start()
         if action == "reopen":
-            if not nginx.running():
+            master = nginx.master()
+            if master is None:
                 return False, "[error] nginx is not running (no master process to signal)"
-            os.kill(nginx.process.pid, signal.SIGUSR1)
+            os.kill(master.pid, signal.SIGUSR1)
             return True, ""
         return False, "not a command of this lab"
 

@@ -34,10 +34,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
-__all__ = ["HarnessFailed", "SandboxLimits", "Session", "run_job", "sandbox_available", "warm_up"]
+if TYPE_CHECKING:
+    from deploylab.grading.limits import Limits
+
+__all__ = ["HarnessFailed", "Session", "run_job", "sandbox_available", "sandbox_limits", "warm_up"]
 
 #: Largest result the harness may print (bytes); anything longer is a grader problem.
 MAX_RESULT_BYTES = 4 * 1024 * 1024
@@ -52,20 +55,21 @@ class HarnessFailed(RuntimeError):
     of the grading machine, not of the learner's configuration."""
 
 
-@dataclass(frozen=True)
-class SandboxLimits:
-    """Limits of the nginx lab's sandbox, in the shape :mod:`deploylab.grading.sandbox` reads
-    (the fields of :class:`deploylab.grading.execute.Limits`; that module is not imported
-    here because it loads nbformat, seconds of start-up in the trusted tests)."""
+def sandbox_limits() -> Limits:
+    """Limits of the nginx lab's sandbox: the grading sandbox's, smaller (the harness, one
+    nginx master and worker and ``nginx -t`` need far less than a kernel)."""
+    from deploylab.grading.limits import Limits
 
-    memory_bytes: int = 768 * 1024 * 1024
-    cpu_seconds: int = 20
-    max_processes: int = 32
-    max_output_bytes: int = 64 * 1024
-    max_file_bytes: int = 8 * 1024 * 1024
-    max_open_files: int = 512
-    tmp_bytes: int = 16 * 1024 * 1024
-    max_scratch_files: int = 512
+    return Limits(
+        memory_bytes=768 * 1024 * 1024,
+        cpu_seconds=20,
+        max_processes=32,
+        max_output_bytes=64 * 1024,
+        max_file_bytes=8 * 1024 * 1024,
+        max_open_files=512,
+        tmp_bytes=16 * 1024 * 1024,
+        max_scratch_files=512,
+    )
 
 
 def sandbox_available() -> bool:
@@ -159,7 +163,7 @@ class Session:
             sandbox.check_available()
         except Exception as error:
             raise HarnessFailed(f"the nginx lab sandbox is not available: {error}") from None
-        limits = SandboxLimits()
+        limits = sandbox_limits()
         self._etc = Path(tempfile.mkdtemp(prefix="deploylab-nginx-etc-"))
         scratch = Path(tempfile.mkdtemp(prefix="dl-nginx-"))
         hosts = self._etc / "hosts"
@@ -186,6 +190,7 @@ class Session:
         self._ready = False
         try:
             self.process = _popen(command, env=handle.environment(), pass_fds=handle.pass_fds())
+            self._to_harness, self._from_harness = _pipes(self.process)
         except BaseException:
             self._forget_files()
             raise
@@ -216,7 +221,7 @@ class Session:
 
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
+            selector.register(self._from_harness, selectors.EVENT_READ)
             while b"\n" not in self._buffer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -225,7 +230,7 @@ class Session:
                     )
                 if not selector.select(remaining):
                     continue
-                chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+                chunk = os.read(self._from_harness.fileno(), 1 << 16)
                 if not chunk:
                     raise HarnessFailed("the nginx lab sandbox stopped")
                 self._buffer += chunk
@@ -238,8 +243,8 @@ class Session:
         """Send ``job``, return its result (:class:`HarnessFailed` if none comes in time)."""
         self._wait_until_ready()
         try:
-            self.process.stdin.write((json.dumps(job) + "\n").encode())
-            self.process.stdin.flush()
+            self._to_harness.write((json.dumps(job) + "\n").encode())
+            self._to_harness.flush()
         except OSError:
             raise HarnessFailed("the nginx lab sandbox stopped") from None
         line = self._read_line(timeout)
@@ -297,6 +302,13 @@ def _popen(command: list[str], **options) -> subprocess.Popen:
         start_new_session=True,
         **options,
     )
+
+
+def _pipes(process: subprocess.Popen) -> tuple[IO[bytes], IO[bytes]]:
+    """The harness's stdin and stdout (``_popen`` always makes both pipes)."""
+    if process.stdin is None or process.stdout is None:
+        raise HarnessFailed("the nginx lab sandbox was started without its pipes")
+    return process.stdin, process.stdout
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -13,6 +13,9 @@ from email.utils import formatdate, parsedate_to_datetime
 from deploylab.http.headers import get_header, remove_hop_by_hop
 from deploylab.http.messages import Headers, Response
 
+#: The request header values (lower-case name, value) a stored response varies on.
+VaryFingerprint = tuple[tuple[str, str], ...]
+
 #: Status codes a cache may store without explicit freshness (RFC 9110 §15.1).
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 #: Statuses this cache understands well enough to store at all.
@@ -215,7 +218,7 @@ def must_revalidate_before_use(response_headers: Headers, age: float) -> bool:
     return age >= freshness_lifetime(response_headers)
 
 
-def vary_fingerprint(response_headers: Headers, request_headers: Headers) -> tuple | None:
+def vary_fingerprint(response_headers: Headers, request_headers: Headers) -> VaryFingerprint | None:
     """The request header values a response's ``Vary`` depends on; two requests may share a
     stored response only if their fingerprints are equal. None for ``Vary: *`` (never reuse).
 
@@ -307,7 +310,7 @@ class CachedResponse:
     response: Response
     request_time: float
     response_time: float
-    fingerprint: tuple = ()
+    fingerprint: VaryFingerprint = ()
 
     def age(self, now: float) -> float:
         return current_age(
@@ -352,7 +355,9 @@ class SharedCache:
     max_entries: int = 256
     max_bytes: int = 64 * 1024 * 1024
     max_entry_bytes: int = 8 * 1024 * 1024
-    entries: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    entries: collections.OrderedDict[str, list[CachedResponse]] = field(
+        default_factory=collections.OrderedDict
+    )
     hits: int = 0
     misses: int = 0
     bytes: int = 0
