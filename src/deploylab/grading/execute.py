@@ -19,6 +19,11 @@ Its parts, one job each: :mod:`~deploylab.grading.kernel` (the kernel manager),
 :mod:`~deploylab.grading.trusted_process` (the test process), :mod:`~deploylab.grading.outputs`
 (what outputs are kept), :mod:`~deploylab.grading.scoring` (what a test cell earned),
 :mod:`~deploylab.grading.status` (the vocabulary), :mod:`~deploylab.grading.cells` (cell roles).
+
+Why this module is a little over 600 lines: what is left here is one decision, the order of
+a graded run (start the kernel while the trusted tests run the leading setup cells, then each
+cell with its limit, then the outcome). Splitting that sequence would spread one timeline
+over several files.
 """
 
 from __future__ import annotations
