@@ -552,6 +552,11 @@ KNOWN_SLIDE_PROBLEMS = {
     "03-autoscaling": "slide 23 of 37: wider than the slide: div.widget-html-content",
 }
 
+#: The same widget after the walk (its flash-crowd demo pressed), out of slide mode at 1024 px:
+#: it ends ~20 px past the notebook (the Run-All test, which pressed no demo, saw it fit).
+#: Strict like the entry above.
+KNOWN_OVERFLOWS_AFTER_THE_WALK = {"03-autoscaling": "div.widget-html-content: right edge at"}
+
 
 def slide_problems(page, scheme: str, label: str) -> list[str]:
     """Unreadable texts on the visible slide and its bar, widgets on it wider than the notebook
@@ -605,9 +610,15 @@ def check_the_lesson_widget(page, lesson: Path, widget, artifacts_dir: Path) -> 
     assert not keyboard["squeezed"], (
         f"{lesson.name}: widget parts squeezed at 1024 px: {keyboard['squeezed']}"
     )
-    assert not keyboard["overflowing"], (
-        f"{lesson.name}: widgets wider than the page at 1024 px: {keyboard['overflowing']}"
-    )
+    overflowing = keyboard["overflowing"]
+    known = KNOWN_OVERFLOWS_AFTER_THE_WALK.get(lesson.stem)
+    if known:
+        assert any(item.startswith(known) for item in overflowing), (
+            f"{lesson.name}: the known overflow {known!r} is gone: remove it from "
+            f"KNOWN_OVERFLOWS_AFTER_THE_WALK ({overflowing})"
+        )
+        overflowing = [item for item in overflowing if not item.startswith(known)]
+    assert not overflowing, f"{lesson.name}: widgets wider than the page at 1024 px: {overflowing}"
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda path: path.stem)
