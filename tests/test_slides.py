@@ -69,3 +69,42 @@ def test_rise_for_jupyterlab_is_installed_with_the_workbook():
 
     assert any(r.startswith("jupyterlab-rise") for r in requires("deploylab"))
     import jupyterlab_rise  # noqa: F401  (the server extension serving /rise/)
+
+
+def test_present_loads_the_extension_that_starts_the_slides_with_no_key():
+    """``deploylab present`` (only it) hands JupyterLab the ``deploylab-present`` extension,
+    found as JupyterLab finds any prebuilt extension, with the script its loader fetches; the
+    browser test ``test_lesson_runs_as_slides_with_the_keyboard`` presses no key to start."""
+    from jupyterlab_server.config import get_federated_extensions
+
+    from deploylab.slides import PRESENT_ARGUMENTS, PRESENT_EXTENSIONS
+
+    assert f"--LabApp.extra_labextensions_path={PRESENT_EXTENSIONS}" in PRESENT_ARGUMENTS
+    found = get_federated_extensions([str(PRESENT_EXTENSIONS)])
+    assert list(found) == ["deploylab-present"]
+    build = found["deploylab-present"]["jupyterlab"]["_build"]
+    script = PRESENT_EXTENSIONS / "deploylab-present" / build["load"]
+    assert build["extension"] == "./extension" and script.is_file()
+    assert '"deploylab-present"' in script.read_text()  # the container name JupyterLab looks up
+    # plain deploylab lab does not load it
+    command = jupyter_lab_command(ROOT, 8899, False)
+    assert not any("extra_labextensions_path" in part for part in command)
+
+
+@pytest.mark.parametrize("lesson", LESSONS + KOREAN_LESSONS, ids=lambda path: path.as_posix())
+def test_every_lesson_has_the_one_slide_mode_cell_the_extension_runs(lesson):
+    """``deploylab-present`` runs the code cell marked ``metadata.deploylab.slide_control``:
+    each lesson, English and Korean, has exactly one, on the first slide, and it draws the
+    lesson's own slides."""
+    from deploylab.widgets.slide_mode import slide_groups
+
+    notebook = nbformat.read(lesson, as_version=4)
+    marked = [
+        index
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and cell.metadata.get("deploylab", {}).get("slide_control")
+    ]
+    assert len(marked) == 1, f"{lesson.name}: slide-mode cells at {marked}, expected one"
+    slides, _notes = slide_groups(notebook)
+    assert marked[0] in slides[0], f"{lesson.name}: the slide-mode cell is not on slide 1"
+    assert f'SlideMode("{lesson.name}")' in notebook.cells[marked[0]].source

@@ -9,7 +9,9 @@ slide is decided here, once, by :func:`slide_type_of` (a ``##`` heading starts a
 ``###`` heading a sub-slide, a cell that would overflow the slide starts a sub-slide of its
 own); ``python -m deploylab.slides lessons/*.ipynb`` writes the result into each lesson and a test checks that it stays
 written. The notebook-level ``rise`` settings (:data:`RISE_SETTINGS`) give a large font and
-start the slideshow as soon as the notebook opens.
+start the slideshow as soon as the notebook opens. Under ``deploylab present`` the slides start
+with no key pressed: a small JupyterLab extension (:data:`PRESENT_EXTENSIONS`, loaded only
+there) runs the lesson's slide-mode cell once its kernel is idle.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 __all__ = [
     "LESSON_PATTERN",
     "PRESENT_ARGUMENTS",
+    "PRESENT_EXTENSIONS",
     "RISE_SETTINGS",
     "SLIDE_LINES",
     "LessonNotFoundError",
@@ -179,9 +182,17 @@ def apply_slide_metadata(notebook) -> bool:
     return changed
 
 
+#: The JupyterLab extensions only ``deploylab present`` loads: ``deploylab-present`` runs a
+#: lesson's slide-mode cell when the lesson opens, so the slides start with no key pressed.
+PRESENT_EXTENSIONS = Path(__file__).with_name("present_labextension")
+
 #: What ``deploylab present`` adds to JupyterLab: kernels learn that slide mode should start
-#: at once and run each slide's cells on entry, which needs the page's ``window.jupyterapp``.
-PRESENT_ARGUMENTS = ("--LabApp.expose_app_in_browser=True",)
+#: at once and run each slide's cells on entry, which needs the page's ``window.jupyterapp``;
+#: the slide-mode cell itself is run by the extensions in :data:`PRESENT_EXTENSIONS`.
+PRESENT_ARGUMENTS = (
+    "--LabApp.expose_app_in_browser=True",
+    f"--LabApp.extra_labextensions_path={PRESENT_EXTENSIONS}",
+)
 
 
 def _present(args: argparse.Namespace) -> int:
@@ -213,7 +224,7 @@ def _present(args: argparse.Namespace) -> int:
     if args.rise:
         print("  RISE page: slides only; widgets do not render there (jupyterlab-rise issue 119)")
     else:
-        print("  Shift+Enter on the slide-mode cell starts the slides; each slide's code runs")
+        print("  The slides start by themselves once the kernel is ready; each slide's code runs")
         print("  as you enter it. Keys: → / Space / Page Down next, ← / Page Up back, Home, End;")
         print("  in a focused widget Space plays/pauses and → steps; n speaker notes; Esc leaves")
     return serve_workbook(

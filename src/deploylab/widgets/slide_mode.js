@@ -82,6 +82,16 @@ function render({ model, el }) {
   };
   const ownCellWidget = (content) => content.widgets.find((cell) => cell.node === ownCell);
 
+  // Speaker notes are markdown: **bold** is shown bold, the rest as plain text.
+  const showNotes = (text) => {
+    notes.replaceChildren(...text.split(/\*\*(.+?)\*\*/s).map((part, k) => {
+      if (k % 2 === 0) return document.createTextNode(part);
+      const strong = document.createElement("strong");
+      strong.textContent = part;
+      return strong;
+    }));
+  };
+
   const show = (index) => {
     const total = slides().length;
     const i = Math.max(0, Math.min(total - 1, index));
@@ -89,7 +99,7 @@ function render({ model, el }) {
     const all = cells();
     all.forEach((cell, j) => cell.classList.toggle("dl-off-slide", presenting && !on.has(j) && cell !== ownCell));
     counter.textContent = say(model, "counter", "slide {n} of {total}", { n: i + 1, total });
-    notes.textContent = (model.get("notes") || {})[String(i)] || say(model, "no_notes", "(no speaker notes on this slide)");
+    showNotes((model.get("notes") || {})[String(i)] || say(model, "no_notes", "(no speaker notes on this slide)"));
     if (model.get("current") !== i) { model.set("current", i); model.save_changes(); }
     const first = all[(slides()[i] || [])[0]];
     if (presenting && first) first.scrollIntoView({ block: "start" });
@@ -118,7 +128,8 @@ function render({ model, el }) {
       Escape: () => stop(),
       n: () => { notes.hidden = !notes.hidden; },
     };
-    const move = moves[event.key];
+    // A Korean keyboard in Hangul mode sends "ㅜ" for the n key: its key code still says n.
+    const move = moves[event.code === "KeyN" ? "n" : event.key];
     if (!move) return;
     event.preventDefault();
     event.stopPropagation();
