@@ -295,7 +295,7 @@ KEYBOARD_AND_OVERFLOW_JS = r"""
       const s = getComputedStyle(node);
       if (r.width < 1 || r.height < 1 || s.visibility === "hidden" || Number(s.opacity) === 0) continue;
       if (r.right > edge + 8) {
-        overflowing.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: right edge at ${Math.round(r.right)}px, notebook ends at ${Math.round(edge)}px`);
+        overflowing.push(`${node.tagName.toLowerCase()}.${node.className.baseVal ?? node.className}: right edge at ${Math.round(r.right)}px, notebook ends at ${Math.round(edge)}px (${node.textContent.trim().slice(0, 60)} | ${node.innerHTML.slice(0, 200)})`);
         break;
       }
     }
@@ -543,21 +543,6 @@ BAR_OUTSIDE_WINDOW_JS = """(bar) => { const r = bar.getBoundingClientRect();
     ? `bar at ${Math.round(r.left)},${Math.round(r.top)}-${Math.round(r.right)},${Math.round(r.bottom)} in ${innerWidth}x${innerHeight}` : null; }"""
 
 
-#: Known, kept visible: the one slide problem each lesson is expected to show until it is
-#: fixed. It must still be found (the test fails the day it goes, so the entry goes too) and
-#: nothing else may be. Lesson 03: in slide mode at 1024 px the autoscaling explorer's DemoPanel
-#: has an HTML widget 20 px wider than the notebook (widgets/autoscale.py; the same widget fits
-#: out of slide mode at 1024 px, checked below).
-KNOWN_SLIDE_PROBLEMS = {
-    "03-autoscaling": "slide 23 of 37: wider than the slide: div.widget-html-content",
-}
-
-#: The same widget after the walk (its flash-crowd demo pressed), out of slide mode at 1024 px:
-#: it ends ~20 px past the notebook (the Run-All test, which pressed no demo, saw it fit).
-#: Strict like the entry above.
-KNOWN_OVERFLOWS_AFTER_THE_WALK = {"03-autoscaling": "div.widget-html-content: right edge at"}
-
-
 def slide_problems(page, scheme: str, label: str) -> list[str]:
     """Unreadable texts on the visible slide and its bar, widgets on it wider than the notebook
     or squeezed, and a bar outside the window."""
@@ -611,13 +596,6 @@ def check_the_lesson_widget(page, lesson: Path, widget, artifacts_dir: Path) -> 
         f"{lesson.name}: widget parts squeezed at 1024 px: {keyboard['squeezed']}"
     )
     overflowing = keyboard["overflowing"]
-    known = KNOWN_OVERFLOWS_AFTER_THE_WALK.get(lesson.stem)
-    if known:
-        assert any(item.startswith(known) for item in overflowing), (
-            f"{lesson.name}: the known overflow {known!r} is gone: remove it from "
-            f"KNOWN_OVERFLOWS_AFTER_THE_WALK ({overflowing})"
-        )
-        overflowing = [item for item in overflowing if not item.startswith(known)]
     assert not overflowing, f"{lesson.name}: widgets wider than the page at 1024 px: {overflowing}"
 
 
@@ -694,13 +672,6 @@ def test_lesson_runs_as_slides_with_the_keyboard(
         widget = page.locator(selector).first
         widget.wait_for(state="attached", timeout=30_000)
         page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-last-dark.png"))
-        known = KNOWN_SLIDE_PROBLEMS.get(lesson.stem)
-        if known:
-            assert any(issue.startswith(known) for issue in slide_issues), (
-                f"{lesson.name}: the known problem {known!r} is gone: remove it from "
-                f"KNOWN_SLIDE_PROBLEMS ({slide_issues})"
-            )
-            slide_issues = [issue for issue in slide_issues if not issue.startswith(known)]
         assert not slide_issues, (
             f"{lesson.name}: slides unreadable or cut at 1024 px: {slide_issues}"
         )

@@ -165,9 +165,11 @@ class AutoscaleExplorer(widgets.VBox):
             ]
         )
         # Controls keep their width and the table wraps under them on a narrow page, instead
-        # of the controls being squeezed (they were 40 px wide at 1024 px).
+        # of the controls being squeezed (they were 40 px wide at 1024 px). The table's basis
+        # is its own width ("auto"), so it wraps as soon as it would not fit beside them (a
+        # fixed 360 px basis kept it beside them at 1024 px, 20 px past the notebook).
         controls.layout = widgets.Layout(flex="0 0 auto", min_width="330px")
-        self.metrics.layout = widgets.Layout(flex="1 1 360px", min_width="0", overflow_x="auto")
+        self.metrics.layout = widgets.Layout(flex="1 1 auto", min_width="0", overflow_x="auto")
         super().__init__(
             [
                 widgets.HBox([controls, self.metrics], layout=widgets.Layout(flex_flow="row wrap")),
