@@ -94,35 +94,3 @@ def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
 
-
-# ---------------------------------------------------------------------------------------
-# Parallel runs (pytest-xdist, `tools/test.sh` runs `-n 2 --dist loadgroup`)
-# ---------------------------------------------------------------------------------------
-#: Test files that must share one worker: they share a per-process cache, or they change
-#: machine-wide state (unix users, the hub's ports) that two workers must not touch at once.
-#: Every other file is a group of its own, so its module-scoped fixtures (a JupyterLab, an
-#: nginx sandbox, a seeded course) start once, as in a serial run.
-SHARED_WORKER_GROUPS = {
-    # tests/notebooks.executed_lesson runs each lesson once per process for both
-    "test_notebooks.py": "executed-lessons",
-    "test_export_html.py": "executed-lessons",
-    # real unix users and JupyterHubs (useradd locks /etc/passwd; one hub at a time)
-    "test_classroom_browser.py": "unix-users",
-    "test_classroom_hub.py": "unix-users",
-    "test_classroom_missing.py": "unix-users",
-    "test_classroom_roster.py": "unix-users",
-    "test_workbook_browser.py": "unix-users",
-    "test_workspace.py": "unix-users",
-}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every test an ``xdist_group``: its file, or the shared group its file belongs to
-    (before xdist reads the marks, hence ``tryfirst``). Without xdist nothing changes."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = SHARED_WORKER_GROUPS.get(item.path.name, path)
-        item.add_marker(pytest.mark.xdist_group(group))

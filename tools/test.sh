@@ -31,7 +31,4 @@ deploylab translate check || { echo "!! translations are missing or stale (cell 
 echo "==> the widget manager for take-home HTML copies (npm, once)"
 deploylab export-html --fetch-only || echo "!! could not fetch it from npm: tests/test_export_html.py will skip (fail on CI)" >&2
 echo "==> pytest"
-# Two workers: much of the suite waits on servers, kernels and browsers, so a second worker
-# uses the time one leaves idle (tests/conftest.py keeps files that share state together).
-# `-n 0` after these runs serially.
-exec pytest -n 2 --dist loadgroup "$@"
+exec pytest "$@"
