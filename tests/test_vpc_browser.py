@@ -14,7 +14,7 @@ from test_browser import (  # noqa: F401 (fixtures)
     BENIGN_CONSOLE_ERRORS,
     browser_context,
     jupyterlab,
-    run_all_cells_until,
+    run_all_cells_to_the_end,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,7 +35,8 @@ def test_vpc_widgets_respond_in_the_browser(jupyterlab, browser_context, artifac
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
         )
-        run_all_cells_until(page, page.locator(".dl-vpc-route").first, 90)
+        run_all_cells_to_the_end(page)
+        page.locator(".dl-vpc-route").first.wait_for(state="attached", timeout=90_000)
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
         )
