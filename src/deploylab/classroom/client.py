@@ -144,6 +144,10 @@ async def _run_cells(session: HubSession, kernel_id: str, cells: list[str]) -> l
     request = HTTPRequest(
         f"{url}/user/{session.username}/api/kernels/{kernel_id}/channels?session_id={session_id}",
         headers={"Authorization": f"token {session.token}"},
+        # The server answers the handshake once the new kernel is up; on a loaded machine that
+        # takes longer than tornado's 20 s default. ``run_cells``' own timeout bounds the whole.
+        connect_timeout=60,
+        request_timeout=600,
     )
     connection = await websocket_connect(request, max_message_size=64 << 20)
     errors: list[str] = []
