@@ -1,4 +1,5 @@
-"""Shared fixtures: free ports, processes that are always stopped, tools that may be missing."""
+"""Shared fixtures: free ports, processes that are always stopped, tools that may be missing;
+and which part of the full run each test file belongs to (:data:`RUN_PARTS`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,46 @@ __all__ = ["free_port", "require_root", "require_tool", "wait_for_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
+
+#: ``tools/test.sh`` runs the whole suite as three pytest processes, chosen by the environment
+#: variable ``DEPLOYLAB_TEST_PART``: "waiting" and "rest" at the same time (the first mostly
+#: waits on Chromium, kernels and JupyterLab, so the two together fill the machine's cores),
+#: then "alone": tests whose assertions need the machine to themselves (load that must raise a
+#: backend's CPU, requests counted while backends change). A file not named here is "rest".
+#: The notebook tests go with the export test: both use the lessons the session ran once.
+RUN_PARTS = {
+    "waiting": {
+        "test_browser.py",
+        "test_classroom_browser.py",
+        "test_export_html.py",
+        "test_lite.py",
+        "test_notebooks.py",
+        "test_vpc_browser.py",
+        "test_workbook_browser.py",
+    },
+    "alone": {"test_autoscale_live.py", "test_balancer_runtime.py", "test_deploy.py"},
+}
+RUN_PART_VARIABLE = "DEPLOYLAB_TEST_PART"
+
+
+def run_part(path: Path) -> str:
+    """The part of the full run that the tests in ``path`` belong to."""
+    return next((part for part, names in RUN_PARTS.items() if path.name in names), "rest")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep only the tests of the part ``DEPLOYLAB_TEST_PART`` names (all when it is unset)."""
+    wanted = os.environ.get(RUN_PART_VARIABLE)
+    if not wanted:
+        return
+    known = [*RUN_PARTS, "rest"]
+    if wanted not in known:
+        raise pytest.UsageError(f"{RUN_PART_VARIABLE}={wanted!r}: expected one of {known}")
+    keep = [item for item in items if run_part(item.path) == wanted]
+    dropped = [item for item in items if run_part(item.path) != wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = keep
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
