@@ -170,6 +170,12 @@ def jupyterlab_present(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def jupyterlab_present_ko(tmp_path_factory):
+    """The Korean edition served by ``deploylab present --lang ko``."""
+    yield from serve_workbook(tmp_path_factory, "ko", "--lang", "ko", command=("present", "05"))
+
+
+@pytest.fixture(scope="module")
 def jupyterlab_ko(tmp_path_factory):
     """The Korean edition in JupyterLab with its Korean language pack (``--lang ko``)."""
     yield from serve_workbook(tmp_path_factory, "ko")
@@ -559,11 +565,15 @@ def slide_problems(page, scheme: str, label: str) -> list[str]:
     return problems
 
 
-def check_the_lesson_widget(page, lesson: Path, widget, artifacts_dir: Path) -> None:
+def check_the_lesson_widget(
+    page, lesson: Path, widget, artifacts_dir: Path, shot: str | None = None
+) -> None:
     """The lesson's widget once every cell has run (out of slide mode, as a learner sees it):
     readable in the light and the dark theme (1400 px), every control named, everything
     clickable reachable with Tab, and nothing squeezed or overflowing at 1024 px; screenshots
-    ``browser-LESSON.png``, ``-dark.png`` and ``-dark-1024.png``."""
+    ``browser-LESSON.png``, ``-dark.png`` and ``-dark-1024.png`` (LESSON: ``shot``, default the
+    lesson's file stem)."""
+    shot = shot or lesson.stem
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.evaluate("window.dispatchEvent(new Event('resize'))")
     set_colour_scheme(page, "light")
@@ -571,18 +581,18 @@ def check_the_lesson_widget(page, lesson: Path, widget, artifacts_dir: Path) -> 
         ".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached", timeout=120_000
     )
     widget.evaluate("node => node.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}.png"))
+    page.screenshot(path=str(artifacts_dir / f"browser-{shot}.png"))
     problems = {"light": unreadable_texts(page)}
     set_colour_scheme(page, "dark")
     widget.evaluate("node => node.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}-dark.png"))
+    page.screenshot(path=str(artifacts_dir / f"browser-{shot}-dark.png"))
     problems["dark"] = unreadable_texts(page)
     page.set_viewport_size({"width": 1024, "height": 900})
     # plots (bqplot) re-measure on the window's resize event, which a real resize sends
     page.evaluate("window.dispatchEvent(new Event('resize'))")
     page.wait_for_timeout(2000)
     widget.evaluate("node => node.scrollIntoView({block: 'center'})")
-    page.screenshot(path=str(artifacts_dir / f"browser-{lesson.stem}-dark-1024.png"))
+    page.screenshot(path=str(artifacts_dir / f"browser-{shot}-dark-1024.png"))
     keyboard = page.evaluate(KEYBOARD_AND_OVERFLOW_JS, widget_roots(page).element_handles())
     nameless = controls_without_names(page)
     assert not problems["light"] and not problems["dark"], (
@@ -599,19 +609,36 @@ def check_the_lesson_widget(page, lesson: Path, widget, artifacts_dir: Path) -> 
     assert not overflowing, f"{lesson.name}: widgets wider than the page at 1024 px: {overflowing}"
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=lambda path: path.stem)
+#: Every English lesson, and one of the Korean edition in Korean JupyterLab
+#: (``deploylab present --lang ko``: the slide bar, the notes and the demo in Korean).
+SLIDE_WALKS = [(path, "en") for path in LESSONS] + [
+    (path, "ko") for path in KOREAN_LESSONS if path.stem == "05-vpc-and-cidr"
+]
+
+
+@pytest.mark.parametrize(
+    ("lesson", "lang"),
+    SLIDE_WALKS,
+    ids=[path.stem if lang == "en" else f"{path.stem}-{lang}" for path, lang in SLIDE_WALKS],
+)
 def test_lesson_runs_as_slides_with_the_keyboard(
-    lesson, jupyterlab_present, browser_context, artifacts_dir
+    lesson, lang, request, browser_context, artifacts_dir
 ):
     """A presenter's whole lesson: the slides start by themselves when the notebook opens
     (``deploylab present``), → walks every slide while its code runs, the first slide is read
     in the light and the dark theme with its speaker notes shown (``n``), every slide in the
     dark theme at 1024 px, each demo button is pressed; then Esc leaves the slides and the
     lesson's widget gets the learner's checks (:func:`check_the_lesson_widget`). No cell may
-    raise and the console must log no errors."""
+    raise and the console must log no errors. In Korean, the interface, the slide counter and
+    the demo buttons speak Korean."""
+    from deploylab.widgets.labels import widget_labels
     from deploylab.widgets.slide_mode import slide_groups
 
-    base, token = jupyterlab_present
+    base, token = request.getfixturevalue(
+        "jupyterlab_present" if lang == "en" else f"jupyterlab_present_{lang}"
+    )
+    shot = lesson.stem if lang == "en" else f"{lesson.stem}-{lang}"  # screenshot names
+    counter_text = widget_labels("slide_mode", lang).get("counter", "slide {n} of {total}")
     settings = lesson_settings(lesson)
     selector = settings.get("browser_selector")
     assert selector, f"{lesson.name} names no widget selector in metadata.deploylab"
@@ -628,12 +655,14 @@ def test_lesson_runs_as_slides_with_the_keyboard(
         page.goto(f"{base}/lab/tree/{relative}?token={token}&reset", wait_until="domcontentloaded")
         # No key at all: deploylab present runs the slide-mode cell once the kernel is ready.
         page.wait_for_selector(".jp-Notebook.dl-presenting", state="attached", timeout=120_000)
+        if lang == "ko":
+            assert_interface_is_korean(page, lesson.name)
         counter = page.locator(".dl-slide-counter").first
         timeout_ms = int(settings.get("browser_timeout_s", 90)) * 1000 * 3
         for number in range(1, len(slides) + 1):
             if number > 1:
                 page.keyboard.press("ArrowRight")
-            expected = f"slide {number} of {len(slides)}"
+            expected = counter_text.format(n=number, total=len(slides))
             page.wait_for_function(
                 "([node, text]) => node.textContent === text",
                 arg=[counter.element_handle(), expected],
@@ -651,16 +680,16 @@ def test_lesson_runs_as_slides_with_the_keyboard(
                 if 0 in notes:
                     assert notes_box.inner_text().strip(), f"{lesson.name}: empty speaker notes"
                 slide_issues += slide_problems(page, "light", expected)
-                page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-first.png"))
+                page.screenshot(path=str(artifacts_dir / f"slides-{shot}-first.png"))
                 set_colour_scheme(page, "dark")
                 slide_issues += slide_problems(page, "dark", expected)
-                page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-dark.png"))
+                page.screenshot(path=str(artifacts_dir / f"slides-{shot}-dark.png"))
                 page.keyboard.press("n")
                 notes_box.wait_for(state="hidden", timeout=5_000)
             else:
                 slide_issues += slide_problems(page, "dark", expected)
             if page.locator(".jp-Cell:not(.dl-off-slide) .dl-demo-button").count():
-                demo_said += press_demo_buttons(page, lesson.stem, artifacts_dir)
+                demo_said += press_demo_buttons(page, shot, artifacts_dir)
         # Every slide was entered, so every code cell runs: wait for the last, then the widget.
         page.wait_for_function(
             """() => document.querySelector(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']") ||
@@ -671,19 +700,19 @@ def test_lesson_runs_as_slides_with_the_keyboard(
         )
         widget = page.locator(selector).first
         widget.wait_for(state="attached", timeout=30_000)
-        page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-last-dark.png"))
+        page.screenshot(path=str(artifacts_dir / f"slides-{shot}-last-dark.png"))
         assert not slide_issues, (
             f"{lesson.name}: slides unreadable or cut at 1024 px: {slide_issues}"
         )
         page.keyboard.press("Escape")
         page.wait_for_selector(".jp-Notebook:not(.dl-presenting)", timeout=10_000)
-        check_the_lesson_widget(page, lesson, widget, artifacts_dir)
+        check_the_lesson_widget(page, lesson, widget, artifacts_dir, shot)
         error_outputs = page.locator(
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
         )
         assert error_outputs.count() == 0, f"{lesson.name}: a cell raised an error in the browser"
     except Exception:
-        page.screenshot(path=str(artifacts_dir / f"slides-{lesson.stem}-FAILED.png"))
+        page.screenshot(path=str(artifacts_dir / f"slides-{shot}-FAILED.png"))
         raise
     finally:
         page.emulate_media(color_scheme="light")
