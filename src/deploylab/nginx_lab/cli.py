@@ -9,12 +9,16 @@ __all__ = ["register"]
 
 def register(commands) -> None:
     """Add ``deploylab bench nginx-lab``."""
-    from deploylab.grading.cli import _course_options, _positive_int
+    from deploylab.grading.cli import (
+        _course_options,
+        _positive_int,
+        _without_slow_optional_imports,
+    )
 
     p = commands.add(
         "nginx-lab",
         "grade the nginx lab's master and a wrong submission N times; seconds per submission",
-        _bench,
+        _without_slow_optional_imports(_bench),
         group="bench",
     )
     p.add_argument("--rounds", type=_positive_int, default=5, metavar="N")
