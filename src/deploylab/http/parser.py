@@ -176,6 +176,7 @@ class RequestParser(_Base[Request]):
         self.expect_continue = False
         self.tunnel_data = b""
         self.error: HTTPError | None = None
+        self._good_host = ""  # the last Host value found valid
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -196,8 +197,10 @@ class RequestParser(_Base[Request]):
             raise HTTPError(400, "a request asking to upgrade the protocol cannot carry a body")
         for name, value in self._headers:
             lowered = name.lower()
-            if lowered == "host" and not valid_host(value):
-                raise HTTPError(400, f"invalid Host header {value!r}")
+            if lowered == "host" and value != self._good_host:
+                if not valid_host(value):
+                    raise HTTPError(400, f"invalid Host header {value!r}")
+                self._good_host = value  # a keep-alive client repeats its own
             if lowered == "content-length" and int(value) > self.limits.max_body:
                 # refuse now, as nginx does, instead of reading (or asking for) the body
                 raise HTTPError(413, f"body of {int(value)} bytes exceeds {self.limits.max_body}")
