@@ -49,6 +49,7 @@ class _Conn:
         "deadline",
         "idle_since",
         "loop",
+        "parser",
         "poller",
         "reader",
         "reading",
@@ -69,6 +70,9 @@ class _Conn:
             self.poller = select.poll()
             self.poller.register(sock.fileno(), select.POLLIN)
         self.reading = False  # a read() is waiting for the upstream
+        #: the last exchange's parser, reused when it was not a HEAD answer's (llhttp stops
+        #: inside that message); a link is only pooled after a clean end of its response
+        self.parser: ResponseParser | None = None
         self.deadline = 0.0  # loop time by which that read must get a byte
         self.watchdog: asyncio.TimerHandle | None = None
         self.watchdog_at = 0.0
@@ -304,7 +308,18 @@ class ConnectionPool:
         returns it and whether the connection may be pooled."""
         head = method == "HEAD"
         over = None if head else stream_over
-        parser = ResponseParser(self.limits, head=head, streaming=over is not None)
+        parser = conn.parser
+        if (
+            parser is not None
+            and not parser.head
+            and not head
+            and parser.streaming == (over is not None)
+        ):
+            parser.restart()  # the last response on this link ended cleanly: llhttp is ready
+        else:
+            parser = conn.parser = ResponseParser(
+                self.limits, head=head, streaming=over is not None
+            )
         conn.writer.write(data)
         per_read = timeout if timeout is not None else self.read_timeout
         if body is None:

@@ -7,6 +7,7 @@ next hop who the client was (``X-Forwarded-For``, ``X-Real-IP``, ``Forwarded`` o
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from deploylab.http.messages import Headers
@@ -68,6 +69,12 @@ def _connection_named(headers: Headers) -> set[str]:
     return named
 
 
+@functools.lru_cache(maxsize=32)
+def _dropped(also: tuple[str, ...]) -> frozenset[str]:
+    """The hop-by-hop fields and ``also``, lowercased (made once per set of names)."""
+    return HOP_BY_HOP | {name.lower() for name in also}
+
+
 def remove_hop_by_hop(headers: Headers, *also: str) -> Headers:
     """``headers`` without hop-by-hop fields: the standard ones and any named in
     ``Connection`` (and without any field called one of ``also``).
@@ -78,10 +85,9 @@ def remove_hop_by_hop(headers: Headers, *also: str) -> Headers:
     >>> remove_hop_by_hop([("Server", "x"), ("Upgrade", "h2c"), ("A", "1")], "Server")
     [('A', '1')]
     """
-    drop = HOP_BY_HOP
-    named = _connection_named(headers)
-    if named or also:
-        drop = drop | named | {name.lower() for name in also}
+    drop = _dropped(also) if also else HOP_BY_HOP
+    if named := _connection_named(headers):
+        drop = drop | named
     return [(key, value) for key, value in headers if key.lower() not in drop]
 
 

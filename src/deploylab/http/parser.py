@@ -371,6 +371,26 @@ class ResponseParser(_Base[Response]):
         self._head_buffer = bytearray()
         self._head_done = False
 
+    def restart(self) -> None:
+        """Get ready for the next response on the same connection, the last one having
+        ended cleanly (llhttp is between messages; a HEAD answer's parser is not reusable:
+        llhttp stopped inside that message). Cheaper than a new parser per request.
+
+        >>> parser = ResponseParser()
+        >>> [r.body for r in parser.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 1\\r\\n\\r\\na")]
+        [b'a']
+        >>> parser.restart()
+        >>> [r.body for r in parser.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 1\\r\\n\\r\\nb")]
+        [b'b']
+        """
+        if self.head:
+            raise ValueError("a HEAD answer's parser cannot be restarted: expected a new one")
+        self._done = []
+        self.keep_alive = True
+        self.extra = False
+        self.informational = 0
+        self._reset()
+
     def on_message_begin(self) -> None:
         if self._done:
             self.extra = True  # a message after the final response

@@ -443,8 +443,11 @@ class _Connection(asyncio.Protocol):
         self.transport.write(serialize_response(response, head=head, keep_alive=keep_alive))
         if response.stream is not None:
             keep_alive = await self._write_stream(response, head) and keep_alive
-        duration_ms = (time.perf_counter() - started) * 1000
-        if self.server.events.active:
+        access_log = log.isEnabledFor(logging.INFO)
+        events_active = self.server.events.active
+        # (no clock read or figure made when neither the events nor the log would show it)
+        duration_ms = (time.perf_counter() - started) * 1000 if access_log or events_active else 0.0
+        if events_active:
             self.server.events.publish(
                 "response",
                 id=request.id,
@@ -454,7 +457,7 @@ class _Connection(asyncio.Protocol):
                 duration_ms=round(duration_ms, 3),
                 headers=list(response.headers),
             )
-        if log.isEnabledFor(logging.INFO):  # the access log (off: no line formatted)
+        if access_log:  # the access log (off: no line formatted)
             log.info(
                 '%s %s "%s %s HTTP/%s" %d %d %.1fms',
                 self.server.name,
