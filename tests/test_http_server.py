@@ -199,6 +199,39 @@ async def test_pool_reuses_connections_and_sends_from_source_address():
         assert pool.connections_opened == 1
 
 
+async def test_pool_reuses_a_links_parser_and_makes_a_new_one_after_a_head_answer():
+    """A pooled link keeps its response parser between requests; a HEAD answer's parser
+    (llhttp stopped inside that message) is never reused: the next answer on the link
+    is still read whole and right, streamed or not."""
+
+    async def sized(request):
+        return Response.text(request.target * 3)
+
+    async with HTTPServer(sized) as server, ConnectionPool() as pool:
+        answers = []
+        for method, target, stream_over in [
+            ("GET", "/a", None),
+            ("GET", "/bb", None),  # the parser of /a, restarted
+            ("HEAD", "/ccc", None),
+            ("GET", "/dddd", None),  # after HEAD: a new parser
+            ("GET", "/e", 1024),  # a streaming parser instead of a plain one
+            ("GET", "/ff", None),
+        ]:
+            reply = await pool.request(
+                *server.address, method, target, [("Host", "x")], stream_over=stream_over
+            )
+            answers.append((reply.status, reply.body, reply.header("Content-Length")))
+        assert answers == [
+            (200, b"/a/a/a", "6"),
+            (200, b"/bb/bb/bb", "9"),
+            (200, b"", "12"),
+            (200, b"/dddd/dddd/dddd", "15"),
+            (200, b"/e/e/e", "6"),
+            (200, b"/ff/ff/ff", "9"),
+        ]
+        assert pool.connections_opened == 1
+
+
 async def test_pool_recovers_when_upstream_closed_an_idle_connection():
     server = HTTPServer(echo, limits=Limits(keep_alive_timeout=0.1))
     async with server, ConnectionPool() as pool:
