@@ -75,8 +75,12 @@ def serialize_response(
     status = response.status
     reason = response.reason or reason_phrase(status)
     lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-    if date and not any(name.lower() == "date" for name, _ in response.headers):
-        lines.append(f"Date: {http_date_now()}\r\n")
+    if date:
+        for name, _ in response.headers:
+            if name.lower() == "date":
+                break
+        else:
+            lines.append(f"Date: {http_date_now()}\r\n")
     lines += _lines(response.headers)
     if status not in _NO_BODY_STATUS and status >= 200:
         if response.stream is not None and response.length is None:
@@ -115,7 +119,7 @@ def serialize_request(
     >>> serialize_request("POST", "/x", [("Host", "a"), ("Transfer-Encoding", "chunked")], b"ab")
     b'POST /x HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 2\\r\\n\\r\\nab'
     """
-    if any(c in target for c in " \r\n"):
+    if " " in target or "\r" in target or "\n" in target:
         raise ValueError(f"request target {target!r} contains whitespace")
     lines = [f"{method} {target} HTTP/1.1\r\n", *_lines(headers, _REQUEST_DROPPED)]
     if body_framing is None:
