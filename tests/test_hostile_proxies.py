@@ -22,7 +22,7 @@ from hostile_kit import (
     statuses,
 )
 
-from deploylab.http import ConnectionPool, Limits
+from deploylab.http import ConnectionPool, Limits, UpstreamTimeout
 from deploylab.proxy import ForwardProxy, OriginServer, ReverseProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
@@ -175,6 +175,30 @@ async def test_upstream_timeout_bounds_each_read_not_the_whole_response():
             proxy.address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", read_timeout=8
         )
     assert status_of(reply) == 200 and reply.endswith(piece) and len(reply) > 12 * 65536
+
+
+@pytest.mark.parametrize(
+    ("pool_timeout", "pause", "request_timeout", "expected"),
+    [(1.0, 0.5, None, 1.0), (3.0, 0.2, 0.3, 0.3)],
+)
+async def test_a_reused_connection_times_out_a_read_on_its_own_deadline(
+    pool_timeout, pause, request_timeout, expected
+):
+    """The pool's per-read timer is one per connection, moved lazily: the timer of the first
+    request's read is still running when the second request's read starts; that read
+    times out at its own deadline, later or earlier than the timer's."""
+    backend = ScriptedBackend(lambda head, i: response(b"one") if i == 0 else [(30, b"")])
+    async with backend, ConnectionPool(read_timeout=pool_timeout) as pool:
+        first = await pool.request("127.0.0.1", backend.port, "GET", "/", [("Host", "x")])
+        await asyncio.sleep(pause)
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout):
+            await pool.request(
+                "127.0.0.1", backend.port, "GET", "/", [("Host", "x")], timeout=request_timeout
+            )
+        waited = time.monotonic() - started
+    assert first.body == b"one" and backend.connections == 1
+    assert expected - 0.05 <= waited < expected + 1.5, waited
 
 
 async def test_reverse_proxy_streams_a_response_larger_than_the_body_limit():

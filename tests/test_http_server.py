@@ -127,6 +127,39 @@ async def test_slow_header_sender_is_cut_off_with_408():
         await still_serves(server)
 
 
+async def test_timeouts_on_a_kept_alive_connection_follow_the_latest_state():
+    """The connection's one timer is moved lazily: an idle connection is closed at the
+    keep-alive timeout counted from its last answer, not an earlier one, and a partial
+    request after an answer gets its 408 at the header timeout, not the keep-alive one."""
+    async with HTTPServer(echo, limits=Limits(keep_alive_timeout=1.0)) as server:
+        reader, writer = await asyncio.open_connection(*server.address)
+        writer.write(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        await asyncio.sleep(0.6)  # idle; its timer is due 1.0 s after the answer
+        writer.write(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        answered = asyncio.get_running_loop().time()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await asyncio.wait_for(reader.readexactly(length), 3)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed when idle 1.0 s
+        idle_for = asyncio.get_running_loop().time() - answered
+        writer.close()
+        assert 0.95 <= idle_for < 3, idle_for  # from the second answer, not the first
+
+    limits = Limits(header_timeout=0.4, keep_alive_timeout=5.0)
+    async with HTTPServer(echo, limits=limits) as server:
+        reader, writer = await asyncio.open_connection(*server.address)
+        writer.write(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        writer.write(b"GET /two HTTP/1.1\r\nHost: a\r\n")  # never finishes the headers
+        started = asyncio.get_running_loop().time()
+        reply = await asyncio.wait_for(reader.read(), 5)
+        waited = asyncio.get_running_loop().time() - started
+        writer.close()
+        assert statuses(reply)[-1] == 408 and 0.35 <= waited < 2.5, (reply[-80:], waited)
+        await still_serves(server)
+
+
 async def test_silent_connection_is_closed():
     async with HTTPServer(echo, limits=Limits(header_timeout=0.2)) as server:
         reader, writer = await asyncio.open_connection(*server.address)
@@ -163,6 +196,39 @@ async def test_pool_reuses_connections_and_sends_from_source_address():
         for _ in range(5):
             reply = await pool.request(*server.address, "GET", "/", [("Host", "x")])
             assert reply.body == b"127.0.0.5"
+        assert pool.connections_opened == 1
+
+
+async def test_pool_reuses_a_links_parser_and_makes_a_new_one_after_a_head_answer():
+    """A pooled link keeps its response parser between requests; a HEAD answer's parser
+    (llhttp stopped inside that message) is never reused: the next answer on the link
+    is still read whole and right, streamed or not."""
+
+    async def sized(request):
+        return Response.text(request.target * 3)
+
+    async with HTTPServer(sized) as server, ConnectionPool() as pool:
+        answers = []
+        for method, target, stream_over in [
+            ("GET", "/a", None),
+            ("GET", "/bb", None),  # the parser of /a, restarted
+            ("HEAD", "/ccc", None),
+            ("GET", "/dddd", None),  # after HEAD: a new parser
+            ("GET", "/e", 1024),  # a streaming parser instead of a plain one
+            ("GET", "/ff", None),
+        ]:
+            reply = await pool.request(
+                *server.address, method, target, [("Host", "x")], stream_over=stream_over
+            )
+            answers.append((reply.status, reply.body, reply.header("Content-Length")))
+        assert answers == [
+            (200, b"/a/a/a", "6"),
+            (200, b"/bb/bb/bb", "9"),
+            (200, b"", "12"),
+            (200, b"/dddd/dddd/dddd", "15"),
+            (200, b"/e/e/e", "6"),
+            (200, b"/ff/ff/ff", "9"),
+        ]
         assert pool.connections_opened == 1
 
 

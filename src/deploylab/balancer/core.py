@@ -148,7 +148,8 @@ class Selection:
         to ``fails``, stamps ``accessed``/``checked`` and lowers ``effective_weight`` by
         ``weight / max_fails``; a success after a post-timeout probe clears ``fails``.
         A lone server (no backup) is never marked failed."""
-        peer.conns = max(0, peer.conns - 1)
+        conns = peer.conns
+        peer.conns = conns - 1 if conns > 0 else 0
         self.tries_left -= 1
         if self.upstream._single:
             return

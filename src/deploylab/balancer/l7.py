@@ -137,13 +137,14 @@ class L7Forwarding:
         ):
             # the same request line and headers as this client's last request (a keep-alive
             # client repeats itself): the forwarded head is the same bytes
-            target, headers, head = cached[3], cached[4], cached[5]
+            target, headers, head, whole = cached[3], cached[4], cached[5], cached[6]
         else:
             raw_target, raw_headers = target, headers
             if target[:1] != b"/" and b"://" in target:
                 target, headers = _origin_form(target, headers)
             head = _forwarded_head(method, target, headers, ip)
-            client.head_cache = (raw_target, method, raw_headers, target, headers, head)
+            whole = head + b"\r\n"  # the whole request when it has no body
+            client.head_cache = (raw_target, method, raw_headers, target, headers, head, whole)
         pipe = None
         if isinstance(body, BodyPipe):
             pipe, payload = body, b""
@@ -153,7 +154,7 @@ class L7Forwarding:
             if payload or method in (b"POST", b"PUT", b"PATCH"):
                 head += b"Content-Length: %d\r\n\r\n" % len(payload)
             else:
-                head += b"\r\n"
+                head = whole
         upstream = self.upstream
         algorithm = upstream.algorithm
         if algorithm == "round_robin" or algorithm == "least_conn":
@@ -192,17 +193,19 @@ class L7Forwarding:
         exchange.attempt += 1
         exchange.deadline = now + self.read_timeout
         idle = peer.data["idle"]
-        while idle and idle[-1].has_unread():
-            idle.pop().transport.close()  # late bytes or a close: never an answer to this
-        if idle:
+        while idle:
             conn = idle.pop()
+            poller = conn.poller  # UpstreamConn.has_unread, inlined: the hot path
+            if poller is None or poller.poll(0):
+                conn.transport.close()  # late bytes or a close: never an answer to this
+                continue
             exchange.reused = True
             self._send(exchange, conn)
-        else:
-            exchange.reused = False
-            exchange.attempt += 1
-            exchange.deadline = now + self.connect_timeout + self.read_timeout
-            self._loop.create_task(self._connect_and_send(exchange, peer))
+            return
+        exchange.reused = False
+        exchange.attempt += 1
+        exchange.deadline = now + self.connect_timeout + self.read_timeout
+        self._loop.create_task(self._connect_and_send(exchange, peer))
 
     async def _connect_and_send(self, exchange: Exchange, peer: Peer) -> None:
         host, port = peer.name.rsplit(":", 1)
@@ -226,7 +229,7 @@ class L7Forwarding:
         exchange.conn = conn
         exchange.client.upstream = conn
         conn.exchange = exchange
-        conn.start()
+        conn.start()  # ready for the response
         conn.transport.write(exchange.head)  # the head and a whole body: one write
         if exchange.pipe is not None:
             exchange.pipe.attach(exchange, conn)
@@ -272,14 +275,28 @@ class L7Forwarding:
     def _finished(self, exchange: Exchange, conn: UpstreamConn) -> None:
         peer = exchange.peer
         now = self._loop.time()
-        self._end_body(exchange, conn)
+        if exchange.pipe is not None:
+            self._end_body(exchange, conn)
         # a listed status (proxy_next_upstream http_5xx) counts as a failure even when it is
         # passed to the client because no try was left -- as nginx does
         failed = exchange.status >= 403 and self.retry.counts_as_failure(exchange.status)
         exchange.selection.release(peer, failed, now)
         self._inflight.discard(exchange)
-        self._release_conn(conn, peer)
-        stats = peer.data["stats"]
+        data = peer.data
+        idle = data["idle"]
+        if (  # _release_conn's common case, inlined: the hot path
+            conn.keep_alive
+            and not conn.paused
+            and len(idle) < self.keepalive
+            and not peer.draining
+            and not conn.transport.is_closing()
+            and not data.get("removed")
+        ):
+            conn.exchange = None
+            idle.append(conn)
+        else:
+            self._release_conn(conn, peer)
+        stats = data["stats"]
         stats.requests += 1
         if failed:
             stats.failures += 1

@@ -22,14 +22,6 @@ from deploylab.http.writer import serialize_request
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
-async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
-    """One read of at most 64 KiB, or :class:`TimeoutError` after ``timeout`` seconds.
-    (``asyncio.timeout`` rather than ``wait_for``, which wraps every read in a new task on
-    Python 3.11: the pool's hot path.)"""
-    async with asyncio.timeout(timeout):
-        return await reader.read(65536)
-
-
 def _buffered(reader: asyncio.StreamReader) -> int:
     """Bytes the reader holds that nobody read yet (asyncio has no public call for it)."""
     buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
@@ -53,10 +45,23 @@ class UpstreamTimeout(UpstreamError):
 
 
 class _Conn:
-    __slots__ = ("idle_since", "poller", "reader", "spoiled", "writer")
+    __slots__ = (
+        "deadline",
+        "idle_since",
+        "loop",
+        "parser",
+        "poller",
+        "reader",
+        "reading",
+        "spoiled",
+        "watchdog",
+        "watchdog_at",
+        "writer",
+    )
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.loop = asyncio.get_running_loop()
         self.idle_since = 0.0
         self.spoiled = False  # it carried part of a request only: never pooled
         self.poller: select.poll | None = None  # made once, polled at every reuse
@@ -64,6 +69,45 @@ class _Conn:
         if sock is not None:
             self.poller = select.poll()
             self.poller.register(sock.fileno(), select.POLLIN)
+        self.reading = False  # a read() is waiting for the upstream
+        #: the last exchange's parser, reused when it was not a HEAD answer's (llhttp stops
+        #: inside that message); a link is only pooled after a clean end of its response
+        self.parser: ResponseParser | None = None
+        self.deadline = 0.0  # loop time by which that read must get a byte
+        self.watchdog: asyncio.TimerHandle | None = None
+        self.watchdog_at = 0.0
+
+    async def read(self, timeout: float) -> bytes:
+        """One read of at most 64 KiB, or :class:`TimeoutError` when no byte came for
+        ``timeout`` seconds (nginx's per-read ``proxy_read_timeout``).
+
+        One timer per connection, moved lazily: a read only sets its deadline, and the
+        timer, when it fires before that deadline, re-arms itself there. (``asyncio.timeout``
+        creates and cancels a timer for every read: the pool's hot path.)"""
+        loop = self.loop
+        deadline = self.deadline = loop.time() + timeout
+        if self.watchdog is None or self.watchdog_at > deadline:
+            if self.watchdog is not None:
+                self.watchdog.cancel()
+            self.watchdog = loop.call_at(deadline, self._check_deadline)
+            self.watchdog_at = deadline
+        self.reading = True
+        try:
+            return await self.reader.read(65536)
+        finally:
+            self.reading = False
+
+    def _check_deadline(self) -> None:
+        self.watchdog = None
+        reader = self.reader
+        if not self.reading or _buffered(reader) or reader.at_eof():
+            return  # no read waiting, or one about to return: the next read re-arms
+        if self.loop.time() < self.deadline:  # a later read moved the deadline
+            self.watchdog = self.loop.call_at(self.deadline, self._check_deadline)
+            self.watchdog_at = self.deadline
+            return
+        # the waiting read raises it; the connection is closed, never pooled, after that
+        reader.set_exception(TimeoutError("no data from the upstream in time"))
 
     def usable(self) -> bool:
         """Open, and nothing waiting to be read: an idle keep-alive connection that has
@@ -76,6 +120,9 @@ class _Conn:
         return not self.poller.poll(0)
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         self.writer.close()
 
 
@@ -261,7 +308,18 @@ class ConnectionPool:
         returns it and whether the connection may be pooled."""
         head = method == "HEAD"
         over = None if head else stream_over
-        parser = ResponseParser(self.limits, head=head, streaming=over is not None)
+        parser = conn.parser
+        if (
+            parser is not None
+            and not parser.head
+            and not head
+            and parser.streaming == (over is not None)
+        ):
+            parser.restart()  # the last response on this link ended cleanly: llhttp is ready
+        else:
+            parser = conn.parser = ResponseParser(
+                self.limits, head=head, streaming=over is not None
+            )
         conn.writer.write(data)
         per_read = timeout if timeout is not None else self.read_timeout
         if body is None:
@@ -330,7 +388,7 @@ class ConnectionPool:
             ):  # (a timer only when it waits)
                 await asyncio.wait_for(conn.writer.drain(), per_read)
             while True:
-                chunk = await _read(conn.reader, per_read)
+                chunk = await conn.read(per_read)
                 if not chunk:
                     final = parser.finish()
                     if final is not None:
@@ -382,7 +440,7 @@ class ConnectionPool:
                 yield piece
             while True:
                 try:
-                    chunk = await _read(conn.reader, per_read)
+                    chunk = await conn.read(per_read)
                 except TimeoutError:
                     raise UpstreamTimeout(f"no data from upstream for {per_read} s") from None
                 except (ConnectionResetError, BrokenPipeError) as error:

@@ -7,6 +7,7 @@ next hop who the client was (``X-Forwarded-For``, ``X-Real-IP``, ``Forwarded`` o
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from deploylab.http.messages import Headers
@@ -59,22 +60,35 @@ def set_header(headers: Headers, name: str, value: str) -> Headers:
     return [*remove_header(headers, name), (name, value)]
 
 
-def remove_hop_by_hop(headers: Headers) -> Headers:
-    """``headers`` without hop-by-hop fields: the standard ones and any named in ``Connection``.
-
-    >>> remove_hop_by_hop([("Connection", "keep-alive, X-Secret"), ("X-Secret", "1"),
-    ...                    ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Accept", "*/*")])
-    [('Accept', '*/*')]
-    """
+def _connection_named(headers: Headers) -> set[str]:
+    """The field names a ``Connection`` (or ``Proxy-Connection``) header lists, lowercased."""
     named: set[str] = set()
     for key, value in headers:
         if key.lower() in ("connection", "proxy-connection"):
             named.update(token.strip().lower() for token in value.split(",") if token.strip())
-    return [
-        (key, value)
-        for key, value in headers
-        if key.lower() not in HOP_BY_HOP and key.lower() not in named
-    ]
+    return named
+
+
+@functools.lru_cache(maxsize=32)
+def _dropped(also: tuple[str, ...]) -> frozenset[str]:
+    """The hop-by-hop fields and ``also``, lowercased (made once per set of names)."""
+    return HOP_BY_HOP | {name.lower() for name in also}
+
+
+def remove_hop_by_hop(headers: Headers, *also: str) -> Headers:
+    """``headers`` without hop-by-hop fields: the standard ones and any named in
+    ``Connection`` (and without any field called one of ``also``).
+
+    >>> remove_hop_by_hop([("Connection", "keep-alive, X-Secret"), ("X-Secret", "1"),
+    ...                    ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Accept", "*/*")])
+    [('Accept', '*/*')]
+    >>> remove_hop_by_hop([("Server", "x"), ("Upgrade", "h2c"), ("A", "1")], "Server")
+    [('A', '1')]
+    """
+    drop = _dropped(also) if also else HOP_BY_HOP
+    if named := _connection_named(headers):
+        drop = drop | named
+    return [(key, value) for key, value in headers if key.lower() not in drop]
 
 
 def x_forwarded_for(existing: str | None, client_ip: str) -> str:
@@ -163,15 +177,35 @@ def proxy_request_headers(
     [('Host', 'shop.test'), ('X-Real-IP', '127.0.0.2'),
      ('X-Forwarded-For', '1.2.3.4, 127.0.0.2'), ('X-Forwarded-Proto', 'http')]
     """
-    result = remove_hop_by_hop(headers)
+    # one pass over the fields (a proxy's hot path); the rare Forwarded and Via after it
+    replaced = set()
     if host is not None:
-        result = set_header(result, "Host", host)
+        replaced.add("host")
     if real_ip:
-        result = set_header(result, "X-Real-IP", client_ip)
+        replaced.add("x-real-ip")
     if forwarded_for:
-        previous = get_header(result, "X-Forwarded-For")
-        result = set_header(result, "X-Forwarded-For", x_forwarded_for(previous, client_ip))
-        result = set_header(result, "X-Forwarded-Proto", proto)
+        replaced.update(("x-forwarded-for", "x-forwarded-proto"))
+    drop = HOP_BY_HOP
+    if named := _connection_named(headers):
+        drop = drop | named
+    result: Headers = []
+    chain: list[str] = []
+    for key, value in headers:
+        lowered = key.lower()
+        if lowered in drop:
+            continue
+        if lowered in replaced:
+            if lowered == "x-forwarded-for":
+                chain.append(value)
+            continue
+        result.append((key, value))
+    if host is not None:
+        result.append(("Host", host))
+    if real_ip:
+        result.append(("X-Real-IP", client_ip))
+    if forwarded_for:
+        result.append(("X-Forwarded-For", x_forwarded_for(", ".join(chain) or None, client_ip)))
+        result.append(("X-Forwarded-Proto", proto))
     if forwarded:
         element = forwarded_element(client_ip, proto=proto, host=get_header(result, "Host"))
         previous = get_header(result, "Forwarded")

@@ -176,6 +176,7 @@ class RequestParser(_Base[Request]):
         self.expect_continue = False
         self.tunnel_data = b""
         self.error: HTTPError | None = None
+        self._good_host = ""  # the last Host value found valid
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -196,8 +197,10 @@ class RequestParser(_Base[Request]):
             raise HTTPError(400, "a request asking to upgrade the protocol cannot carry a body")
         for name, value in self._headers:
             lowered = name.lower()
-            if lowered == "host" and not valid_host(value):
-                raise HTTPError(400, f"invalid Host header {value!r}")
+            if lowered == "host" and value != self._good_host:
+                if not valid_host(value):
+                    raise HTTPError(400, f"invalid Host header {value!r}")
+                self._good_host = value  # a keep-alive client repeats its own
             if lowered == "content-length" and int(value) > self.limits.max_body:
                 # refuse now, as nginx does, instead of reading (or asking for) the body
                 raise HTTPError(413, f"body of {int(value)} bytes exceeds {self.limits.max_body}")
@@ -367,6 +370,26 @@ class ResponseParser(_Base[Response]):
         self.informational = 0
         self._head_buffer = bytearray()
         self._head_done = False
+
+    def restart(self) -> None:
+        """Get ready for the next response on the same connection, the last one having
+        ended cleanly (llhttp is between messages; a HEAD answer's parser is not reusable:
+        llhttp stopped inside that message). Cheaper than a new parser per request.
+
+        >>> parser = ResponseParser()
+        >>> [r.body for r in parser.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 1\\r\\n\\r\\na")]
+        [b'a']
+        >>> parser.restart()
+        >>> [r.body for r in parser.feed(b"HTTP/1.1 200 OK\\r\\nContent-Length: 1\\r\\n\\r\\nb")]
+        [b'b']
+        """
+        if self.head:
+            raise ValueError("a HEAD answer's parser cannot be restarted: expected a new one")
+        self._done = []
+        self.keep_alive = True
+        self.extra = False
+        self.informational = 0
+        self._reset()
 
     def on_message_begin(self) -> None:
         if self._done:

@@ -172,7 +172,9 @@ class _Connection(asyncio.Protocol):
         self.body_full = False  # reading paused until the handler takes more of a body
         self.worker: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_kind = ""
+        self.timer_at = 0.0  # when it fires
+        self.timer_kind = ""  # what times out (header, body, idle), or "" when nothing does
+        self.deadline = 0.0  # when it times out: the timer re-arms itself until then
         self.closing = False
         self.broken = False  # the framing failed: answer what came before, then the error
         self.eof = False
@@ -194,7 +196,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closing = True
         self.server._connections.discard(self)
-        self._disarm()
+        self._stop_timer()
         if self.worker and not self.worker.done():
             self.worker.cancel()
         if self.tunnel_writer is not None:
@@ -315,17 +317,38 @@ class _Connection(asyncio.Protocol):
 
     # timers ---------------------------------------------------------------------------------
     def _arm(self, delay: float, kind: str) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(delay, self._timeout)
+        """Time the connection out in ``delay`` seconds in state ``kind`` (header, body, idle).
+
+        One timer per connection, moved lazily: arming sets the deadline, and the timer, when
+        it fires before that deadline, re-arms itself there (a timer created and cancelled
+        for every request and every read cost more than parsing the request)."""
+        deadline = self.deadline = self.loop.time() + delay
         self.timer_kind = kind
+        timer = self.timer
+        if timer is None or self.timer_at > deadline:
+            if timer is not None:
+                timer.cancel()
+            self.timer = self.loop.call_at(deadline, self._timeout)
+            self.timer_at = deadline
 
     def _disarm(self) -> None:
+        self.timer_kind = ""  # a timer still running finds nothing to do when it fires
+
+    def _stop_timer(self) -> None:
+        self.timer_kind = ""
         if self.timer is not None:
             self.timer.cancel()
-        self.timer, self.timer_kind = None, ""
+            self.timer = None
 
     def _timeout(self) -> None:
-        kind, self.timer, self.timer_kind = self.timer_kind, None, ""
+        self.timer = None
+        if not self.timer_kind:
+            return
+        if self.loop.time() < self.deadline:  # moved since it was set: wait until then
+            self.timer = self.loop.call_at(self.deadline, self._timeout)
+            self.timer_at = self.deadline
+            return
+        kind, self.timer_kind = self.timer_kind, ""
         stream = self.parser.streaming
         if kind == "body" and stream is not None:
             if not self.body_full:  # the client stalls (not the handler): 408 via the handler
@@ -420,8 +443,11 @@ class _Connection(asyncio.Protocol):
         self.transport.write(serialize_response(response, head=head, keep_alive=keep_alive))
         if response.stream is not None:
             keep_alive = await self._write_stream(response, head) and keep_alive
-        duration_ms = (time.perf_counter() - started) * 1000
-        if self.server.events.active:
+        access_log = log.isEnabledFor(logging.INFO)
+        events_active = self.server.events.active
+        # (no clock read or figure made when neither the events nor the log would show it)
+        duration_ms = (time.perf_counter() - started) * 1000 if access_log or events_active else 0.0
+        if events_active:
             self.server.events.publish(
                 "response",
                 id=request.id,
@@ -431,7 +457,7 @@ class _Connection(asyncio.Protocol):
                 duration_ms=round(duration_ms, 3),
                 headers=list(response.headers),
             )
-        if log.isEnabledFor(logging.INFO):  # the access log (off: no line formatted)
+        if access_log:  # the access log (off: no line formatted)
             log.info(
                 '%s %s "%s %s HTTP/%s" %d %d %.1fms',
                 self.server.name,

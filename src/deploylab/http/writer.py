@@ -12,12 +12,12 @@ from email.utils import formatdate
 
 from deploylab.http.messages import Headers, Response, reason_phrase
 
-_FRAMING = ("content-length", "transfer-encoding", "connection")
-#: Request fields the writer never sends upstream: ``Expect: 100-continue`` asks the next hop
-#: to wait before the body, but a request written here is followed by its body without
-#: waiting, whole or as it arrives (the proxy answered the client's ``Expect`` itself, as
-#: nginx does).
-_REQUEST_ONLY_HERE = ("expect",)
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection"})
+#: Request fields the writer never sends upstream: the framing, and ``Expect: 100-continue``,
+#: which asks the next hop to wait before the body, but a request written here is followed by
+#: its body without waiting, whole or as it arrives (the proxy answered the client's
+#: ``Expect`` itself, as nginx does).
+_REQUEST_DROPPED = _FRAMING | {"expect"}
 _NO_BODY_STATUS = (204, 304)
 _date_cache: tuple[int, str] = (-1, "")
 
@@ -36,10 +36,10 @@ def http_date_now() -> str:
     return _date_cache[1]
 
 
-def _lines(headers: Headers) -> list[str]:
+def _lines(headers: Headers, dropped: frozenset[str] = _FRAMING) -> list[str]:
     lines = []
     for name, value in headers:
-        if name.lower() in _FRAMING:
+        if name.lower() in dropped:
             continue
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError(f"header {name!r} contains a line break: {value!r}")
@@ -75,8 +75,12 @@ def serialize_response(
     status = response.status
     reason = response.reason or reason_phrase(status)
     lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-    if date and not any(name.lower() == "date" for name, _ in response.headers):
-        lines.append(f"Date: {http_date_now()}\r\n")
+    if date:
+        for name, _ in response.headers:
+            if name.lower() == "date":
+                break
+        else:
+            lines.append(f"Date: {http_date_now()}\r\n")
     lines += _lines(response.headers)
     if status not in _NO_BODY_STATUS and status >= 200:
         if response.stream is not None and response.length is None:
@@ -115,10 +119,9 @@ def serialize_request(
     >>> serialize_request("POST", "/x", [("Host", "a"), ("Transfer-Encoding", "chunked")], b"ab")
     b'POST /x HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 2\\r\\n\\r\\nab'
     """
-    if any(c in target for c in " \r\n"):
+    if " " in target or "\r" in target or "\n" in target:
         raise ValueError(f"request target {target!r} contains whitespace")
-    headers = [(name, value) for name, value in headers if name.lower() not in _REQUEST_ONLY_HERE]
-    lines = [f"{method} {target} HTTP/1.1\r\n", *_lines(headers)]
+    lines = [f"{method} {target} HTTP/1.1\r\n", *_lines(headers, _REQUEST_DROPPED)]
     if body_framing is None:
         lines.append("Transfer-Encoding: chunked\r\n")
     elif body_framing is not False:

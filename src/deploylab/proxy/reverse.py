@@ -27,7 +27,6 @@ from deploylab.http import (
     Response,
     UpstreamError,
     proxy_request_headers,
-    remove_header,
     remove_hop_by_hop,
 )
 
@@ -45,7 +44,7 @@ def hide_backend(headers, server_name: str = "deploylab") -> list[tuple[str, str
     >>> hide_backend([("Server", "gunicorn (10.0.0.5:8000)"), ("X-Powered-By", "PHP"), ("A", "1")])
     [('A', '1'), ('Server', 'deploylab')]
     """
-    return [*remove_header(remove_hop_by_hop(headers), *REVEALING_HEADERS), ("Server", server_name)]
+    return [*remove_hop_by_hop(headers, *REVEALING_HEADERS), ("Server", server_name)]
 
 
 class ReverseProxy(HTTPServer):
