@@ -195,8 +195,7 @@ class L7Forwarding:
         idle = peer.data["idle"]
         while idle:
             conn = idle.pop()
-            poller = conn.poller  # UpstreamConn.has_unread, inlined: the hot path
-            if poller is None or poller.poll(0):
+            if conn.has_unread():
                 conn.transport.close()  # late bytes or a close: never an answer to this
                 continue
             exchange.reused = True
@@ -282,21 +281,8 @@ class L7Forwarding:
         failed = exchange.status >= 403 and self.retry.counts_as_failure(exchange.status)
         exchange.selection.release(peer, failed, now)
         self._inflight.discard(exchange)
-        data = peer.data
-        idle = data["idle"]
-        if (  # _release_conn's common case, inlined: the hot path
-            conn.keep_alive
-            and not conn.paused
-            and len(idle) < self.keepalive
-            and not peer.draining
-            and not conn.transport.is_closing()
-            and not data.get("removed")
-        ):
-            conn.exchange = None
-            idle.append(conn)
-        else:
-            self._release_conn(conn, peer)
-        stats = data["stats"]
+        self._release_conn(conn, peer)
+        stats = peer.data["stats"]
         stats.requests += 1
         if failed:
             stats.failures += 1
