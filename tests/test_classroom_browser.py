@@ -118,7 +118,12 @@ class Student:
 
     def validate(self) -> str:
         page = self.page
-        page.locator(".jp-Toolbar-item", has_text="Validate").first.click()
+        # the open notebook's own button: the hidden start-here panel has a toolbar too, and
+        # its folded items may carry the same text
+        page.locator(
+            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Toolbar-item:visible",
+            has_text=re.compile(r"^\s*Validate\s*$"),
+        ).first.click()
         dialog = page.locator(".jp-Dialog")
         dialog.wait_for(timeout=180_000)
         page.wait_for_timeout(500)

@@ -64,16 +64,20 @@ class BackendFleet:
         new backend the port of the old one at the same position (a restart in place)."""
         replaced = dict(zip(names, replaces, strict=False))
         for name in names:
-            self.ports[name] = self.ports[replaced[name]] if name in replaced else free_port()
+            # A new backend binds port 0 and says which port it got: a port chosen here and
+            # bound later could be taken in between (any outgoing connection may get it).
+            self.ports[name] = self.ports[replaced[name]] if name in replaced else 0
             self.processes[name] = start_backend_process(name, port=self.ports[name])
         try:  # the start-up line is printed once the backend listens
             for name in names:
                 stdout = self.processes[name].stdout
                 assert stdout is not None  # start_backend_process pipes it: the start-up line
-                backend_url_from(stdout.readline())
+                url = backend_url_from(stdout.readline())
+                self.ports[name] = int(url.rsplit(":", 1)[1])
         except RuntimeError as error:
             self.stop_all()
-            raise RuntimeError(f"{error} (wanted {self.url(name)})") from None
+            wanted = self.url(name) if self.ports[name] else "any free loopback port"
+            raise RuntimeError(f"{error} (wanted {wanted})") from None
 
     def stop(self, names) -> None:
         """Stop backends by PID (SIGTERM, then SIGKILL if they linger)."""
