@@ -285,8 +285,11 @@ def test_bench_lb_smoke(capsys):
     summary = bench_lb(backends=2, duration=1, rounds=1, connections=8, threads=1)
     out = capsys.readouterr().out
     assert "ratio deploylab/nginx" in out
-    assert summary["nginx"]["errors"] == 0 and summary["deploylab"]["errors"] == 0
+    assert all(summary[name]["errors"] == 0 for name in ("nginx", "deploylab", "L4 relay"))
     assert summary["ratio"] > 0
+    # the relay floor is measured in the same rounds and the CPU split is printed from it
+    assert summary["L4 relay"]["rps"] > 0 and summary["relay_ratio"] > 0
+    assert "relay floor" in out and "HTTP work" in out
 
 
 def _require_stream_module():

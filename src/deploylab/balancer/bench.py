@@ -6,6 +6,12 @@ uvloop + httptools, pooled keep-alive) in front of the same nginx static backend
 machine noise hits both. Prints requests/s, p50, p99, CPU per request and the ratio, per round
 and as ``median [min-max]`` over the rounds (a ratio is taken within each round, where both
 saw the same noise). The targets: ≥ 0.7× nginx's requests/s with ≤ 1.3× its CPU per request.
+
+At layer 7 a third server runs in each round: deploylab's own L4 balancer, which copies the
+same bytes per connection with no HTTP at all. Its CPU per request is the floor of any Python
+balancer on uvloop (two reads, two writes and two protocol callbacks per request); what the L7
+balancer spends above it is its HTTP work (parsing, rewriting headers, choosing a backend,
+pooling, accounting), and the printed split shows how much of the target that work leaves.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from deploylab.wrk import run_wrk, spread
 
 __all__ = ["bench_lb"]
 
+#: The third server of a layer 7 run: deploylab's L4 balancer, the floor (see above).
+_RELAY = "L4 relay"
+
 
 def _cpu_seconds(pids: list[int]) -> float:
     import psutil
@@ -35,6 +44,35 @@ def _cpu_seconds(pids: list[int]) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def _start_balancer(port: int, layer: int, urls: list[str]) -> subprocess.Popen:
+    """``deploylab serve balancer`` as its own process (one core, like nginx's one worker)."""
+    command = [
+        sys.executable,
+        "-m",
+        "deploylab.cli",
+        "serve",
+        "balancer",
+        "--port",
+        str(port),
+        "--layer",
+        str(layer),
+    ]
+    for url in urls:
+        command += ["--backend", url]
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
 
 
 def bench_lb(
@@ -78,22 +116,12 @@ def bench_lb(
                 "        location / {", "        keepalive_requests 100000;\n        location / {"
             )
         our_port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "deploylab.cli",
-            "serve",
-            "balancer",
-            "--port",
-            str(our_port),
-            "--layer",
-            str(layer),
-        ]
-        for url in urls:
-            command += ["--backend", url]
-        ours = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        ours = _start_balancer(our_port, layer, urls)
+        processes = [ours]
+        relay_port = None
+        if layer == 7:  # the floor: the same bytes copied per connection, no HTTP
+            relay_port = free_port()
+            processes.append(_start_balancer(relay_port, 4, urls))
         try:
             with NginxProcess(balancer_conf) as nginx:
                 wait_for_port(our_port)
@@ -101,6 +129,10 @@ def bench_lb(
                     "nginx": (nginx.port, nginx.pids()),
                     "deploylab": (our_port, [ours.pid]),
                 }
+                if relay_port is not None:
+                    wait_for_port(relay_port)
+                    targets[_RELAY] = (relay_port, [processes[1].pid])
+                    results[_RELAY] = []
                 out(
                     f"bench lb: {backends} nginx static backends, L{layer}, wrk -t{threads} "
                     f"-c{connections} -d{max(1, round(duration))}s, {rounds} round(s) each"
@@ -117,19 +149,15 @@ def bench_lb(
                         figures["cpu_us_per_request"] = cpu / max(1, figures["requests"]) * 1e6
                         results[name].append(figures)
                         out(
-                            f"  round {round_number} {name:9} {figures['rps']:9.0f} req/s  "
+                            f"  round {round_number} {name:11} {figures['rps']:9.0f} req/s  "
                             f"p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms  "
                             f"CPU {figures['cpu_us_per_request']:.1f} us/req  "
                             f"errors {figures['errors']}"
                             + (f" ({figures['error_detail']})" if figures["errors"] else "")
                         )
         finally:
-            ours.terminate()
-            try:
-                ours.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                ours.kill()
-                ours.wait(timeout=5)
+            for process in processes:
+                _stop(process)
     summary: dict[str, Any] = {}
     for name, runs in results.items():
         summary[name] = {
@@ -138,7 +166,7 @@ def bench_lb(
         }
         summary[name]["errors"] = sum(r["errors"] for r in runs)
         out(
-            f"{name:9}  req/s {spread(r['rps'] for r in runs)}  "
+            f"{name:11}  req/s {spread(r['rps'] for r in runs)}  "
             f"p99 ms {spread(r['p99_ms'] for r in runs)}  "
             f"CPU us/req {spread(r['cpu_us_per_request'] for r in runs)}  "
             f"errors {summary[name]['errors']}"
@@ -154,6 +182,21 @@ def bench_lb(
         "(target >= 0.7), "
         f"CPU per request {spread(cpu_ratios)} (target <= 1.3)"
     )
+    if _RELAY in results:
+        relay_us = summary[_RELAY]["cpu_us_per_request"]
+        ours_us = summary["deploylab"]["cpu_us_per_request"]
+        nginx_us = summary["nginx"]["cpu_us_per_request"]
+        floor_ratios = [
+            relay["cpu_us_per_request"] / theirs["cpu_us_per_request"]
+            for theirs, relay in zip(results["nginx"], results[_RELAY], strict=True)
+        ]
+        out(
+            f"CPU per request, medians: nginx {nginx_us:.1f} us; deploylab {ours_us:.1f} us = "
+            f"relay floor {relay_us:.1f} us (uvloop and the kernel copying the bytes, "
+            f"{spread(floor_ratios)}x nginx) + HTTP work {ours_us - relay_us:.1f} us; "
+            f"the 1.3x target leaves {1.3 * nginx_us - relay_us:.1f} us for the HTTP work"
+        )
+        summary["relay_ratio"] = statistics.median(floor_ratios)
     summary["ratio"] = ratio
     summary["cpu_ratio"] = cpu_ratio
     summary["ratios"] = ratios
