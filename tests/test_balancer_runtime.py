@@ -372,6 +372,25 @@ def test_layer4_drain_waits_for_open_connections():
     assert still_a.endswith(b"a\n")
 
 
+def test_a_drain_that_cannot_finish_says_which_backend_and_what_is_open():
+    async def main():
+        async with DemoBackend(name="a") as a, Balancer([a.url], layer=4) as lb:
+            reader, writer = await asyncio.open_connection("127.0.0.1", lb.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readuntil(b"a\n")  # held open: the drain cannot finish
+            try:
+                with pytest.raises(TimeoutError) as timed_out:
+                    await lb.drain_backend(a.url, timeout=0.2)
+            finally:
+                writer.close()
+            return str(timed_out.value), a.url
+
+    message, url = run(main())
+    assert message == (
+        f"draining {url}: 1 still in flight after 0.2 s (requests, or connections at layer 4)"
+    )
+
+
 def test_oversized_requests_get_the_right_status_and_balancer_keeps_serving():
     async def raw(port: int, payload: bytes) -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
