@@ -818,7 +818,11 @@ def test_lesson_runs_as_slides_with_the_keyboard(
             visible = page.locator(".jp-Notebook-cell:not(.dl-off-slide)").count()
             assert visible >= 1, f"{lesson.name}: {expected} shows no cell"
             # the slide's code runs on entry: a presenter waits for it, and so does the test
-            page.wait_for_function(SLIDE_CELLS_DONE, timeout=timeout_ms, polling=300)
+            page.wait_for_function(
+                SLIDE_CELLS_DONE,
+                timeout=min(timeout_ms, seconds_left(request) * 1000),
+                polling=300,
+            )
             if number == 1:
                 # the title slide with the speaker notes shown, in both themes
                 page.keyboard.press("n")
@@ -842,7 +846,7 @@ def test_lesson_runs_as_slides_with_the_keyboard(
             """() => document.querySelector(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']") ||
               [...document.querySelectorAll(".jp-CodeCell:not(.dl-slide-control-cell) .jp-InputPrompt")]
                 .every((p) => /\\[[0-9]+\\]/.test(p.textContent))""",
-            timeout=timeout_ms,
+            timeout=min(timeout_ms, seconds_left(request) * 1000),
             polling=500,
         )
         widget = page.locator(selector).first
@@ -860,6 +864,7 @@ def test_lesson_runs_as_slides_with_the_keyboard(
         assert error_outputs.count() == 0, f"{lesson.name}: a cell raised an error in the browser"
     except Exception:
         page.screenshot(path=str(artifacts_dir / f"slides-{shot}-FAILED.png"))
+        save_notebook_cells(page, artifacts_dir / f"slides-{shot}-FAILED-cells.txt")
         raise
     finally:
         page.emulate_media(color_scheme="light")
