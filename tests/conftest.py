@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from deploylab import loopback
 from deploylab.loopback import free_port
 
-__all__ = ["free_port", "require_root", "require_tool", "wait_for_port"]
+__all__ = ["free_port", "require_root", "require_tool", "seconds_left", "wait_for_port"]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -60,6 +61,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = keep
+
+
+#: When pytest-timeout's clock started for a test (``time.monotonic()``) and its limit in
+#: seconds (0: no limit).
+TIMEOUT_CLOCK = pytest.StashKey[tuple[float, float]]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings) -> None:
+    """Note when pytest-timeout's clock starts for ``item``, and its limit, for
+    :func:`seconds_left`. Returns nothing, so pytest-timeout then sets its timer as usual."""
+    item.stash[TIMEOUT_CLOCK] = (time.monotonic(), float(settings.timeout or 0))
+
+
+def seconds_left(
+    request: pytest.FixtureRequest, keep: float = 45.0, at_most: float = 900.0
+) -> float:
+    """How long a wait in the running test may last so that the test still fails by itself,
+    with ``keep`` seconds left to save what it saw, before pytest-timeout stops it (at most
+    ``at_most``). pytest-timeout's stop is no ``Exception``: it skips the test's own
+    ``except``, so a test killed by it leaves no screenshot and no account of what hung."""
+    started, limit = request.node.stash.get(TIMEOUT_CLOCK, (0.0, 0.0))
+    if not limit:
+        return at_most
+    return max(1.0, min(at_most, started + limit - keep - time.monotonic()))
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:

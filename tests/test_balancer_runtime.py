@@ -12,7 +12,7 @@ import pytest
 from conftest import free_port, wait_for_port
 
 from deploylab.balancer import RetryPolicy
-from deploylab.balancer.backend import DemoBackend
+from deploylab.balancer.backend import DemoBackend, read_backend_url
 from deploylab.balancer.runtime import Balancer, parse_backend
 
 pytestmark = pytest.mark.timeout(60)
@@ -370,6 +370,41 @@ def test_layer4_drain_waits_for_open_connections():
     assert pending_while_open
     assert fresh == ["b", "b"]
     assert still_a.endswith(b"a\n")
+
+
+def test_a_backend_that_never_says_where_it_listens_fails_in_time():
+    """A backend process stuck before it listens (here: one that only sleeps) must not freeze
+    the lesson that started it: reading its address gives up after the timeout."""
+    silent = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        with pytest.raises(RuntimeError) as failure:
+            read_backend_url(silent, timeout=0.3)
+    finally:
+        silent.kill()
+        silent.wait(timeout=10)
+        silent.stdout.close()
+    assert str(failure.value) == f"backend process {silent.pid} printed no address within 0.3 s"
+
+
+def test_a_drain_that_cannot_finish_says_which_backend_and_what_is_open():
+    async def main():
+        async with DemoBackend(name="a") as a, Balancer([a.url], layer=4) as lb:
+            reader, writer = await asyncio.open_connection("127.0.0.1", lb.port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readuntil(b"a\n")  # held open: the drain cannot finish
+            try:
+                with pytest.raises(TimeoutError) as timed_out:
+                    await lb.drain_backend(a.url, timeout=0.2)
+            finally:
+                writer.close()
+            return str(timed_out.value), a.url
+
+    message, url = run(main())
+    assert message == (
+        f"draining {url}: 1 still in flight after 0.2 s (requests, or connections at layer 4)"
+    )
 
 
 def test_oversized_requests_get_the_right_status_and_balancer_keeps_serving():

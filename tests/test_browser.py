@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, require_tool
+from conftest import free_port, require_tool, seconds_left
 from notebooks import KOREAN_LESSONS, LESSONS, ROOT, lesson_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -413,11 +413,85 @@ def assert_interface_is_korean(page, name: str) -> None:
     assert HANGUL.search(heading), f"{name}: the first heading is not Korean: {heading!r}"
 
 
-def run_all_cells_to_the_end(page, finish_s: int = 900, attempts: int = 3) -> None:
+#: Runs in the page: each code cell of the open notebook, its prompt (``[3]:`` ran, ``[*]:``
+#: running or queued, ``[ ]:`` not run), its first line of code, its outputs' text and
+#: whether one of them is an error.
+NOTEBOOK_CELLS_JS = """() => [...document.querySelectorAll(".jp-Notebook .jp-CodeCell")].map(
+  (cell) => ({
+    prompt: (cell.querySelector(".jp-InputPrompt")?.textContent || "").trim(),
+    code: (cell.querySelector(".cm-line")?.textContent || "").trim(),
+    outputs: [...cell.querySelectorAll(".jp-OutputArea-output")].map((o) => o.textContent).join("\\n"),
+    error: !!cell.querySelector(
+      ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error'], " +
+      ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg"),
+  }))"""
+
+
+def notebook_cells(page) -> list[dict]:
+    """The open notebook's code cells as :data:`NOTEBOOK_CELLS_JS` reads them, each with its
+    ``number`` (1 = the first code cell) and its ``state``: ran, running, queued (JupyterLab
+    marks a queued cell ``[*]`` too: the first one is the cell running), not run."""
+    cells = page.evaluate(NOTEBOOK_CELLS_JS)
+    running = False
+    for number, cell in enumerate(cells, start=1):
+        cell["number"] = number
+        prompt = cell["prompt"]
+        if "*" in prompt:
+            cell["state"] = "queued" if running else "running"
+            running = True
+        else:
+            cell["state"] = "ran" if re.search(r"\d", prompt) else "not run"
+    return cells
+
+
+def where_run_all_stands(page) -> str:
+    """What Run All has done so far, in a few lines: the cell still running (its first line
+    of code and the end of its output), how many ran and did not run, the cells that raised,
+    the kernel's state and any dialog JupyterLab shows (a kernel that died and restarts
+    leaves the queued cells unrun with no error output: Run All waits for ever)."""
+    cells = notebook_cells(page)
+    kernel = page.locator(".jp-Notebook-ExecutionIndicator").first.get_attribute("data-status")
+    counts = {state: sum(c["state"] == state for c in cells) for state in ("queued", "not run")}
+    lines = [
+        f"{sum(c['state'] == 'ran' for c in cells)} of {len(cells)} code cells ran, "
+        f"{counts['queued']} queued, {counts['not run']} not run; kernel {kernel}"
+    ]
+    for cell in cells:
+        if cell["state"] == "running" or cell["error"]:
+            what = "raised" if cell["error"] else "still running"
+            lines.append(f"code cell {cell['number']} {what}: {cell['code']!r}")
+            if cell["outputs"].strip():
+                lines.append(f"  its output ends: {cell['outputs'].strip()[-600:]!r}")
+    for dialog in page.locator(".jp-Dialog").all_inner_texts():
+        lines.append(f"JupyterLab shows a dialog: {' '.join(dialog.split())[:300]!r}")
+    return "\n".join(lines)
+
+
+def save_notebook_cells(page, path: Path) -> None:
+    """Every code cell's prompt, first line and outputs as text (next to a failure's
+    screenshot: the outputs are in the page only, the notebook on disk has none)."""
+    with path.open("w") as report:
+        for cell in notebook_cells(page):
+            report.write(f"--- code cell {cell['number']} {cell['prompt']} {cell['code']}\n")
+            report.write(cell["outputs"][-4000:] + "\n")
+
+
+def run_all_cells_to_the_end(page, finish_s: float, attempts: int = 3) -> None:
     """Run > Run All Cells once the kernel takes it (a cold JupyterLab can swallow the first
-    command), then wait until every cell has run. Waiting for the cells rather than for the
-    widget keeps a slow, shared machine from failing a lesson whose cells are still running,
-    and never queues the cells twice."""
+    command), then wait until every cell has run, at most ``finish_s`` seconds in all (pass
+    :func:`conftest.seconds_left`: a wait that outlasts pytest-timeout ends with no account
+    of what hung). Waiting for the cells rather than for the widget keeps a slow, shared
+    machine from failing a lesson whose cells are still running, and never queues the cells
+    twice. Out of time, the cell still running is scrolled into view (for the caller's
+    screenshot) and an ``AssertionError`` says where Run All stands; so does one raised at
+    once when JupyterLab shows a dialog (a kernel that died) instead of the cells running."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    deadline = time.monotonic() + finish_s
+
+    def left_ms(at_most: float = finish_s) -> float:
+        return max(1.0, min(at_most, deadline - time.monotonic())) * 1000
+
     # Started: the kernel is busy, or a cell already has an execution count ("[1]:").
     started = """() => document.querySelector(
         ".jp-Notebook-ExecutionIndicator:not([data-status='idle'])") ||
@@ -427,18 +501,117 @@ def run_all_cells_to_the_end(page, finish_s: int = 900, attempts: int = 3) -> No
         page.get_by_role("menuitem", name=RUN_MENU).click()
         page.locator("[data-command='runmenu:run-all']").click()
         try:
-            page.wait_for_function(started, timeout=20_000)
+            page.wait_for_function(started, timeout=left_ms(20))
             break
         except Exception:
             if attempt == attempts - 1:
                 raise
             page.keyboard.press("Escape")
-    # Finished: every code cell has its execution count, or one raised (Run All stops there).
+    # Finished: every code cell has its execution count, or one raised (Run All stops there),
+    # or JupyterLab shows a dialog (the kernel died: the cells left will never run).
     finished = """() => document.querySelector(
-        ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']") ||
+        ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error'], .jp-Dialog") ||
       [...document.querySelectorAll(".jp-CodeCell .jp-InputPrompt")].every(
         (p) => /\\[[0-9]+\\]/.test(p.textContent))"""
-    page.wait_for_function(finished, timeout=finish_s * 1000, polling=500)
+    try:
+        page.wait_for_function(finished, timeout=left_ms(), polling=500)
+    except PlaywrightTimeout:
+        page.evaluate(
+            """() => [...document.querySelectorAll(".jp-Notebook .jp-CodeCell")].find(
+              (cell) => /\\*/.test(cell.querySelector(".jp-InputPrompt")?.textContent || "")
+            )?.scrollIntoView({block: "center"})"""
+        )
+        raise AssertionError(
+            f"Run All did not finish within {finish_s:.0f} s:\n{where_run_all_stands(page)}"
+        ) from None
+    if page.locator(".jp-Dialog").count():
+        raise AssertionError(
+            f"Run All stopped at a JupyterLab dialog:\n{where_run_all_stands(page)}"
+        )
+
+
+#: Notebooks that break Run All on purpose: their second cell, the seconds Run All is given,
+#: and what its account must say (the first cell prints "before", the third never runs).
+BROKEN_RUN_ALLS = {
+    "hangs": (
+        'import time\n\nprint("stuck on purpose")\ntime.sleep(45)',
+        15,
+        [
+            "Run All did not finish within 15 s:\n",
+            "1 of 3 code cells ran, 1 queued, 0 not run; kernel busy",
+            "code cell 2 still running: 'import time'",
+            "stuck on purpose",
+        ],
+    ),
+    "kernel dies": (
+        "import os\n\nos._exit(1)",
+        60,
+        [
+            "Run All stopped at a JupyterLab dialog:\n",
+            "1 of 3 code cells ran, 0 queued, 2 not run",
+            "appears to have died",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", BROKEN_RUN_ALLS)
+def test_a_broken_run_all_fails_in_time_and_says_where_it_stopped(
+    breakage, jupyterlab_ko, browser_context, artifacts_dir
+):
+    """A notebook whose second cell does not end in time, or kills its kernel (JupyterLab
+    then restarts it and the cells left stay unrun, with no error: Run All alone would wait
+    for ever): :func:`run_all_cells_to_the_end` gives up within its own bound, not
+    pytest-timeout's, and its error says where Run All stopped; the cells' outputs can be
+    saved beside the screenshot."""
+    import nbformat
+
+    code, finish_s, account = BROKEN_RUN_ALLS[breakage]
+    base, token = jupyterlab_ko
+    name = f"broken-run-all-{breakage.replace(' ', '-')}"
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell('print("before")'),
+            nbformat.v4.new_code_cell(code),
+            nbformat.v4.new_code_cell('print("never reached")'),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+    # into the served workspace, through JupyterLab's own contents API
+    contents = f"{base}/api/contents/{name}.ipynb?token={token}"
+    saved = json.dumps({"type": "notebook", "content": json.loads(nbformat.writes(notebook))})
+    urllib.request.urlopen(
+        urllib.request.Request(contents, data=saved.encode(), method="PUT"), timeout=30
+    )
+    page = browser_context.new_page()
+    try:
+        page.goto(
+            f"{base}/lab/tree/{name}.ipynb?token={token}&reset", wait_until="domcontentloaded"
+        )
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+        )
+        started = time.monotonic()
+        with pytest.raises(AssertionError) as failure:
+            run_all_cells_to_the_end(page, finish_s=finish_s)
+        took = time.monotonic() - started
+        message = str(failure.value)
+        assert message.startswith(account[0]), message
+        assert all(part in message for part in account[1:]), message
+        assert "code cell 3" not in message
+        if breakage == "hangs":
+            assert took < finish_s + 20  # its own bound, and time to write the account
+            cells = artifacts_dir / f"browser-{name}-cells.txt"
+            save_notebook_cells(page, cells)
+            assert "--- code cell 2 [*]: import time\nstuck on purpose" in cells.read_text()
+        else:
+            assert took < finish_s - 15, f"waited {took:.0f} s for a dead kernel"
+    except Exception:
+        page.screenshot(path=str(artifacts_dir / f"browser-{name}-FAILED.png"))
+        raise
+    finally:
+        page.close()
+        urllib.request.urlopen(urllib.request.Request(contents, method="DELETE"), timeout=30)
 
 
 #: Every English lesson, and one of the Korean edition in Korean JupyterLab
@@ -454,11 +627,12 @@ SLIDE_WALKS = [(path, "en") for path in LESSONS] + [
     ids=lambda path: path.stem,
 )
 def test_korean_lesson_runs_in_korean_jupyterlab(
-    lesson, jupyterlab_ko, browser_context, artifacts_dir
+    lesson, request, jupyterlab_ko, browser_context, artifacts_dir
 ):
     """A Korean lesson in Korean JupyterLab, run with Run All: Korean menus, its widget drawn,
     readable in both themes, no cell error, no console error. The Korean lesson that the
-    slide walk covers (``SLIDE_WALKS``) runs there instead."""
+    slide walk covers (``SLIDE_WALKS``) runs there instead. On failure, a screenshot and the
+    cells' outputs (``browser-ko-LESSON-FAILED.png``, ``-FAILED-cells.txt``)."""
     base, token = jupyterlab_ko
     settings = lesson_settings(lesson)
     page = browser_context.new_page()
@@ -472,8 +646,11 @@ def test_korean_lesson_runs_in_korean_jupyterlab(
         )
         assert_interface_is_korean(page, lesson.name)
         widget = page.locator(settings["browser_selector"]).first
-        run_all_cells_to_the_end(page)
-        widget.wait_for(state="attached", timeout=int(settings.get("browser_timeout_s", 90)) * 1000)
+        run_all_cells_to_the_end(page, seconds_left(request))
+        widget.wait_for(
+            state="attached",
+            timeout=min(settings.get("browser_timeout_s", 90), seconds_left(request)) * 1000,
+        )
         if lesson.stem == "00-start-here":  # the widget's own words follow the language
             toggle = page.locator(".dl-course-map-toggle").first.text_content()
             assert toggle in ("재생", "일시 정지"), toggle
@@ -481,9 +658,12 @@ def test_korean_lesson_runs_in_korean_jupyterlab(
         error_outputs = page.locator(
             ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
         )
-        assert error_outputs.count() == 0, f"{lesson.name}: a cell raised an error in the browser"
+        assert error_outputs.count() == 0, (
+            f"{lesson.name}: a cell raised an error in the browser:\n{where_run_all_stands(page)}"
+        )
     except Exception:
         page.screenshot(path=str(stem.with_name(f"{stem.name}-FAILED.png")))
+        save_notebook_cells(page, stem.with_name(f"{stem.name}-FAILED-cells.txt"))
         raise
     finally:
         page.close()
@@ -678,7 +858,11 @@ def test_lesson_runs_as_slides_with_the_keyboard(
             visible = page.locator(".jp-Notebook-cell:not(.dl-off-slide)").count()
             assert visible >= 1, f"{lesson.name}: {expected} shows no cell"
             # the slide's code runs on entry: a presenter waits for it, and so does the test
-            page.wait_for_function(SLIDE_CELLS_DONE, timeout=timeout_ms, polling=300)
+            page.wait_for_function(
+                SLIDE_CELLS_DONE,
+                timeout=min(timeout_ms, seconds_left(request) * 1000),
+                polling=300,
+            )
             if number == 1:
                 # the title slide with the speaker notes shown, in both themes
                 page.keyboard.press("n")
@@ -702,7 +886,7 @@ def test_lesson_runs_as_slides_with_the_keyboard(
             """() => document.querySelector(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']") ||
               [...document.querySelectorAll(".jp-CodeCell:not(.dl-slide-control-cell) .jp-InputPrompt")]
                 .every((p) => /\\[[0-9]+\\]/.test(p.textContent))""",
-            timeout=timeout_ms,
+            timeout=min(timeout_ms, seconds_left(request) * 1000),
             polling=500,
         )
         widget = page.locator(selector).first
@@ -720,6 +904,7 @@ def test_lesson_runs_as_slides_with_the_keyboard(
         assert error_outputs.count() == 0, f"{lesson.name}: a cell raised an error in the browser"
     except Exception:
         page.screenshot(path=str(artifacts_dir / f"slides-{shot}-FAILED.png"))
+        save_notebook_cells(page, artifacts_dir / f"slides-{shot}-FAILED-cells.txt")
         raise
     finally:
         page.emulate_media(color_scheme="light")

@@ -11,6 +11,7 @@ do, in the root (fresh uid) mode and in the user-namespace mode.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 import threading
@@ -28,6 +29,7 @@ from deploylab.nginx_lab import (
     ConfigRejected,
     check_site,
     proxy_scenario,
+    reload_scenario,
     render,
     runner,
     try_site,
@@ -261,6 +263,33 @@ def test_reload_under_traffic_loses_nothing_and_a_restart_does(lab_sandbox):
     assert restart["served_after"] == {"app-2": 4, "app-3": 4}
     twice = check_site(AFTER_RELOAD, RELOAD_LESSON, ["nginx -s reload", "nginx"])["change"]
     assert not twice["steps_ok"]  # starting a second master fails, as on a server
+
+
+#: The reload task with its traffic starved: each client waits a second between two of its
+#: requests, far longer than nginx takes to stop and start again, so the clients cannot be
+#: the ones to see nginx down (as on a loaded machine, where they share one event loop with
+#: the steps). A restart must be caught all the same.
+STARVED_RELOAD = reload_scenario(traffic_pause=1.0)
+
+
+@pytest.mark.nginx
+@pytest.mark.slow
+def test_a_restart_is_caught_even_when_the_traffic_clients_miss_it(lab_sandbox, capsys):
+    good = check_site(AFTER_RELOAD, STARVED_RELOAD, ["nginx -t", "nginx -s reload"])["change"]
+    assert good["steps_ok"] and good["failed"] == 0, good
+    assert good["served_after"] == {"app-2": 4, "app-3": 4}
+    # a stop then a start: nginx is down between the two steps
+    restart = check_site(AFTER_RELOAD, STARVED_RELOAD, ["nginx -s stop", "nginx"])["change"]
+    assert restart["steps_ok"] and restart["failed"] > 0, restart
+    assert set(restart["failures"]) <= {"refused", "reset", "no HTTP answer"}, restart
+    assert restart["served_after"] == {"app-2": 4, "app-3": 4}
+    # one step that stops and starts nginx, as the learner sees it with try_site
+    try_site(AFTER_RELOAD, STARVED_RELOAD, ["systemctl restart nginx"])
+    out = capsys.readouterr().out
+    lost = re.search(r"while the steps ran: (\d+) requests, (\d+) failed (.*)", out)
+    assert lost is not None, out
+    assert int(lost[2]) > 0 and "refused" in lost[3], out
+    assert "nginx is running afterwards" in out
 
 
 @pytest.mark.nginx

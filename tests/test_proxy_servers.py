@@ -10,8 +10,8 @@ import socket
 import httpx
 import pytest
 
-from deploylab.http import Limits
-from deploylab.proxy import ForwardProxy, OriginServer, ReverseProxy
+from deploylab.http import Limits, UpstreamError, UpstreamTimeout
+from deploylab.proxy import ForwardProxy, OriginServer, ReverseProxy, fetch
 
 #: The origins here are on loopback, which a forward proxy refuses unless allowed.
 LOCAL = ["127.0.0.0/8", "::1/128"]
@@ -284,6 +284,37 @@ async def test_forward_proxy_502_and_504():
         assert unreachable.status_code == 502 and slow.status_code == 504
         assert str(dead_port) not in unreachable.text
         assert (await client.get(origin.url + "/cache/max-age/5")).status_code == 200
+
+
+async def test_fetch_fails_naming_the_url_when_no_answer_comes():
+    """The lessons' client against a server that accepts and never answers, and a port
+    nobody listens on: each fails within its timeout, naming the request (a lesson's cell
+    fails and says which URL, instead of hanging)."""
+    held = []
+
+    async def never_answer(reader, writer):
+        held.append(writer)  # keep the connection open, say nothing
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    silent_url = f"http://127.0.0.1:{silent.sockets[0].getsockname()[1]}/sleep/5"
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    closed.close()
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(UpstreamTimeout) as timed_out:
+            await asyncio.wait_for(fetch(silent_url, timeout=0.5), 10)
+        assert asyncio.get_running_loop().time() - started < 5
+        assert str(timed_out.value).startswith(f"GET {silent_url}: no data")
+        with pytest.raises(UpstreamError) as refused:
+            await asyncio.wait_for(fetch(dead_url, timeout=0.5), 10)
+        assert str(refused.value).startswith(f"GET {dead_url}: cannot connect")
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
 
 
 # -- reverse proxy -----------------------------------------------------------------------------

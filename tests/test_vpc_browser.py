@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import seconds_left
 from notebooks import ROOT
 from test_browser import (  # noqa: F401 (fixtures)
     BENIGN_CONSOLE_ERRORS,
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 LESSON = ROOT / "lessons" / "05-vpc-and-cidr.ipynb"
 
 
-def test_vpc_widgets_respond_in_the_browser(jupyterlab, browser_context, artifacts_dir):  # noqa: F811
+def test_vpc_widgets_respond_in_the_browser(jupyterlab, browser_context, artifacts_dir, request):  # noqa: F811
     base, token = jupyterlab
     page = browser_context.new_page()
     errors: list[str] = []
@@ -35,7 +36,7 @@ def test_vpc_widgets_respond_in_the_browser(jupyterlab, browser_context, artifac
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
         )
-        run_all_cells_to_the_end(page)
+        run_all_cells_to_the_end(page, seconds_left(request))
         page.locator(".dl-vpc-route").first.wait_for(state="attached", timeout=90_000)
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import selectors
 import subprocess
 import sys
 import time
@@ -20,7 +21,13 @@ from typing import cast
 
 import httptools
 
-__all__ = ["DemoBackend", "backend_url_from", "burn_cpu", "start_backend_process"]
+__all__ = [
+    "DemoBackend",
+    "backend_url_from",
+    "burn_cpu",
+    "read_backend_url",
+    "start_backend_process",
+]
 
 
 def burn_cpu(milliseconds: float) -> None:
@@ -236,3 +243,25 @@ def backend_url_from(line: str) -> str:
     if "listening on http://" not in line:
         raise RuntimeError(f"backend did not start: it printed {line!r}")
     return line.rsplit(" ", 1)[1].strip()
+
+
+def read_backend_url(process: subprocess.Popen, timeout: float = 30.0) -> str:
+    """The URL a backend from :func:`start_backend_process` prints once it listens, waited
+    for at most ``timeout`` seconds: a backend stuck before listening raises
+    ``RuntimeError`` instead of freezing its caller (``readline`` alone waits for ever).
+
+    >>> line = "print('backend app-1 listening on http://127.0.0.1:8081', flush=True)"
+    >>> with subprocess.Popen([sys.executable, "-c", line], stdout=subprocess.PIPE, text=True) as app:
+    ...     read_backend_url(app)
+    'http://127.0.0.1:8081'
+    """
+    stdout = process.stdout
+    if stdout is None:
+        raise ValueError(f"backend process {process.pid}: expected stdout=PIPE to read its URL")
+    with selectors.DefaultSelector() as selector:
+        selector.register(stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise RuntimeError(
+                f"backend process {process.pid} printed no address within {timeout:g} s"
+            )
+    return backend_url_from(stdout.readline())

@@ -13,17 +13,10 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from deploylab.balancer.backend import backend_url_from, start_backend_process
+from deploylab.balancer.backend import read_backend_url, start_backend_process
 from deploylab.balancer.runtime import Balancer
 
 __all__ = ["load", "scale_experiment", "start_backends"]
-
-
-def _first_line(process: subprocess.Popen[str]) -> str:
-    """The line a backend prints when it listens (its stdout is a pipe)."""
-    if process.stdout is None:
-        raise ValueError(f"backend process {process.pid}: expected stdout=PIPE to read its URL")
-    return process.stdout.readline()
 
 
 def start_backends(count: int, work_ms: float) -> tuple[list[subprocess.Popen], list[str]]:
@@ -33,7 +26,7 @@ def start_backends(count: int, work_ms: float) -> tuple[list[subprocess.Popen], 
     try:
         for i in range(count):
             processes.append(start_backend_process(f"app-{i + 1}", work_ms=work_ms))
-        urls = [backend_url_from(_first_line(process)) for process in processes]
+        urls = [read_backend_url(process) for process in processes]
     except BaseException:
         stop_backends(processes)
         raise

@@ -225,14 +225,21 @@ class Balancer(L7Forwarding):
     async def drain_backend(self, url: str, timeout: float | None = None) -> None:
         """Stop sending new requests to a backend and wait until its in-flight requests
         (or L4 connections) are done; then close its idle pooled connections. The backend
-        stays listed (state ``draining``) until :meth:`remove_backend`."""
+        stays listed (state ``draining``) until :meth:`remove_backend`. Still busy after
+        ``timeout`` seconds: ``TimeoutError`` naming the backend and what is still open."""
         peer = self._peer(url)
         peer.draining = True
         self._bus_publish("backend_draining", backend=peer.name, active=peer.conns)
         if peer.conns:
             future = self._loop.create_future()
             self._drain_waiters.append((peer, future))
-            await asyncio.wait_for(future, timeout)
+            try:
+                await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"draining {url}: {peer.conns} still in flight after {timeout:g} s "
+                    "(requests, or connections at layer 4)"
+                ) from None
         self._close_idle(peer)
         self._bus_publish("backend_drained", backend=peer.name)
 

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from deploylab.balancer.backend import backend_url_from, start_backend_process
+from deploylab.balancer.backend import read_backend_url, start_backend_process
 from deploylab.deploy.strategies import (
     Step,
     blue_green_plan,
@@ -70,9 +70,7 @@ class BackendFleet:
             self.processes[name] = start_backend_process(name, port=self.ports[name])
         try:  # the start-up line is printed once the backend listens
             for name in names:
-                stdout = self.processes[name].stdout
-                assert stdout is not None  # start_backend_process pipes it: the start-up line
-                url = backend_url_from(stdout.readline())
+                url = read_backend_url(self.processes[name])
                 self.ports[name] = int(url.rsplit(":", 1)[1])
         except RuntimeError as error:
             self.stop_all()

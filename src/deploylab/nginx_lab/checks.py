@@ -24,7 +24,13 @@ from collections import Counter
 
 from deploylab.nginx_lab import feedback, runner
 from deploylab.nginx_lab.feedback import ConfigRejected
-from deploylab.nginx_lab.harness import STEPS, normalise_step
+from deploylab.nginx_lab.harness import (
+    STEPS,
+    TRAFFIC_AFTER,
+    TRAFFIC_BEFORE,
+    TRAFFIC_PAUSE,
+    normalise_step,
+)
 
 __all__ = [
     "BEFORE_RELOAD",
@@ -196,17 +202,26 @@ def reload_scenario(
     clients: tuple[str, ...] | list[str] = ("127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"),
     host: str | None = None,
     path: str = "/",
+    traffic_pause: float = TRAFFIC_PAUSE,
 ) -> dict:
     """The reload task: nginx runs :data:`BEFORE_RELOAD` (round robin over app-1 and app-2);
     the learner's template takes app-1 out and adds app-3 (``${APP_3}``), applied by the
-    learner's steps while every client keeps sending requests.
+    learner's steps while every client keeps sending requests, each waiting
+    ``traffic_pause`` seconds between two of its requests (a long pause starves the clients,
+    as a loaded machine can: a restart must be caught all the same).
 
     >>> scenario = reload_scenario()
     >>> scenario["required"], scenario["after_apps"]
     (['APP_2', 'APP_3', 'LISTEN'], ['app-2', 'app-3'])
+    >>> reload_scenario(traffic_pause=60)
+    Traceback (most recent call last):
+    ...
+    ValueError: traffic_pause 60: expected seconds from 0 to 2
     """
     if len(apps) != 3:
         raise ValueError(f"apps {list(apps)!r}: the reload task has exactly three apps")
+    if type(traffic_pause) not in (int, float) or not 0 <= traffic_pause <= 2:
+        raise ValueError(f"traffic_pause {traffic_pause!r}: expected seconds from 0 to 2")
     base = upstream_scenario(listen=listen, apps=apps, clients=clients, host=host, path=path)
     host = host or _host_for(listen)
     clients = [_client(client) for client in clients]
@@ -218,6 +233,7 @@ def reload_scenario(
         "after_apps": ["app-2", "app-3"],
         "requests": [],
         "traffic": [{"client": client, "path": path, "host": host} for client in clients],
+        "traffic_pause": traffic_pause,
         "after": [
             {"client": clients[index % len(clients)], "path": path, "host": host}
             for index in range(8)
@@ -309,14 +325,18 @@ def _job(template: str, scenario: dict, steps: list[str] | None) -> dict:
         ],
         "listen": list(listen),
         "requests": scenario["requests"],
-        "deadline": 15 if scenario["kind"] == "reload" else 10,
+        "deadline": 10,
     }
     if scenario["kind"] == "reload":
+        pause = scenario.get("traffic_pause", TRAFFIC_PAUSE)
+        # each client waits the pause between its requests before and after the steps
+        job["deadline"] = 15 + (TRAFFIC_BEFORE + TRAFFIC_AFTER) * pause
         job["site"] = render(BEFORE_RELOAD, values)
         job["change"] = {
             "site": render(template, values),
             "steps": steps or [],
             "traffic": scenario["traffic"],
+            "pause": pause,
             "after": scenario["after"],
         }
     else:

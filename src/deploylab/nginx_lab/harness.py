@@ -74,6 +74,10 @@ MAX_TRAFFIC_REQUESTS = 3000
 #: the learner's steps are done (requests begun after them): traffic is flowing when the
 #: steps start and still flows once they end, counted in requests rather than waited for.
 TRAFFIC_BEFORE, TRAFFIC_AFTER = 3, 3
+#: Seconds each client of the change traffic waits between two of its requests, unless the
+#: job says otherwise (``change["pause"]``): a long pause starves the clients, as a loaded
+#: machine can, so that only :meth:`_Job._change`'s own request can catch a restart's gap.
+TRAFFIC_PAUSE = 0.002
 _LEVEL = re.compile(r"\[(emerg|alert|crit|error)\] (?:\d+#\d+: )?(.*)")
 
 
@@ -437,6 +441,7 @@ class _Job:
         stop = asyncio.Event()
         answered = asyncio.Event()
         traffic = change["traffic"]
+        pause = float(change.get("pause", TRAFFIC_PAUSE))
         # Per client: requests begun and requests finished (each client sends one at a time).
         begun = [0] * len(traffic)
         finished = [0] * len(traffic)
@@ -460,7 +465,7 @@ class _Job:
                 await send(request)
                 finished[number] += 1
                 answered.set()
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(pause)
 
         async def while_nginx_is_down() -> None:
             """nginx is stopped between two steps (a stop then a start instead of a reload):

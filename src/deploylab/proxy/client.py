@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from deploylab.http import ConnectionPool, Response, set_header
+from deploylab.http import ConnectionPool, Response, UpstreamError, set_header
 
 
 async def fetch(
@@ -22,6 +22,9 @@ async def fetch(
     and :func:`json_body` for JSON).
 
     With ``proxy``, the request goes to the proxy in absolute form, as curl ``-x`` does.
+    A server that cannot be reached, or sends nothing for ``timeout`` seconds, raises
+    :class:`~deploylab.http.UpstreamError` (:class:`~deploylab.http.UpstreamTimeout` for
+    the silence) naming the request, instead of waiting for ever.
 
     >>> import asyncio
     >>> from deploylab.proxy.origin import OriginServer
@@ -49,7 +52,12 @@ async def fetch(
     for name, value in (headers or {}).items():
         request_headers = set_header(request_headers, name, value)
     async with ConnectionPool(source_address=source, read_timeout=timeout) as pool:
-        return await pool.request(*connect_to, method, target, request_headers)
+        try:
+            return await pool.request(*connect_to, method, target, request_headers)
+        except UpstreamError as error:
+            # the pool names a host and port; the caller asked for this URL
+            via = f" via proxy {proxy}" if proxy is not None else ""
+            raise type(error)(f"{method} {url}{via}: {error}") from None
 
 
 def json_body(response: Response):

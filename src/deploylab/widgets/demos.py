@@ -143,15 +143,14 @@ def backend_dies_demo(balancer, requests: int = 24, kill_after: int = 8) -> Demo
     facts: dict = {}
 
     async def run() -> str:
-        from deploylab.balancer.backend import backend_url_from, start_backend_process
+        from deploylab.balancer.backend import read_backend_url, start_backend_process
         from deploylab.proxy.client import fetch
 
         process = start_backend_process("doomed")
-        assert process.stdout is not None  # started with stdout=PIPE: it prints its address
         facts.clear()
         facts["pid"] = process.pid
         try:
-            url = backend_url_from(await asyncio.to_thread(process.stdout.readline))
+            url = await asyncio.to_thread(read_backend_url, process)
             peer = balancer.add_backend(url)
             statuses = []
             for number in range(requests):
