@@ -164,7 +164,8 @@ def backend_dies_demo(balancer, requests: int = 24, kill_after: int = 8) -> Demo
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 await asyncio.to_thread(process.wait, 10)
-            process.stdout.close()
+            if process.stdout is not None:  # start_backend_process pipes it
+                process.stdout.close()
         row = next(r for r in balancer.status()["backends"] if r["backend"] == peer.name)
         served = sum(1 for status in statuses if status == 200)
         facts.update(
