@@ -9,6 +9,13 @@ Broke, and fixed:
   ``javascript:`` links ran as the instructor (who can change every grade). The merge keeps
   student markdown as the text of a code block (:func:`deploylab.grading.merge.inert_markdown`).
 
+* A student function that raised ``StopIteration`` ended the ``map()``/``zip()`` loop of the
+  test that called it, as if the cases had run out: a wrong answer passed. It arrives as
+  ``RuntimeError`` now (:class:`deploylab.grading.trusted_tests.StudentFunction`).
+* A name a test reads could be answered as "a module" with any ``__name__``: the trusted
+  process imported that standard-library module (``antigravity`` starts a browser, outside
+  the sandbox). Only the module the test names itself is imported now.
+
 Held (kept as regression tests): outputs a student forges to inject markup into formgrader
 (a PNG whose data breaks out of its attribute, a stream whose name does, an exception class
 named like a tag) are escaped or dropped.
@@ -143,3 +150,50 @@ def test_student_markup_does_not_run_in_the_instructors_formgrader(tmp_path):
     # The instructor still reads what the student wrote, as text.
     for text in HOSTILE_MARKDOWN.values():
         assert text.splitlines()[-1] in shown
+
+
+# --- what crosses into the trusted process ---------------------------------------------
+def test_a_student_stopiteration_cannot_end_a_tests_loop_early(tmp_path):
+    """Raised through map() or zip(), StopIteration looked like the end of the cases: every
+    check after it was skipped and the cell passed with a wrong answer."""
+    from test_grading_boundary import _run_test
+
+    def double(x):
+        raise StopIteration
+
+    tests = {
+        "all-map": 'assert all(map(lambda c: double(c) == 2 * c, [1, 2, 3])), "double is right"',
+        "zip-map": (
+            "for got, want in zip(map(double, [1, 2, 3]), [2, 4, 6]):\n"
+            '    assert got == want, "double is right"\n'
+        ),
+    }
+    for name, source in tests.items():
+        result = _run_test(tmp_path, {"double": double}, source)
+        assert result["outcome"] == "failed", (name, result)
+    # A test that expects the error still sees one.
+    expects = "try:\n    double(1)\nexcept RuntimeError:\n    pass\n"
+    assert _run_test(tmp_path, {"double": double}, expects)["outcome"] == "passed"
+
+
+def test_the_kernel_cannot_choose_a_module_for_the_trusted_process_to_import(tmp_path):
+    """A name the test reads is answered as "a module" with any ``__name__`` the student
+    gives it, and the trusted process (outside the sandbox, as the instructor) imported that
+    standard-library module: ``antigravity`` starts a web browser. Only the module the test
+    itself names is imported now."""
+    import ipaddress
+    import sys
+    import types
+
+    from test_grading_boundary import _run_test
+
+    sys.modules.pop("this", None)
+    forged = types.ModuleType("this")  # importing `this` prints; `antigravity` runs a browser
+    result = _run_test(tmp_path, {"double": forged}, 'assert double(2) == 4, "double works"')
+    assert result["outcome"] == "failed"
+    assert "this" not in sys.modules
+    renamed = _run_test(tmp_path, {"ip": ipaddress}, 'assert ip.ip_address("10.0.0.1").is_private')
+    assert renamed["outcome"] == "failed"
+    # A module the student imported and the test names still reaches the test.
+    named = "assert ipaddress.ip_address('10.0.0.1').is_private, 'ipaddress works'"
+    assert _run_test(tmp_path, {"ipaddress": ipaddress}, named)["outcome"] == "passed"

@@ -21,7 +21,7 @@ What a test may do across the boundary: pass plain data as arguments (a lambda, 
 or an instructor object cannot cross: the test fails with a message for the instructor);
 rely on in-place changes to list/dict/set arguments (they are copied back after each call);
 catch the built-in exception a student function raised (``except ValueError`` works, with a
-grader-written message). A student value that is not plain data, a kernel that stops
+grader-written message; ``StopIteration`` arrives as ``RuntimeError``). A student value that is not plain data, a kernel that stops
 answering, or a reply that is too large ends the cell as failed, whatever the test catches.
 """
 
@@ -158,6 +158,10 @@ class StudentFunction:
             kind = getattr(builtins, str(reply["raised"]), None)
             if not (isinstance(kind, type) and issubclass(kind, Exception)):
                 kind = Exception
+            if issubclass(kind, StopIteration | StopAsyncIteration):
+                # It would end the map(), zip() or next() that called the function as if
+                # exhausted, skipping the checks after it (PEP 479 does this for generators).
+                kind = RuntimeError
             raise _grader_message(kind(f"raised by {name}()"), f"{name}() raised {kind.__name__}")
         if reply.get("kind") == "missing":
             raise _grader_message(NameError(name), f"{name} is not defined in the submission")
@@ -328,7 +332,9 @@ class TrustedTests:
                 self.from_student[name] = self.namespace[name]
             elif kind == "module":
                 module = reply.get("module")
-                if module not in sys.stdlib_module_names:
+                # Only the module the test itself names (``ipaddress``): the kernel's reply
+                # must not choose what this process imports (``antigravity`` opens a browser).
+                if module != name or module not in sys.stdlib_module_names:
                     raise _not_value(name)
                 self.namespace[name] = __import__(module)
                 self.from_student[name] = self.namespace[name]
