@@ -197,3 +197,23 @@ def test_the_kernel_cannot_choose_a_module_for_the_trusted_process_to_import(tmp
     # A module the student imported and the test names still reaches the test.
     named = "assert ipaddress.ip_address('10.0.0.1').is_private, 'ipaddress works'"
     assert _run_test(tmp_path, {"ipaddress": ipaddress}, named)["outcome"] == "passed"
+
+
+def test_a_student_cannot_hide_a_cell_of_their_own_from_formgrader():
+    """Cell metadata that nbconvert honours (``transient.remove_source``,
+    ``jupyter.source_hidden``) hid the code of a student's own cell from the instructor who
+    reviews the submission in formgrader, though the cell ran."""
+    instructor = mini_lab()
+    submitted = mini_lab(CORRECT)
+    hiders = {
+        "transient": {"transient": {"remove_source": True}},
+        "source-hidden": {"jupyter": {"source_hidden": True, "outputs_hidden": True}},
+        "tags": {"tags": ["remove_cell", "remove-input", "hide-input"], "collapsed": True},
+    }
+    for label, metadata in hiders.items():
+        cell = new_code_cell(f"HIDDEN_FROM_REVIEW_{label.replace('-', '_')} = 1")
+        cell.metadata = metadata
+        submitted.cells.insert(3, cell)
+    html = _formgrader_html(merge_submission(instructor, instructor, submitted))
+    for label in hiders:
+        assert f"HIDDEN_FROM_REVIEW_{label.replace('-', '_')}" in html, label

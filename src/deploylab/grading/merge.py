@@ -41,9 +41,10 @@ def merge_submission(instructor, released, submitted):
     handed in. Every cell of the instructor version appears, in its order, with its metadata;
     a solution cell takes the source of the student's cell with the same grade_id (the stub
     if the student deleted it). Cells the student added keep their place after the preceding
-    instructor cell and lose any nbgrader metadata; the student's copies of locked cells are
-    ignored, so edited or deleted tests are restored. Markdown the student wrote (an answer or
-    a cell of their own) is kept as its text (:func:`inert_markdown`).
+    instructor cell and lose their metadata (nbgrader's, and what would hide them from the
+    instructor); the student's copies of locked cells are ignored, so edited or deleted tests
+    are restored. Markdown the student wrote (an answer or a cell of their own) is kept as its
+    text (:func:`inert_markdown`).
 
     >>> import nbformat.v4 as v4
     >>> def cell(source, grade_id, solution):
@@ -75,7 +76,9 @@ def merge_submission(instructor, released, submitted):
             anchor = grade_id  # a locked cell: the instructor's copy is used instead
         elif cell.get("cell_type") in ("code", "markdown", "raw"):
             extra = copy.deepcopy(cell)
-            extra.get("metadata", {}).pop("nbgrader", None)
+            # None of the student's metadata: not nbgrader's roles, and not what hides a
+            # cell's code from formgrader (transient.remove_source, jupyter.source_hidden).
+            extra["metadata"] = nbformat.NotebookNode()
             if extra.get("cell_type") == "markdown":
                 extra["source"] = inert_markdown(_text(extra.get("source", "")))
             extras.setdefault(anchor, []).append(extra)
