@@ -24,8 +24,10 @@ from deploylab.grading.status import MISSING, NOT_A_NOTEBOOK, WRONG_LAB
 __all__ = ["MAX_SUBMISSION_BYTES", "PIPELINE_VERSION", "TIMESTAMP_FILE", "prepare_submission"]
 
 
-#: Bump when grading changes in a way that should invalidate stored results.
-PIPELINE_VERSION = "2"
+#: Bump when grading changes in a way that should invalidate stored results. 3: a student's
+#: markdown and cell metadata no longer reach the graded notebook that formgrader renders
+#: (graded notebooks written before are written again, not reused).
+PIPELINE_VERSION = "3"
 
 
 #: nbgrader's submission time file (written by ``nbgrader submit``/``collect``), optional.
