@@ -8,17 +8,26 @@ Broke, and fixed:
   unsanitised in the instructor's own Jupyter origin: ``<script>``, ``<img onerror=…>`` and
   ``javascript:`` links ran as the instructor (who can change every grade). The merge keeps
   student markdown as the text of a code block (:func:`deploylab.grading.merge.inert_markdown`).
-
 * A student function that raised ``StopIteration`` ended the ``map()``/``zip()`` loop of the
   test that called it, as if the cases had run out: a wrong answer passed. It arrives as
   ``RuntimeError`` now (:class:`deploylab.grading.trusted_tests.StudentFunction`).
 * A name a test reads could be answered as "a module" with any ``__name__``: the trusted
   process imported that standard-library module (``antigravity`` starts a browser, outside
   the sandbox). Only the module the test names itself is imported now.
+* A test cell may use what an earlier test cell defined. A student who kept the trusted
+  process busy past a cell's limit (a reply of ints that all hash alike) had it restarted
+  without those names, which were then looked up in the student's kernel: ``_cases = []``
+  emptied the next test and a wrong answer passed. Names the instructor's cells bind are the
+  instructor's for good now, also after a restart
+  (:func:`deploylab.grading.trusted_tests.top_level_names`).
+* A student's own cells could hide their code from the instructor in formgrader
+  (``transient.remove_source``, ``jupyter.source_hidden``): they lose their metadata.
 
 Held (kept as regression tests): outputs a student forges to inject markup into formgrader
 (a PNG whose data breaks out of its attribute, a stream whose name does, an exception class
-named like a tag) are escaped or dropped.
+named like a tag) are escaped or dropped; forged nbgrader metadata (a new test cell worth
+100 points, a solution claiming a test's grade_id, a duplicated or deleted test, a locked
+markdown cell turned into code) changes nothing that runs or scores.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import copy
 from pathlib import Path
 
 import pytest
-from adversarial import CORRECT, mini_lab, require_sandbox
+from adversarial import CORRECT, HASH_COLLISION_REPLY, WRONG, mini_lab, require_sandbox
 from conftest import require_tool
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_raw_cell
 
@@ -217,3 +226,95 @@ def test_a_student_cannot_hide_a_cell_of_their_own_from_formgrader():
     html = _formgrader_html(merge_submission(instructor, instructor, submitted))
     for label in hiders:
         assert f"HIDDEN_FROM_REVIEW_{label.replace('-', '_')}" in html, label
+
+
+# --- the submission file itself ---------------------------------------------------------
+def _role_sources(notebook, role: str) -> list[tuple[str, dict]]:
+    from deploylab.grading.cells import cell_role
+
+    return [
+        (cell.source, dict(cell.metadata.get("nbgrader", {})))
+        for cell in notebook.cells
+        if cell_role(cell) == role
+    ]
+
+
+def test_forged_cell_metadata_cannot_add_replace_or_drop_a_test():
+    """Whatever nbgrader metadata a submission carries, the notebook that runs has exactly
+    the instructor's test and setup cells, with their points, and the student's code only
+    where the student's code runs."""
+    instructor = mini_lab()
+    submitted = mini_lab(CORRECT)
+    by_id = {cell.metadata["nbgrader"]["grade_id"]: cell for cell in submitted.cells}
+
+    def forged(source: str, cell_type: str = "code", **nbgrader) -> object:
+        cell = new_code_cell(source) if cell_type == "code" else new_markdown_cell(source)
+        cell.metadata["nbgrader"] = {"schema_version": 3, **nbgrader}
+        return cell
+
+    by_id["answer"].metadata["nbgrader"].update(grade=True, points=50)
+    by_id["intro"].cell_type = "code"  # a locked markdown cell turned into code
+    by_id["intro"].update(outputs=[], execution_count=None, source="FORGED_INTRO = 1")
+    submitted.cells = [
+        by_id["intro"],
+        forged("FORGED_TEST = 1", grade=True, grade_id="free-points", points=100, locked=True),
+        forged("FORGED_SOLUTION_OF_TEST = 1", grade_id="double-tests", solution=True),
+        forged("FORGED_SETUP = 1", grade_id="setup", solution=True, locked=False),
+        by_id["answer"],
+        forged("FORGED_DUPLICATE = 1", grade=True, grade_id="double-tests", points=9),
+        by_id["double-tests"],
+        # negative-tests deleted; setup deleted
+    ]
+    merged = merge_submission(instructor, instructor, submitted)
+    assert _role_sources(merged, "test") == _role_sources(instructor, "test")
+    assert _role_sources(merged, "setup") == _role_sources(instructor, "setup")
+    students = "\n".join(source for source, _ in _role_sources(merged, "student"))
+    assert "FORGED_TEST" in students  # the student's own cell runs, as the student's
+    for ignored in ("FORGED_INTRO", "FORGED_SOLUTION_OF_TEST", "FORGED_SETUP", "FORGED_DUPLICATE"):
+        assert ignored not in students, ignored
+    assert CORRECT.strip() in students
+    points = [meta.get("points") for _, meta in _role_sources(merged, "test")]
+    assert points == [2, 1]
+
+
+#: The kernel's side of the call loop, replaced once: the first call is answered with a set
+#: of 30,000 ints that all hash alike (under the frame limit, but decoding it keeps the
+#: trusted process busy past its limit, so the grader restarts it); later cells get the real
+#: call loop again.
+STALL_THE_TRUSTED_PROCESS_ONCE = HASH_COLLISION_REPLY.replace(
+    "range(5, 200005)", "range(5, 30005)"
+).replace(
+    "_cl.serve = _serve",
+    "_real_serve = _cl.serve\n"
+    "def _stall_once(path, namespace):\n"
+    "    _cl.serve = _real_serve\n"
+    "    _serve(path, namespace)\n"
+    "_cl.serve = _stall_once\n",
+)
+assert "range(5, 30005)" in STALL_THE_TRUSTED_PROCESS_ONCE
+
+
+@pytest.mark.slow
+def test_names_an_earlier_test_cell_defined_never_come_from_the_kernel(tmp_path):
+    """A test cell may use what an earlier test cell defined (its cases, a helper). When the
+    trusted process had to be restarted (a reply that keeps it busy past the cell's limit),
+    those names were gone, so they were looked up in the student's kernel: ``_cases = []``
+    made the next test check nothing, and a wrong answer passed."""
+    from adversarial import _meta
+
+    require_sandbox()
+    notebook = mini_lab(
+        WRONG + "_cases = []\n",  # a wrong double, and the test's own name, emptied
+        extra=[STALL_THE_TRUSTED_PROCESS_ONCE],
+    )
+    first, second = (c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    first.source = '_cases = [1, 2, 5]\nassert double(0) == 0, "double(0) is 0"\n'
+    second.source = (
+        'for _case in _cases:\n    assert double(_case) == 2 * _case, "double is right"\n'
+    )
+    second.metadata = _meta("uses-earlier-cases", grade=True, solution=False, locked=True, points=5)
+    with scratch_directory(Limits()) as scratch:
+        outcome = run_notebook(notebook, scratch, cell_timeout=3, notebook_timeout=60)
+    assert outcome.tests["double-tests"].outcome == "timed out", outcome.tests
+    later = outcome.tests["uses-earlier-cases"]
+    assert later.outcome == "failed" and not later.points, later
