@@ -20,6 +20,10 @@ Broke, and fixed:
   emptied the next test and a wrong answer passed. Names the instructor's cells bind are the
   instructor's for good now, also after a restart
   (:func:`deploylab.grading.trusted_tests.top_level_names`).
+* A directory where the notebook should be (in a hand-in on the hub, or in a submissions
+  folder) opened fine and then raised ``IsADirectoryError``: the instructor's collect, or the
+  whole batch's autograde, stopped for every student. One reader of what students wrote
+  (:func:`deploylab.grading.submissions.read_regular_file`) checks the descriptor first.
 * A student's own cells could hide their code from the instructor in formgrader
   (``transient.remove_source``, ``jupyter.source_hidden``): they lose their metadata.
 
@@ -33,6 +37,7 @@ markdown cell turned into code) changes nothing that runs or scores.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -318,3 +323,91 @@ def test_names_an_earlier_test_cell_defined_never_come_from_the_kernel(tmp_path)
     assert outcome.tests["double-tests"].outcome == "timed out", outcome.tests
     later = outcome.tests["uses-earlier-cases"]
     assert later.outcome == "failed" and not later.points, later
+
+
+def test_malformed_hand_ins_get_a_status_and_stop_nothing(tmp_path):
+    """Files that are not a notebook, or are one only in part, are decided before anything
+    runs: each gets a status, none raises (one bad file must not stop a class's grading),
+    and nothing is read through a link or from something that is not a file."""
+    import json
+    import os
+    import shutil
+
+    import nbformat
+
+    from deploylab.grading.course import Course
+    from deploylab.grading.submissions import lab_grade_ids, prepare_submission
+
+    lab = "ip-basics"
+    root = tmp_path / "autograder"
+    shutil.copytree(ROOT / "autograder" / "source" / lab, root / "source" / lab)
+    shutil.copy(ROOT / "autograder" / "nbgrader_config.py", root / "nbgrader_config.py")
+    course = Course.locate(root, tmp_path / "labs")
+    instructor = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
+    released = nbformat.read(ROOT / "labs" / lab / f"{lab}.ipynb", as_version=4)
+    valid = json.loads(nbformat.writes(released))
+    cells = valid["cells"]
+
+    def notebook(**changes) -> str:
+        return json.dumps({**valid, **changes})
+
+    files: dict[str, bytes | None] = {
+        "invalid-utf8": b'{"cells": [], "x": "\xff\xfe"}',
+        "deep-nesting": b"[" * 200_000 + b"]" * 200_000,
+        "deep-metadata": notebook(metadata={"a": json.loads("[" * 900 + "]" * 900)}).encode(),
+        "cells-not-a-list": notebook(cells={"0": cells[0]}).encode(),
+        "cells-of-strings": notebook(cells=["x", 1, None]).encode(),
+        "cell-metadata-a-string": notebook(cells=[{**cells[0], "metadata": "x"}]).encode(),
+        "future-nbformat": notebook(nbformat=99).encode(),
+        # two "cells" keys: the last one counts (the answer-less one): graded, not confused
+        "duplicate-keys": (notebook()[:-1] + ', "cells": []}').encode(),
+        "directory": None,
+    }
+    for student, data in files.items():
+        (tmp_path / "in" / student).mkdir(parents=True)
+        target = tmp_path / "in" / student / f"{lab}.ipynb"
+        if data is None:
+            target.mkdir()
+        else:
+            target.write_bytes(data)
+    (tmp_path / "in" / "device").mkdir()
+    os.symlink("/dev/zero", tmp_path / "in" / "device" / f"{lab}.ipynb")
+
+    ids = lab_grade_ids(course)
+    statuses = {}
+    for student_dir in sorted((tmp_path / "in").iterdir()):
+        submission = prepare_submission(
+            course, lab, student_dir, instructor, released, "digest", ids
+        )
+        statuses[student_dir.name] = (
+            submission.result.status if submission.result else "to be graded"
+        )
+    assert statuses == {
+        "invalid-utf8": "not a notebook",
+        "deep-nesting": "not a notebook",
+        "deep-metadata": "not a notebook",
+        "cells-not-a-list": "not a notebook",
+        "cells-of-strings": "not a notebook",
+        "cell-metadata-a-string": "not a notebook",
+        "future-nbformat": "not a notebook",
+        "duplicate-keys": "wrong lab",
+        "directory": "not a notebook",
+        "device": "not a notebook",
+    }
+
+
+def test_a_directory_in_place_of_a_hand_in_is_refused_not_a_crash(tmp_path):
+    """On the hub a student can put a directory where their notebook should be in their own
+    hand-in: the instructor's collect opened it, and reading it raised IsADirectoryError,
+    which stopped collecting (and grading) for the whole class."""
+    import pwd
+
+    from deploylab.classroom.instructor import _copy_submission
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    hand_in = tmp_path / f"{me}+ip-basics+2026-12-02 09:00:00.000000 UTC"
+    (hand_in / "ip-basics.ipynb").mkdir(parents=True)
+    (hand_in / "submission_secret.txt").write_text("s3cret")
+    problem, times = _copy_submission(hand_in, me, "ip-basics", tmp_path / "collected")
+    assert problem == "ip-basics.ipynb is not a regular file", problem
+    assert times == {}

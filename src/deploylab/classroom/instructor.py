@@ -17,7 +17,6 @@ import os
 import pwd
 import re
 import shutil
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +43,6 @@ CLAIMED_TIME_FILE = "timestamp.txt"
 SECRET_FILE = "submission_secret.txt"
 #: In a collected submission: the student's claimed time (the trusted one is timestamp.txt).
 CLAIMED_COPY = "claimed_timestamp.txt"
-MAX_SUBMISSION_BYTES = 20 * 1024 * 1024
 #: How far a hand-in's own timestamp may be from when it reached the exchange (nbgrader
 #: writes it before copying; a large notebook on a busy disk takes a while) before it is
 #: flagged as not believable.
@@ -163,22 +161,18 @@ def claim_problem(claimed: str, received: datetime) -> str:
 def _read_owned(path: Path, student: str) -> tuple[bytes | None, str, float]:
     """A hand-in file's bytes, '' or why it is refused, and its ctime as read (fstat of the
     very file read: no swap between the check and the read)."""
+    from deploylab.grading.submissions import UnreadableSubmission, read_regular_file
+
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        data, info = read_regular_file(path)
     except FileNotFoundError:
         return None, "", 0.0
-    except OSError as error:
-        return None, f"{path.name} cannot be read ({error.strerror})", 0.0
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return None, f"{path.name} is not a regular file", 0.0
-        owner = _owner(path, info.st_uid)
-        if owner != student:
-            return None, f"{path.name} belongs to {owner}, not {student}", 0.0
-        if info.st_size > MAX_SUBMISSION_BYTES:
-            return None, f"{path.name} is {info.st_size} bytes (over {MAX_SUBMISSION_BYTES})", 0.0
-        return handle.read(MAX_SUBMISSION_BYTES + 1), "", info.st_ctime
+    except UnreadableSubmission as error:
+        return None, str(error), 0.0
+    owner = _owner(path, info.st_uid)
+    if owner != student:
+        return None, f"{path.name} belongs to {owner}, not {student}", 0.0
+    return data, "", info.st_ctime
 
 
 def _copy_submission(source: Path, student: str, lab: str, target: Path) -> tuple[str, dict]:
