@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shutil
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
@@ -342,6 +343,25 @@ def test_a_hand_in_time_the_student_wrote_is_not_believed(hub, sessions, graded)
     trusted = parse_utc((kept / "timestamp.txt").read_text().strip()).replace(tzinfo=UTC)
     assert trusted >= handed_in - timedelta(seconds=60), trusted
     assert (kept / "claimed_timestamp.txt").read_text().strip() == early
+
+
+def test_a_hand_in_the_instructors_cannot_read_does_not_stop_collecting(hub, graded):
+    """A student owns their hand-in directory and may close it to the instructors (chmod
+    700): collecting stopped with PermissionError, for the whole class. It is refused now,
+    and everyone else's hand-in is collected."""
+    student = hub.students[2]
+    inbound = hub.classroom.exchange_course_dir / "inbound"
+    entry = inbound / f"{student}+ip-basics+2099-01-01 00:00:00.000000 UTC+closed"
+    made = hub.as_user(student, "sh", "-c", f'mkdir "{entry}" && chmod 700 "{entry}"')
+    assert made.returncode == 0, made.stderr
+    try:
+        collected = hub.instructor_runs("collect", "ip-basics").stdout
+    finally:
+        shutil.rmtree(entry)
+    assert f"REFUSED {entry.name}: it cannot be read" in collected, collected
+    for other in hub.students[:2]:
+        kept = hub.classroom.course_dir / "collected" / "ip-basics" / other / "ip-basics.ipynb"
+        assert kept.is_file(), other
 
 
 def test_a_manual_grade_in_formgrader_reaches_the_students_feedback(hub, sessions, graded):

@@ -24,6 +24,10 @@ Broke, and fixed:
   folder) opened fine and then raised ``IsADirectoryError``: the instructor's collect, or the
   whole batch's autograde, stopped for every student. One reader of what students wrote
   (:func:`deploylab.grading.submissions.read_regular_file`) checks the descriptor first.
+* On the hub, a student owns their hand-in in the exchange: closing it to the instructors
+  (chmod 700) stopped ``classroom collect`` with PermissionError, and bytes that are not
+  UTF-8 in its submission secret stopped handing feedback back, for the whole class. Both
+  are refused for that student alone (the first is a hub test in test_classroom_hub.py).
 * A student's own cells could hide their code from the instructor in formgrader
   (``transient.remove_source``, ``jupyter.source_hidden``): they lose their metadata.
 
@@ -411,3 +415,27 @@ def test_a_directory_in_place_of_a_hand_in_is_refused_not_a_crash(tmp_path):
     problem, times = _copy_submission(hand_in, me, "ip-basics", tmp_path / "collected")
     assert problem == "ip-basics.ipynb is not a regular file", problem
     assert times == {}
+
+
+def test_a_submission_secret_that_is_not_text_does_not_stop_feedback(tmp_path):
+    """The submission secret (which names a student's feedback page in the exchange) is a file
+    the student wrote into their own hand-in: bytes that are not UTF-8 made handing feedback
+    back raise UnicodeDecodeError, and nobody in the class got theirs."""
+    from deploylab.classroom.instructor import feedback_name, return_feedback
+    from deploylab.classroom.layout import Classroom
+
+    classroom = Classroom(state_dir=tmp_path, course="net101")
+    (classroom.exchange_course_dir / "feedback").mkdir(parents=True)
+    secrets = {"mallory": b"\xff\xfe not text", "alice": b"a1b2c3\n"}
+    for student, secret in secrets.items():
+        collected = classroom.course_dir / "collected" / "ip-basics" / student
+        collected.mkdir(parents=True)
+        (collected / "submission_secret.txt").write_bytes(secret)
+        page = classroom.course_dir / "feedback" / student / "ip-basics" / "ip-basics.html"
+        page.parent.mkdir(parents=True)
+        page.write_text(f"feedback for {student}")
+    said: list[str] = []
+    assert return_feedback(classroom, "ip-basics", log=said.append) == ["alice"]
+    released = classroom.exchange_course_dir / "feedback" / feedback_name("a1b2c3", "ip-basics")
+    assert released.read_text() == "feedback for alice"
+    assert any("mallory" in line for line in said), said

@@ -228,7 +228,12 @@ def collect(classroom: Classroom, lab: str, *, log=print) -> dict[str, Collected
             log(f"classroom: REFUSED {entry.name}: handed in by {owner}, not by {student}")
             refused[student] = CollectedSubmission(student, timestamp, None, f"owned by {owner}")
             continue
-        received = received_at(entry)
+        try:
+            received = received_at(entry)
+        except OSError as error:  # the student closed their hand-in to the instructors
+            log(f"classroom: REFUSED {entry.name}: it cannot be read ({error.strerror})")
+            refused[student] = CollectedSubmission(student, timestamp, None, "cannot be read")
+            continue
         if student not in latest or received > latest[student][0]:
             latest[student] = (received, timestamp, entry)
     collected_root = classroom.course_dir / "collected" / lab
@@ -282,7 +287,12 @@ def return_feedback(classroom: Classroom, lab: str, *, log=print) -> list[str]:
         secret_file = collected / "submission_secret.txt"
         if not page.is_file() or not secret_file.is_file():
             continue
-        name = feedback_name(secret_file.read_text().strip(), lab)
+        try:  # the student wrote it: it may be anything
+            secret = secret_file.read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            log(f"classroom: no feedback for {student}: the hand-in's secret is not text")
+            continue
+        name = feedback_name(secret, lab)
         temporary = outbound / f".{name}.tmp"
         shutil.copyfile(page, temporary)
         temporary.chmod(0o644)
