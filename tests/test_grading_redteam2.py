@@ -28,6 +28,14 @@ Broke, and fixed:
   (chmod 700) stopped ``classroom collect`` with PermissionError, and bytes that are not
   UTF-8 in its submission secret stopped handing feedback back, for the whole class. Both
   are refused for that student alone (the first is a hub test in test_classroom_hub.py).
+* In the proxies lab (and deployment) a setup helper shares a module with the reference the
+  hidden tests compare with, so the sandbox can reach the answer key: imported from that
+  module (``from deploylab.proxy.cache import freshness_lifetime``), or reached with no import
+  (``sys.modules[…].is_storable``, ``helper.__globals__[…]``), it earned full marks, graded,
+  with nobody told. It is flagged for review now
+  (:func:`deploylab.grading.reference_imports.reference_imports`). Still open: a name built at
+  run time (``getattr(m, "fresh" + "ness_lifetime")``) is not seen; only moving the key out
+  of the modules the setup cells import closes that.
 * A student's own cells could hide their code from the instructor in formgrader
   (``transient.remove_source``, ``jupyter.source_hidden``): they lose their metadata.
 
@@ -439,3 +447,99 @@ def test_a_submission_secret_that_is_not_text_does_not_stop_feedback(tmp_path):
     released = classroom.exchange_course_dir / "feedback" / feedback_name("a1b2c3", "ip-basics")
     assert released.read_text() == "feedback for alice"
     assert any("mallory" in line for line in said), said
+
+
+# --- the answer key inside the sandbox -----------------------------------------------------
+#: Three ways to hand in the proxies lab's answer key, which the sandbox can reach: the setup
+#: cell imports helpers from deploylab.proxy.cache, where the reference functions live too.
+ANSWER_KEY_USES = {
+    "fresh": (
+        "from deploylab.proxy.cache import freshness_lifetime as _key\n"
+        "def freshness_lifetime(response_headers):\n"
+        "    return _key(response_headers)\n"
+    ),
+    "store": (
+        "import sys\n"
+        "def may_store(method, status, request_headers, response_headers):\n"
+        "    key = sys.modules['deploylab.proxy.cache'].is_storable\n"
+        "    return key(method, status, request_headers, response_headers)\n"
+    ),
+    "hop": (
+        "def strip_hop_by_hop(headers):\n"
+        "    return parse_cache_control.__globals__['remove_hop_by_hop'](headers)\n"
+    ),
+}
+
+
+def _proxies_submission(answers: dict[str, str]):
+    import nbformat
+
+    released = nbformat.read(ROOT / "labs" / "proxies" / "proxies.ipynb", as_version=4)
+    for cell in released.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return released
+
+
+def test_handing_in_the_answer_key_is_flagged_for_review(tmp_path):
+    """In the proxies lab the reference functions share a module with the setup cell's
+    helpers, so the sandbox can reach them: imported from that module (rather than from
+    deploylab.proxy, where the hidden tests take them), or reached with no import at all,
+    they earned full marks, graded, with nobody told. Now each is flagged for review."""
+    import shutil
+
+    import nbformat
+
+    from deploylab.grading.course import Course
+    from deploylab.grading.submissions import lab_grade_ids, prepare_submission
+
+    root = tmp_path / "autograder"
+    shutil.copytree(ROOT / "autograder" / "source" / "proxies", root / "source" / "proxies")
+    shutil.copy(ROOT / "autograder" / "nbgrader_config.py", root / "nbgrader_config.py")
+    course = Course.locate(root, tmp_path / "labs")
+    instructor = nbformat.read(root / "source" / "proxies" / "proxies.ipynb", as_version=4)
+    released = nbformat.read(ROOT / "labs" / "proxies" / "proxies.ipynb", as_version=4)
+    ids = lab_grade_ids(course)
+    for grade_id, answer in ANSWER_KEY_USES.items():
+        student = tmp_path / "in" / f"uses-key-{grade_id}"
+        student.mkdir(parents=True)
+        nbformat.write(_proxies_submission({grade_id: answer}), student / "proxies.ipynb")
+        submission = prepare_submission(
+            course, "proxies", student, instructor, released, "digest", ids
+        )
+        assert submission.review.startswith("imports the course's reference"), grade_id
+    # The instructor's own answers use no part of the key.
+    solutions = {
+        cell.metadata["nbgrader"]["grade_id"]: cell.source
+        for cell in instructor.cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+    }
+    honest = tmp_path / "in" / "honest"
+    honest.mkdir()
+    nbformat.write(_proxies_submission(solutions), honest / "proxies.ipynb")
+    submission = prepare_submission(course, "proxies", honest, instructor, released, "d", ids)
+    assert submission.result is None and submission.review == ""
+
+
+def test_no_labs_own_answers_look_like_the_answer_key():
+    """The rule that flags the key must not flag the instructor's own solutions."""
+    import nbformat
+
+    from deploylab.grading.reference_imports import (
+        reference_imports,
+        reference_names,
+        setup_imports,
+    )
+
+    for path in sorted((ROOT / "autograder" / "source").glob("*/*.ipynb")):
+        instructor = nbformat.read(path, as_version=4)
+        answers = nbformat.v4.new_notebook(
+            cells=[
+                new_code_cell(cell.source)
+                for cell in instructor.cells
+                if cell.metadata.get("nbgrader", {}).get("solution") and cell.cell_type == "code"
+            ]
+        )
+        found = reference_imports(answers, reference_names(instructor), setup_imports(instructor))
+        assert found == [], (path.name, found)

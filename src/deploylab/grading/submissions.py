@@ -32,7 +32,8 @@ __all__ = [
 
 #: Bump when grading changes in a way that should invalidate stored results. 3: a student's
 #: markdown and cell metadata no longer reach the graded notebook that formgrader renders
-#: (graded notebooks written before are written again, not reused).
+#: (graded notebooks written before are written again, not reused), and answer-key uses
+#: that were missed before are flagged.
 PIPELINE_VERSION = "3"
 
 
