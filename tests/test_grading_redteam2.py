@@ -543,3 +543,27 @@ def test_no_labs_own_answers_look_like_the_answer_key():
         )
         found = reference_imports(answers, reference_names(instructor), setup_imports(instructor))
         assert found == [], (path.name, found)
+
+
+def test_the_deployment_labs_key_is_flagged_from_its_own_module_too():
+    """deploylab.deploy holds both Step (the setup cell's) and the strategies the hidden tests
+    compare with: taken from deploylab.deploy.strategies, or through Step's module."""
+    import nbformat
+
+    from deploylab.grading.reference_imports import (
+        reference_imports,
+        reference_names,
+        setup_imports,
+    )
+
+    instructor = nbformat.read(
+        ROOT / "autograder" / "source" / "deployment" / "deployment.ipynb", as_version=4
+    )
+    uses = [
+        "from deploylab.deploy.strategies import rolling_plan as _plan\n",
+        "import sys\n_plan = sys.modules[Step.__module__].rolling_plan\n",
+    ]
+    for source in uses:
+        notebook = nbformat.v4.new_notebook(cells=[new_code_cell(source)])
+        found = reference_imports(notebook, reference_names(instructor), setup_imports(instructor))
+        assert found == ["deploylab.deploy.rolling_plan"], (source, found)
