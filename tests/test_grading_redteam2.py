@@ -36,6 +36,10 @@ Broke, and fixed:
   (:func:`deploylab.grading.reference_imports.reference_imports`). Still open: a name built at
   run time (``getattr(m, "fresh" + "ness_lifetime")``) is not seen; only moving the key out
   of the modules the setup cells import closes that.
+* Text a student controls reached the instructor's terminal raw: a notebook whose nbformat
+  version is a string (quoted in the status table), a hand-in folder named with escape
+  sequences (logged by collect). Both are shown as printable escapes now
+  (:func:`deploylab.grading.results.printable`).
 * A student's own cells could hide their code from the instructor in formgrader
   (``transient.remove_source``, ``jupyter.source_hidden``): they lose their metadata.
 
@@ -567,3 +571,40 @@ def test_the_deployment_labs_key_is_flagged_from_its_own_module_too():
         notebook = nbformat.v4.new_notebook(cells=[new_code_cell(source)])
         found = reference_imports(notebook, reference_names(instructor), setup_imports(instructor))
         assert found == ["deploylab.deploy.rolling_plan"], (source, found)
+
+
+# --- the instructor's terminal -------------------------------------------------------------
+def test_student_text_reaches_the_instructors_terminal_as_printable_text(tmp_path):
+    """What a student wrote reached the instructor's terminal raw: a notebook whose nbformat
+    version is a string (quoted by the error in the status table), or a hand-in folder named
+    with escape sequences and a newline, could clear the screen, set the window title or
+    print a forged "graded" row in the table of scores."""
+    import json
+
+    import nbformat
+
+    from deploylab.classroom.instructor import collect
+    from deploylab.classroom.layout import Classroom
+    from deploylab.grading.results import SubmissionResult, format_table
+    from deploylab.grading.submissions import parse_problem
+
+    forged = "\x1b[2J\x1b]0;owned\x07\nalice    9    9  graded"
+    with pytest.raises(Exception) as raised:
+        nbformat.reads(json.dumps({"cells": [], "metadata": {}, "nbformat": forged}), 4)
+    detail = parse_problem(raised.value)  # what prepare_submission puts in the status detail
+    table = format_table(
+        [
+            SubmissionResult("mallory", "lab", "not a notebook", 9.0, detail=detail[:60]),
+            SubmissionResult("eve\x1b[1A\x1b[2K", "lab", "graded", 9.0, score=9.0),
+        ]
+    )
+    assert len(table.splitlines()) == 4, table  # header, rule, one row per student
+    assert "\x1b" not in table and "\x07" not in table
+
+    classroom = Classroom(state_dir=tmp_path, course="net101", members=[])
+    inbound = classroom.exchange_course_dir / "inbound"
+    (inbound / f"nobody+ip-basics+{forged.replace(chr(10), ' ')}\x1b[1A").mkdir(parents=True)
+    classroom.course_dir.mkdir()
+    said: list[str] = []
+    collect(classroom, "ip-basics", log=said.append)
+    assert said and not any("\x1b" in line or "\x07" in line for line in said), said

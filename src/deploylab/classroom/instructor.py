@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from deploylab.classroom.layout import Classroom, ClassroomError
+from deploylab.grading.results import printable
 from deploylab.workspace import as_jupyterlab_saves
 
 __all__ = [
@@ -220,18 +221,19 @@ def collect(classroom: Classroom, lab: str, *, log=print) -> dict[str, Collected
         if not match or match["lab"] != lab:
             continue
         student, timestamp = match["student"], match["timestamp"]
+        shown = printable(entry.name)  # named by the student: may hold escape sequences
         owner = _owner(entry)
         if student not in students:
-            log(f"classroom: ignored {entry.name}: {student!r} is not a student on the roster")
+            log(f"classroom: ignored {shown}: {student!r} is not a student on the roster")
             continue
         if owner != student or entry.is_symlink() or not entry.is_dir():
-            log(f"classroom: REFUSED {entry.name}: handed in by {owner}, not by {student}")
+            log(f"classroom: REFUSED {shown}: handed in by {owner}, not by {student}")
             refused[student] = CollectedSubmission(student, timestamp, None, f"owned by {owner}")
             continue
         try:
             received = received_at(entry)
         except OSError as error:  # the student closed their hand-in to the instructors
-            log(f"classroom: REFUSED {entry.name}: it cannot be read ({error.strerror})")
+            log(f"classroom: REFUSED {shown}: it cannot be read ({error.strerror})")
             refused[student] = CollectedSubmission(student, timestamp, None, "cannot be read")
             continue
         if student not in latest or received > latest[student][0]:
@@ -246,7 +248,7 @@ def collect(classroom: Classroom, lab: str, *, log=print) -> dict[str, Collected
         problem, times = _copy_submission(entry, student, lab, staging)
         if problem:
             shutil.rmtree(staging)
-            log(f"classroom: REFUSED {entry.name}: {problem}")
+            log(f"classroom: REFUSED {printable(entry.name)}: {problem}")
             refused[student] = CollectedSubmission(student, timestamp, None, problem)
             continue
         flagged = claim_problem(times["claimed"] or timestamp, times["received"])
