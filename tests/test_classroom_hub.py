@@ -13,10 +13,13 @@ import io
 import json
 import os
 import re
+import shutil
 import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
 
+import nbformat
 import pytest
 from classroom_support import PASSWORD, ROOT, answered, running_classroom
 
@@ -48,8 +51,9 @@ def sessions(hub):
 
 @pytest.fixture(scope="module")
 def graded(hub, sessions):
-    """ip-basics released; student 1 hands in a right answer, student 2 a partly wrong one,
-    student 3 nothing; the instructor grades as their own unix user."""
+    """ip-basics released; student 1 hands in a right answer, student 2 a partly wrong one
+    (with a markdown cell of markup, see the formgrader test), student 3 nothing; the
+    instructor grades as their own unix user."""
     hub.instructor_runs("release", "ip-basics")
     course = hub.classroom.course
     for student, wrong in ((hub.students[0], set()), (hub.students[1], {"classes"})):
@@ -62,6 +66,8 @@ def graded(hub, sessions):
         assert status == 200 and json.loads(text)["success"], text
         path = "/contents/ip-basics/ip-basics.ipynb"
         notebook = answered(session.api(path)["content"], wrong)
+        if wrong:
+            notebook.cells.append(nbformat.v4.new_markdown_cell(STUDENT_MARKUP))
         session.api(path, method="PUT", body={"type": "notebook", "content": notebook})
         status, _, text = session.request(
             f"/user/{student}/assignments/submit",
@@ -339,6 +345,25 @@ def test_a_hand_in_time_the_student_wrote_is_not_believed(hub, sessions, graded)
     assert (kept / "claimed_timestamp.txt").read_text().strip() == early
 
 
+def test_a_hand_in_the_instructors_cannot_read_does_not_stop_collecting(hub, graded):
+    """A student owns their hand-in directory and may close it to the instructors (chmod
+    700): collecting stopped with PermissionError, for the whole class. It is refused now,
+    and everyone else's hand-in is collected."""
+    student = hub.students[2]
+    inbound = hub.classroom.exchange_course_dir / "inbound"
+    entry = inbound / f"{student}+ip-basics+2099-01-01 00:00:00.000000 UTC+closed"
+    made = hub.as_user(student, "sh", "-c", f'mkdir "{entry}" && chmod 700 "{entry}"')
+    assert made.returncode == 0, made.stderr
+    try:
+        collected = hub.instructor_runs("collect", "ip-basics").stdout
+    finally:
+        shutil.rmtree(entry)
+    assert f"REFUSED {entry.name}: it cannot be read" in collected, collected
+    for other in hub.students[:2]:
+        kept = hub.classroom.course_dir / "collected" / "ip-basics" / other / "ip-basics.ipynb"
+        assert kept.is_file(), other
+
+
 def test_a_manual_grade_in_formgrader_reaches_the_students_feedback(hub, sessions, graded):
     """The instructor gives points by hand in formgrader (its own API, as its page does) and
     comments; after 'classroom grade' the student's fetched feedback shows both."""
@@ -376,6 +401,39 @@ def test_a_manual_grade_in_formgrader_reaches_the_students_feedback(hub, session
     exported = hub.instructor_runs("export").stdout
     rows = {row["student_id"]: row for row in csv.DictReader(io.StringIO(exported))}
     assert rows[student]["ip-basics"] == "9"
+
+
+#: A student's markdown that would run script in whatever page renders it as HTML.
+STUDENT_MARKUP = "<img src=x onerror=alert(document.domain)>"
+
+
+def test_a_students_markup_is_text_in_the_instructors_formgrader(hub, sessions, graded):
+    """formgrader shows a submission in the instructor's own Jupyter origin and renders
+    markdown unsanitised: a student's markup there would act as the instructor. Graded on
+    the hub, it is on the page as text only."""
+    instructor, student = sessions[hub.instructor], hub.students[1]
+    base = f"/user/{hub.instructor}/formgrader"
+    notebooks = json.loads(
+        instructor.request(f"{base}/api/submitted_notebooks/ip-basics/ip-basics")[2]
+    )
+    submission = next(item for item in notebooks if item["student"] == student)
+    status, _, body = instructor.request(f"{base}/submissions/{submission['id']}/")
+    page = body.decode("utf-8", "replace")
+    assert status == 200, page[:500]
+
+    handlers: list[tuple[str, str]] = []
+
+    class EventHandlers(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            handlers.extend(
+                (tag, name)
+                for name, value in attrs
+                if name.startswith("on") and "document.domain" in (value or "")
+            )
+
+    EventHandlers().feed(page)
+    assert handlers == [], "the student's markup is an element of the page"
+    assert "onerror=alert(document.domain)" in page  # what the student wrote, as text
 
 
 def test_a_student_cannot_reach_another_students_server(hub, sessions):

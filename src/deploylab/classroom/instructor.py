@@ -17,12 +17,12 @@ import os
 import pwd
 import re
 import shutil
-import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from deploylab.classroom.layout import Classroom, ClassroomError
+from deploylab.grading.results import printable
 from deploylab.workspace import as_jupyterlab_saves
 
 __all__ = [
@@ -44,7 +44,6 @@ CLAIMED_TIME_FILE = "timestamp.txt"
 SECRET_FILE = "submission_secret.txt"
 #: In a collected submission: the student's claimed time (the trusted one is timestamp.txt).
 CLAIMED_COPY = "claimed_timestamp.txt"
-MAX_SUBMISSION_BYTES = 20 * 1024 * 1024
 #: How far a hand-in's own timestamp may be from when it reached the exchange (nbgrader
 #: writes it before copying; a large notebook on a busy disk takes a while) before it is
 #: flagged as not believable.
@@ -163,22 +162,18 @@ def claim_problem(claimed: str, received: datetime) -> str:
 def _read_owned(path: Path, student: str) -> tuple[bytes | None, str, float]:
     """A hand-in file's bytes, '' or why it is refused, and its ctime as read (fstat of the
     very file read: no swap between the check and the read)."""
+    from deploylab.grading.submissions import UnreadableSubmission, read_regular_file
+
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        data, info = read_regular_file(path)
     except FileNotFoundError:
         return None, "", 0.0
-    except OSError as error:
-        return None, f"{path.name} cannot be read ({error.strerror})", 0.0
-    with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return None, f"{path.name} is not a regular file", 0.0
-        owner = _owner(path, info.st_uid)
-        if owner != student:
-            return None, f"{path.name} belongs to {owner}, not {student}", 0.0
-        if info.st_size > MAX_SUBMISSION_BYTES:
-            return None, f"{path.name} is {info.st_size} bytes (over {MAX_SUBMISSION_BYTES})", 0.0
-        return handle.read(MAX_SUBMISSION_BYTES + 1), "", info.st_ctime
+    except UnreadableSubmission as error:
+        return None, str(error), 0.0
+    owner = _owner(path, info.st_uid)
+    if owner != student:
+        return None, f"{path.name} belongs to {owner}, not {student}", 0.0
+    return data, "", info.st_ctime
 
 
 def _copy_submission(source: Path, student: str, lab: str, target: Path) -> tuple[str, dict]:
@@ -226,15 +221,21 @@ def collect(classroom: Classroom, lab: str, *, log=print) -> dict[str, Collected
         if not match or match["lab"] != lab:
             continue
         student, timestamp = match["student"], match["timestamp"]
+        shown = printable(entry.name)  # named by the student: may hold escape sequences
         owner = _owner(entry)
         if student not in students:
-            log(f"classroom: ignored {entry.name}: {student!r} is not a student on the roster")
+            log(f"classroom: ignored {shown}: {student!r} is not a student on the roster")
             continue
         if owner != student or entry.is_symlink() or not entry.is_dir():
-            log(f"classroom: REFUSED {entry.name}: handed in by {owner}, not by {student}")
+            log(f"classroom: REFUSED {shown}: handed in by {owner}, not by {student}")
             refused[student] = CollectedSubmission(student, timestamp, None, f"owned by {owner}")
             continue
-        received = received_at(entry)
+        try:
+            received = received_at(entry)
+        except OSError as error:  # the student closed their hand-in to the instructors
+            log(f"classroom: REFUSED {shown}: it cannot be read ({error.strerror})")
+            refused[student] = CollectedSubmission(student, timestamp, None, "cannot be read")
+            continue
         if student not in latest or received > latest[student][0]:
             latest[student] = (received, timestamp, entry)
     collected_root = classroom.course_dir / "collected" / lab
@@ -247,7 +248,7 @@ def collect(classroom: Classroom, lab: str, *, log=print) -> dict[str, Collected
         problem, times = _copy_submission(entry, student, lab, staging)
         if problem:
             shutil.rmtree(staging)
-            log(f"classroom: REFUSED {entry.name}: {problem}")
+            log(f"classroom: REFUSED {printable(entry.name)}: {problem}")
             refused[student] = CollectedSubmission(student, timestamp, None, problem)
             continue
         flagged = claim_problem(times["claimed"] or timestamp, times["received"])
@@ -288,7 +289,12 @@ def return_feedback(classroom: Classroom, lab: str, *, log=print) -> list[str]:
         secret_file = collected / "submission_secret.txt"
         if not page.is_file() or not secret_file.is_file():
             continue
-        name = feedback_name(secret_file.read_text().strip(), lab)
+        try:  # the student wrote it: it may be anything
+            secret = secret_file.read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            log(f"classroom: no feedback for {student}: the hand-in's secret is not text")
+            continue
+        name = feedback_name(secret, lab)
         temporary = outbound / f".{name}.tmp"
         shutil.copyfile(page, temporary)
         temporary.chmod(0o644)

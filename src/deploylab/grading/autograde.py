@@ -39,7 +39,13 @@ from deploylab.grading.gradebook import (
 from deploylab.grading.limits import Limits
 from deploylab.grading.merge import merge_submission
 from deploylab.grading.reference_imports import reference_imports, reference_names, setup_imports
-from deploylab.grading.results import STATUS_FILE, SubmissionResult, format_table, load_results
+from deploylab.grading.results import (
+    STATUS_FILE,
+    SubmissionResult,
+    format_table,
+    load_results,
+    printable,
+)
 from deploylab.grading.scoring import score_tests
 from deploylab.grading.scratch import scratch_directory
 from deploylab.grading.status import GRADED, NEEDS_REVIEW, STATUSES
@@ -174,7 +180,7 @@ class _Progress:
         eta = elapsed / self.done * (self.total - self.done)
         line = (
             f"grading [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-            f"{elapsed:5.1f}s eta {eta:4.0f}s  {label[:30]}"
+            f"{elapsed:5.1f}s eta {eta:4.0f}s  {printable(label)[:30]}"
         )
         if self.tty:
             sys.stderr.write("\r" + line.ljust(90))

@@ -4,12 +4,33 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import nbformat
 
 from deploylab.grading.cells import grade_id_of, nbgrader_meta
 
-__all__ = ["merge_submission"]
+__all__ = ["inert_markdown", "merge_submission"]
+
+
+def inert_markdown(source: str) -> str:
+    """A student's markdown as a fenced code block of its text: shown, never rendered.
+
+    The executed notebook becomes the autograded one, which formgrader renders in the
+    instructor's own Jupyter origin, and nbgrader's formgrade template renders markdown
+    unsanitised: a student's ``<script>``, ``<img onerror=…>`` or ``javascript:`` link would
+    run as the instructor (and could change any grade). In a code block the markdown
+    renderer escapes it; the fence is longer than any run of backticks in the text, so no
+    line of it can close the block.
+
+    >>> print(inert_markdown("<img src=x onerror=alert(1)> and ```code```"))
+    ````
+    <img src=x onerror=alert(1)> and ```code```
+    ````
+    """
+    longest = max((len(run) for run in re.findall(r"`+", source)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{source}\n{fence}"
 
 
 def merge_submission(instructor, released, submitted):
@@ -20,8 +41,10 @@ def merge_submission(instructor, released, submitted):
     handed in. Every cell of the instructor version appears, in its order, with its metadata;
     a solution cell takes the source of the student's cell with the same grade_id (the stub
     if the student deleted it). Cells the student added keep their place after the preceding
-    instructor cell and lose any nbgrader metadata; the student's copies of locked cells are
-    ignored, so edited or deleted tests are restored.
+    instructor cell and lose their metadata (nbgrader's, and what would hide them from the
+    instructor); the student's copies of locked cells are ignored, so edited or deleted tests
+    are restored. Markdown the student wrote (an answer or a cell of their own) is kept as its
+    text (:func:`inert_markdown`).
 
     >>> import nbformat.v4 as v4
     >>> def cell(source, grade_id, solution):
@@ -53,7 +76,11 @@ def merge_submission(instructor, released, submitted):
             anchor = grade_id  # a locked cell: the instructor's copy is used instead
         elif cell.get("cell_type") in ("code", "markdown", "raw"):
             extra = copy.deepcopy(cell)
-            extra.get("metadata", {}).pop("nbgrader", None)
+            # None of the student's metadata: not nbgrader's roles, and not what hides a
+            # cell's code from formgrader (transient.remove_source, jupyter.source_hidden).
+            extra["metadata"] = nbformat.NotebookNode()
+            if extra.get("cell_type") == "markdown":
+                extra["source"] = inert_markdown(_text(extra.get("source", "")))
             extras.setdefault(anchor, []).append(extra)
 
     merged = copy.deepcopy(instructor)
@@ -69,8 +96,9 @@ def merge_submission(instructor, released, submitted):
                 meta["checksum"] = checksum
         if grade_id in solution_ids:
             answer = answers.get(grade_id, released_by_id.get(grade_id, cell))
-            source = answer.get("source", "")
-            new_cell.source = "".join(source) if isinstance(source, list) else str(source)
+            new_cell.source = _text(answer.get("source", ""))
+            if new_cell.cell_type == "markdown":
+                new_cell.source = inert_markdown(new_cell.source)
         if new_cell.cell_type == "code":
             new_cell.outputs = []
             new_cell.execution_count = None
@@ -88,3 +116,8 @@ def merge_submission(instructor, released, submitted):
             cell.execution_count = None
     nbformat.validate(merged)
     return merged
+
+
+def _text(source: object) -> str:
+    """A cell's source as one string (nbformat allows a list of lines on disk)."""
+    return "".join(map(str, source)) if isinstance(source, list) else str(source)

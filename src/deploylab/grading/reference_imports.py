@@ -86,26 +86,90 @@ def reference_imports(
     notebook, references: dict[str, set[str]], allowed: dict[str, set[str]]
 ) -> list[str]:
     """The parts of the reference implementation (``references``, see
-    :func:`reference_names`) that the student's own cells import, beyond what the setup cells
+    :func:`reference_names`) that the student's own cells use, beyond what the setup cells
     import (``allowed``): the answer key used as an answer. Other deploylab imports (helpers
     a lab suggests for checking work) are not reported.
+
+    A reference is found under any module of its package tree (a function the hidden tests
+    take from ``deploylab.proxy`` is the same one in ``deploylab.proxy.cache``), and also
+    without an import, by its name as an attribute or a string (``sys.modules[…].name``,
+    ``helper.__globals__["name"]``): when a setup helper shares a module with the key, the
+    sandbox can reach the key. What is found is for a person to look at, not a verdict.
 
     >>> import nbformat.v4 as v4
     >>> answer = v4.new_code_cell("from deploylab.autoscale import step_adjustment, Alarm")
     >>> reference_imports(v4.new_notebook(cells=[answer]),
     ...                   {"deploylab.autoscale": {"step_adjustment"}}, {})
     ['deploylab.autoscale.step_adjustment']
+    >>> reached = v4.new_code_cell("key = sys.modules['deploylab.proxy.cache'].is_storable")
+    >>> reference_imports(v4.new_notebook(cells=[reached]), {"deploylab.proxy": {"is_storable"}},
+    ...                   {"deploylab.proxy.cache": {"http_date"}})
+    ['deploylab.proxy.is_storable']
     """
+    allowed_names = {name for names in allowed.values() for name in names}
+    secret_names = {
+        name: module
+        for module, names in sorted(references.items())
+        for name in sorted(names - allowed_names)
+    }
     found: list[str] = []
     for cell in notebook.cells:
         meta = nbgrader_meta(cell)
         if cell.get("cell_type") != "code" or (meta.get("locked") and not meta.get("solution")):
             continue
-        for module, names in deploylab_imports(str(cell.get("source", ""))):
-            if module not in references:
-                continue
-            secret = references[module] - allowed.get(module, set())
-            if not names and (module not in allowed or secret):
-                found.append(module)
-            found += [f"{module}.{name}" for name in sorted(names & secret)]
+        source = str(cell.get("source", ""))
+        for module, names in deploylab_imports(source):
+            for reference, reference_names_ in references.items():
+                if not _same_package_tree(module, reference):
+                    continue
+                secret = reference_names_ - allowed.get(module, set()) - allowed_names
+                if not names and (module not in allowed or secret):
+                    found.append(reference)
+                found += [f"{reference}.{name}" for name in sorted(names & secret)]
+        found += [
+            f"{secret_names[name]}.{name}" for name in _names_used(source) & set(secret_names)
+        ]
     return sorted(set(found))
+
+
+def _same_package_tree(module: str, other: str) -> bool:
+    """Whether one of two dotted module names is the other or inside it.
+
+    >>> _same_package_tree("deploylab.proxy.cache", "deploylab.proxy"), _same_package_tree(
+    ...     "deploylab.proxy", "deploylab.vpc")
+    (True, False)
+    """
+    return module == other or module.startswith(other + ".") or other.startswith(module + ".")
+
+
+def _names_used(source: str) -> set[str]:
+    """Names ``source`` reaches without importing them: attributes it reads, and strings used
+    as a key or given to ``getattr``/``.get`` (``vars(m)["name"]``, ``getattr(m, "name")``).
+
+    >>> sorted(_names_used("f = m.plan\\ng = d['key']\\nh = getattr(m, 'x')\\nprint('Peer')"))
+    ['key', 'plan', 'x']
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.Subscript):
+            used.update(_strings([node.slice]))
+        elif isinstance(node, ast.Call):
+            function = node.func
+            name = getattr(function, "id", None) or getattr(function, "attr", None)
+            if name in ("getattr", "get", "__getattribute__", "__getitem__"):
+                used.update(_strings(node.args))
+    return used
+
+
+def _strings(nodes: list[ast.expr]) -> set[str]:
+    return {
+        node.value
+        for node in nodes
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }

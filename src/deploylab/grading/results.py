@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from deploylab.grading.course import Course
 from deploylab.grading.status import GRADED
 
-__all__ = ["STATUS_FILE", "SubmissionResult", "format_table", "load_results"]
+__all__ = ["STATUS_FILE", "SubmissionResult", "format_table", "load_results", "printable"]
 
 
 STATUS_FILE = "status.json"
@@ -65,6 +65,19 @@ def format_points(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def printable(text: str) -> str:
+    """``text`` as printable characters only, for a terminal: control and other unprintable
+    characters (a newline, the escape sequences a student put in a folder name or in a
+    notebook that an error message quotes) are shown as their escapes, never sent as they are.
+
+    >>> printable("bob\\x1b[2J\\nalice  9  9  graded")
+    'bob\\\\x1b[2J\\\\nalice  9  9  graded'
+    """
+    return "".join(
+        character if character.isprintable() else repr(character)[1:-1] for character in text
+    )
+
+
 def format_table(results: list[SubmissionResult]) -> str:
     """The per-student score table: student, score, max, status (and why, if not graded).
 
@@ -80,7 +93,12 @@ def format_table(results: list[SubmissionResult]) -> str:
         detail = result.detail if len(result.detail) <= 70 else result.detail[:67] + "..."
         status = result.status + (f" ({detail})" if detail and result.status != GRADED else "")
         rows.append(
-            (result.student, format_points(result.score), format_points(result.max_score), status)
+            (
+                printable(result.student),
+                format_points(result.score),
+                format_points(result.max_score),
+                printable(status),
+            )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(4)]
     lines = []

@@ -21,11 +21,20 @@ from deploylab.grading.reference_imports import reference_imports, reference_nam
 from deploylab.grading.results import SubmissionResult
 from deploylab.grading.status import MISSING, NOT_A_NOTEBOOK, WRONG_LAB
 
-__all__ = ["MAX_SUBMISSION_BYTES", "PIPELINE_VERSION", "TIMESTAMP_FILE", "prepare_submission"]
+__all__ = [
+    "MAX_SUBMISSION_BYTES",
+    "PIPELINE_VERSION",
+    "TIMESTAMP_FILE",
+    "prepare_submission",
+    "read_regular_file",
+]
 
 
-#: Bump when grading changes in a way that should invalidate stored results.
-PIPELINE_VERSION = "2"
+#: Bump when grading changes in a way that should invalidate stored results. 3: a student's
+#: markdown and cell metadata no longer reach the graded notebook that formgrader renders
+#: (graded notebooks written before are written again, not reused), and answer-key uses
+#: that were missed before are flagged.
+PIPELINE_VERSION = "3"
 
 
 #: nbgrader's submission time file (written by ``nbgrader submit``/``collect``), optional.
@@ -74,17 +83,25 @@ def find_notebook(directory: Path, lab: str) -> Path | None:
     return directory / names[0] if names else None
 
 
-def read_submission(path: Path) -> bytes:
-    """The bytes of ``path``, never through a symlink, only from a regular file of at most
-    :data:`MAX_SUBMISSION_BYTES`; :class:`UnreadableSubmission` (naming the reason) otherwise."""
+def read_regular_file(path: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of ``path`` and the status of the very file read (no swap between a check and
+    the read): never through a symlink, only from a regular file of at most
+    :data:`MAX_SUBMISSION_BYTES`; :class:`UnreadableSubmission` (naming the reason) otherwise,
+    ``FileNotFoundError`` when there is nothing at ``path``. Shared by grading and the
+    classroom's collect, which read what students wrote.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
     except OSError as error:
         if os.path.islink(path):
             raise UnreadableSubmission(f"{path.name} is a symbolic link, not a file") from None
         raise UnreadableSubmission(f"{path.name} cannot be opened ({error.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        # Checked on the descriptor before any read: a directory opens too (and Python's
+        # file object refuses it with IsADirectoryError), a FIFO or a device would block.
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnreadableSubmission(f"{path.name} is not a regular file")
         if info.st_size > MAX_SUBMISSION_BYTES:
@@ -92,10 +109,22 @@ def read_submission(path: Path) -> bytes:
                 f"{path.name} is {info.st_size / 2**20:.1f} MiB, more than the "
                 f"{MAX_SUBMISSION_BYTES >> 20} MiB a submission may be"
             )
-        data = handle.read(MAX_SUBMISSION_BYTES + 1)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_SUBMISSION_BYTES + 1)
+    finally:
+        os.close(fd)
     if len(data) > MAX_SUBMISSION_BYTES:
         raise UnreadableSubmission(f"{path.name} is more than {MAX_SUBMISSION_BYTES >> 20} MiB")
-    return data
+    return data, info
+
+
+def read_submission(path: Path) -> bytes:
+    """The bytes of ``path`` as :func:`read_regular_file` reads them;
+    :class:`UnreadableSubmission` (naming the reason) when it cannot be read."""
+    try:
+        return read_regular_file(path)[0]
+    except FileNotFoundError as error:
+        raise UnreadableSubmission(f"{path.name} cannot be opened ({error.strerror})") from None
 
 
 def write_private(path: Path, data: bytes) -> None:

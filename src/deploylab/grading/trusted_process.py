@@ -26,6 +26,9 @@ class TrustedProcess:
         self.sockets = 0
         #: setup cells sent so far, replayed if the process has to be restarted
         self.setup_sources: list[str] = []
+        #: test cells sent so far: after a restart, the names they defined are declared the
+        #: instructor's again (else the student's kernel would be asked for them)
+        self.test_sources: list[str] = []
 
     async def start(self) -> None:
         limit = [f"--as={TRUSTED_MEMORY_BYTES}", "--"]
@@ -46,11 +49,15 @@ class TrustedProcess:
         await self.reply(60)
         for source in self.setup_sources:
             await self.request({"op": "setup", "source": source}, 30, remember=False)
+        for source in self.test_sources:
+            await self.request({"op": "declare", "source": source}, 30, remember=False)
 
     async def request(self, message: dict, timeout: float, *, remember: bool = True) -> dict:
         assert self.process is not None and self.process.stdin is not None
         if remember and message.get("op") == "setup":
             self.setup_sources.append(message["source"])
+        elif remember and message.get("op") == "test":
+            self.test_sources.append(message["source"])
         self.process.stdin.write((json.dumps(message) + "\n").encode())
         await self.process.stdin.drain()
         return await self.reply(timeout)

@@ -7,6 +7,9 @@ as JSON lines on stdin and answers on stdout:
 
 * ``{"op": "setup", "source": …}`` runs an instructor setup cell (imports, helpers, data);
   the student's kernel runs the same cell, so both sides know the same helpers.
+* ``{"op": "declare", "source": …}`` runs nothing: the names the cell binds at its top level
+  are the instructor's from now on, never looked up in the student's kernel (the grader
+  sends the test cells that ran before, when it had to restart this process).
 * ``{"op": "test", "source": …, "points": P, "timeout": T, "socket": PATH}`` listens on
   ``PATH``, answers ``{"listening": true}``, then runs one test cell. Every name
   the cell uses but neither the tests nor Python define is looked up in the student's kernel
@@ -21,7 +24,7 @@ What a test may do across the boundary: pass plain data as arguments (a lambda, 
 or an instructor object cannot cross: the test fails with a message for the instructor);
 rely on in-place changes to list/dict/set arguments (they are copied back after each call);
 catch the built-in exception a student function raised (``except ValueError`` works, with a
-grader-written message). A student value that is not plain data, a kernel that stops
+grader-written message; ``StopIteration`` arrives as ``RuntimeError``). A student value that is not plain data, a kernel that stops
 answering, or a reply that is too large ends the cell as failed, whatever the test catches.
 """
 
@@ -43,7 +46,7 @@ from deploylab.grading import plain_data
 from deploylab.grading.call_loop import FrameError, read_frame, write_frame
 from deploylab.grading.status import FAILED, PASSED, TEST_TIMED_OUT, test_outcome
 
-__all__ = ["StudentFunction", "free_names", "literal_message", "main"]
+__all__ = ["StudentFunction", "free_names", "literal_message", "main", "top_level_names"]
 
 #: Outcomes of one test cell, as reported to the grader.
 _TEST_FILE = "<test cell>"
@@ -158,6 +161,10 @@ class StudentFunction:
             kind = getattr(builtins, str(reply["raised"]), None)
             if not (isinstance(kind, type) and issubclass(kind, Exception)):
                 kind = Exception
+            if issubclass(kind, StopIteration | StopAsyncIteration):
+                # It would end the map(), zip() or next() that called the function as if
+                # exhausted, skipping the checks after it (PEP 479 does this for generators).
+                kind = RuntimeError
             raise _grader_message(kind(f"raised by {name}()"), f"{name}() raised {kind.__name__}")
         if reply.get("kind") == "missing":
             raise _grader_message(NameError(name), f"{name} is not defined in the submission")
@@ -235,6 +242,37 @@ def free_names(tree: ast.AST) -> set[str]:
     return loaded - bound
 
 
+def top_level_names(tree: ast.Module) -> set[str]:
+    """Names ``tree`` binds in its own (module) scope: what stays in the namespace after it
+    ran. Names local to its functions, classes, lambdas and comprehensions are not.
+
+    >>> sorted(top_level_names(ast.parse(
+    ...     "import random as _r\\ncases = [c for c in range(3)]\\nfor i in cases:\\n    x = i\\n"
+    ...     "def check(f):\\n    y = f(1)\\n    return y")))
+    ['_r', 'cases', 'check', 'i', 'x']
+    """
+    names: set[str] = set()
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+    comprehensions = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+    pending: list[ast.AST] = list(ast.iter_child_nodes(tree))
+    while pending:
+        node = pending.pop()
+        if isinstance(node, scopes):
+            if not isinstance(node, ast.Lambda):
+                names.add(node.name)
+            continue
+        if isinstance(node, comprehensions):
+            continue
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
 def literal_message(tree: ast.AST, line: int) -> str | None:
     """The message of the ``assert`` or ``raise`` at ``line`` of ``tree``, from its source text
     only: a string literal as written, an f-string with each value shown as ``…``.
@@ -280,8 +318,20 @@ class TrustedTests:
         #: what each student name was bound to (looked up again in every cell, so a name
         #: the student redefines later is seen as it is now)
         self.from_student: dict[str, Any] = {}
+        #: names the instructor's cells bind: never the student's, even once they are gone
+        #: (this process restarted after an earlier test cell defined them)
+        self.instructor_names: set[str] = set()
+
+    def declare(self, source: str) -> dict:
+        """Record the names an instructor cell binds at its top level, without running it."""
+        try:
+            self.instructor_names |= top_level_names(ast.parse(source, _TEST_FILE))
+        except (SyntaxError, ValueError):
+            return {"ok": False, "error": "SyntaxError"}
+        return {"ok": True}
 
     def setup(self, source: str) -> dict:
+        self.declare(source)
         try:
             exec(compile(source, "<setup cell>", "exec"), self.namespace)
         except BaseException as error:
@@ -296,6 +346,7 @@ class TrustedTests:
             tree = ast.parse(source, _TEST_FILE)
         except SyntaxError as error:
             return _result(FAILED, 0.0, f"the test cell does not parse (line {error.lineno})")
+        self.instructor_names |= top_level_names(tree)
         try:
             self._bind_student_names(tree, channel)
             value = self._run(tree)
@@ -312,7 +363,7 @@ class TrustedTests:
             ours = name in self.namespace and self.namespace[name] is not self.from_student.get(
                 name, self
             )
-            if ours or hasattr(builtins, name):
+            if ours or hasattr(builtins, name) or name in self.instructor_names:
                 continue
             self.namespace.pop(name, None)
             reply = channel.request({"op": "describe", "name": name})
@@ -328,7 +379,9 @@ class TrustedTests:
                 self.from_student[name] = self.namespace[name]
             elif kind == "module":
                 module = reply.get("module")
-                if module not in sys.stdlib_module_names:
+                # Only the module the test itself names (``ipaddress``): the kernel's reply
+                # must not choose what this process imports (``antigravity`` opens a browser).
+                if module != name or module not in sys.stdlib_module_names:
                     raise _not_value(name)
                 self.namespace[name] = __import__(module)
                 self.from_student[name] = self.namespace[name]
@@ -409,6 +462,8 @@ def main() -> int:
             break
         if request.get("op") == "setup":
             answer(tests.setup(str(request.get("source", ""))))
+        elif request.get("op") == "declare":
+            answer(tests.declare(str(request.get("source", ""))))
         elif request.get("op") == "test":
             # A fresh socket per cell: a connection left over from an earlier cell (or made by
             # the student's code) cannot answer for this one.
