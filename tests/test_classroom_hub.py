@@ -209,6 +209,18 @@ def test_formgrader_autograde_refuses_to_run_student_code_unsandboxed(hub, sessi
     # ...and deploylab's sandboxed result is still there.
     autograded = hub.classroom.course_dir / "autograded" / hub.students[0] / "ip-basics"
     assert (autograded / "ip-basics.ipynb").is_file()
+    # nbgrader's own feedback (hidden tests shown) is refused too: deploylab's page stays
+    page = hub.classroom.course_dir / "feedback" / hub.students[0] / "ip-basics" / "ip-basics.html"
+    before = page.read_bytes()
+    status, _, text = session.request(
+        f"/user/{hub.instructor}/formgrader/api/assignment/ip-basics/{hub.students[0]}"
+        "/generate_feedback",
+        method="POST",
+    )
+    assert status == 200, text[:500]
+    reply = json.loads(text)
+    assert reply["success"] is False and "deploylab classroom grade" in reply["error"]
+    assert page.read_bytes() == before
 
 
 # -- isolation: each attack runs as the attacking student's unix user -------------------------

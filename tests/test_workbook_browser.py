@@ -20,7 +20,7 @@ from classroom_support import answered
 from notebooks import ROOT
 from test_browser import CHROMIUM_ARGS, chromium_binary, serve_workbook
 
-from deploylab.classroom.formgrader import REFUSAL
+from deploylab.classroom.formgrader import FEEDBACK_REFUSAL, REFUSAL
 from deploylab.nbgrader_roles import VALIDATE_SUCCESS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -192,3 +192,7 @@ def test_formgrader_shows_the_course_and_will_not_autograde_unsandboxed(instruct
     assert LAB in {assignment["name"] for assignment in assignments}
     reply = api(base, token, f"/formgrader/api/submission/{LAB}/nobody/autograde", "POST", {})
     assert reply == {"success": False, "error": REFUSAL, "log": REFUSAL}
+    # nbgrader's own feedback shows the hidden tests: refused for one student and for all
+    refused = {"success": False, "error": FEEDBACK_REFUSAL, "log": FEEDBACK_REFUSAL}
+    for target in (f"{LAB}/nobody/generate_feedback", f"{LAB}/generate_feedback"):
+        assert api(base, token, f"/formgrader/api/assignment/{target}", "POST", {}) == refused
