@@ -15,7 +15,7 @@ from hostile_kit import ScriptedBackend, raw_exchange, response, status_of, stat
 from test_hostile_nginx import Front
 
 from deploylab.http import HTTPError, RequestParser, ResponseParser
-from deploylab.proxy import ReverseProxy
+from deploylab.proxy import ForwardProxy, ReverseProxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -195,3 +195,53 @@ async def test_a_refused_connect_closes_the_connection_instead_of_holding_it():
         finally:
             writer.close()
     assert statuses(reply) == [405] and backend.heads == []
+
+
+# -- the forward proxy's shared cache ----------------------------------------------------------------
+LOCAL = ["127.0.0.0/8"]
+
+
+async def through_forward_proxy(proxy, backend, path: bytes = b"/page", extra: bytes = b""):
+    return await exchange(
+        proxy.address,
+        b"GET %s%s HTTP/1.1\r\nHost: x\r\n%s" % (backend.url.encode(), path, extra)
+        + CLOSE
+        + b"\r\n",
+    )
+
+
+async def test_a_set_cookie_in_a_304_never_reaches_the_next_user():
+    """The store path refuses a ``Set-Cookie`` (issue 15), but a revalidation's ``304``
+    refreshed the stored headers with whatever it carried: Bob's session cookie, then
+    served fresh to Carol."""
+
+    def script(head, i):
+        if b"If-None-Match" in head:  # revalidation: the user's own cookie, fresh for 60 s
+            return b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nCache-Control: max-age=60\r\n' + (
+                b"Set-Cookie: session=%d\r\n\r\n" % i
+            )
+        return response(b"page", extra=b'Cache-Control: no-cache\r\nETag: "v1"\r\n')
+
+    async with ScriptedBackend(script) as backend, ForwardProxy(allow_destinations=LOCAL) as proxy:
+        alice = await through_forward_proxy(proxy, backend)
+        bob = await through_forward_proxy(proxy, backend)
+        carol = await through_forward_proxy(proxy, backend)
+    assert alice.endswith(b"page") and bob.endswith(b"page") and carol.endswith(b"page")
+    assert b"session=1" in bob  # his own answer carries his cookie
+    assert b"session=" not in carol
+
+
+@pytest.mark.parametrize("field", [b"Cache-Control: max-age=\xb2", b"Age: \xb2"])
+async def test_a_non_ascii_digit_in_a_freshness_field_is_just_invalid(field):
+    """``"²".isdigit()`` is True and ``int("²")`` raises: stored with ``max-age=²`` (or
+    ``Age: ²``), the entry made every later request for its URL a 500."""
+    extra = field + b"\r\n" + (b"" if b"max-age" in field else b"Cache-Control: max-age=60\r\n")
+
+    backend = ScriptedBackend(lambda h, i: response(b"page-%d" % i, extra=extra))
+    async with backend, ForwardProxy(allow_destinations=LOCAL) as proxy:
+        first = await through_forward_proxy(proxy, backend)
+        second = await through_forward_proxy(proxy, backend)
+    assert statuses(first) == [200] and statuses(second) == [200]
+    # an invalid max-age is no lifetime (fetched again); an invalid Age is ignored (RFC 9111
+    # §5.1: a fresh hit)
+    assert second.endswith(b"page-1" if b"max-age" in field else b"page-0")
