@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hostile_kit import ScriptedBackend, raw_exchange, response, status_of, statuses
+from hostile_kit import ScriptedBackend, ServerProcess, raw_exchange, response, status_of, statuses
 from test_hostile_nginx import Front
 
 from deploylab.http import HTTPError, RequestParser, ResponseParser
@@ -245,3 +245,61 @@ async def test_a_non_ascii_digit_in_a_freshness_field_is_just_invalid(field):
     # an invalid max-age is no lifetime (fetched again); an invalid Age is ignored (RFC 9111
     # §5.1: a fresh hit)
     assert second.endswith(b"page-1" if b"max-age" in field else b"page-0")
+
+
+# -- descriptors run out while every connection is busy ---------------------------------------------
+SLOW_BACKEND = """
+import asyncio
+from deploylab.http import HTTPServer, Response
+
+async def slow(request):
+    await asyncio.sleep(float(request.target.split("/")[1]))
+    return Response(200, [], b"ok")
+
+async def main():
+    async with HTTPServer(slow, port={port}):
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+BALANCER = """
+import asyncio
+from deploylab.balancer.runtime import Balancer
+
+async def main():
+    async with Balancer(["http://127.0.0.1:BACKEND"], port={port}, request_events=False):
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def get_status(port: int, path: bytes) -> int | str:
+    """The status a fresh client gets for ``path`` (the exception's name if none in 20 s)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 20)
+        writer.write(b"GET %s HTTP/1.1\r\nHost: x\r\n" % path + CLOSE + b"\r\n")
+        try:
+            return status_of(await asyncio.wait_for(reader.read(), 20)) or "empty close"
+        finally:
+            writer.close()
+    except (OSError, TimeoutError) as error:
+        return type(error).__name__
+
+
+async def test_balancer_answers_everyone_and_recovers_when_busy_clients_exhaust_descriptors():
+    """200 clients at once, each held 2 s by the backend, against a balancer limited to 128
+    descriptors: no idle connection to close, sockets for the backend fail (EMFILE) and so
+    does ``accept()``. Each client gets an answer (200, or 502 for a backend connection it
+    could not open, as nginx does) and the balancer serves normally afterwards. The balancer
+    seemed to hang here: its stderr was a pipe nobody read (``ServerProcess`` now writes it
+    to a file), full after 64 KiB of asyncio's accept() tracebacks."""
+    with (
+        ServerProcess(SLOW_BACKEND) as backend,
+        ServerProcess(BALANCER.replace("BACKEND", str(backend.port)), nofile=128) as balancer,
+    ):
+        flood = await asyncio.gather(*(get_status(balancer.port, b"/2/%d" % i) for i in range(200)))
+        after = [await get_status(balancer.port, b"/0/after") for _ in range(3)]
+        assert "Too many open files" in balancer.log()  # descriptors did run out
+    assert set(flood) <= {200, 502} and flood.count(200) >= 20, flood
+    assert after == [200, 200, 200]
