@@ -236,7 +236,15 @@ class RequestParser(_Base[Request]):
         self._body_seen += len(body)
         if self._body_seen > self.limits.max_body:
             raise HTTPError(413, f"body exceeds {self.limits.max_body} bytes")
-        stream.push(bytes(body))
+        # pushed at the end of the read (feed), as one piece: a client's 1-byte chunks
+        # must not become one piece (one upstream write, one chunk) each
+        self._body += body
+
+    def _push_body(self, stream: RequestBody) -> None:
+        """Hand the body bytes parsed so far to the streaming request."""
+        if self._body:
+            stream.push(bytes(self._body))
+            self._body = bytearray()
 
     @property
     def streaming(self) -> RequestBody | None:
@@ -246,6 +254,7 @@ class RequestParser(_Base[Request]):
     def on_message_complete(self) -> None:
         stream = self._stream
         if stream is not None:  # its request went out with its head
+            self._push_body(stream)
             self._stream = None
             self._started = False
             stream.finish()
@@ -283,6 +292,8 @@ class RequestParser(_Base[Request]):
             if not self._done:
                 raise
             self.error = error
+        if self._stream is not None:
+            self._push_body(self._stream)
         if (
             self.stream_bodies
             and self._stream is None
