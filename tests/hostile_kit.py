@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -127,7 +128,11 @@ def response(body: bytes, status: int = 200, extra: bytes = b"") -> bytes:
 
 class ServerProcess:
     """A deploylab server in its own process (``python -c CODE`` printing its port), so a
-    test can read that process's RSS and limit its descriptors; stopped by PID."""
+    test can read that process's RSS and limit its descriptors; stopped by PID.
+
+    Its stderr goes to a file (:meth:`log`), not a pipe: a pipe nobody reads fills up at
+    64 KiB of log lines (a traceback per refused ``accept()`` when descriptors run out) and
+    then blocks the server in its next write, which looked like the server hanging."""
 
     def __init__(self, code: str, *, nofile: int | None = None) -> None:
         self.code = code
@@ -145,16 +150,22 @@ class ServerProcess:
 
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
+        self._log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-c", self.code.replace("{port}", str(port))],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log,
             start_new_session=True,
             preexec_fn=preexec,
         )
         self.port = port
         wait_for_port(port, timeout=20)
         return self
+
+    def log(self) -> str:
+        """What the server has written to stderr so far."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def rss(self) -> int:
         """Resident memory of the server process, in bytes."""
@@ -168,7 +179,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait(5)
-        self.process.stderr.close()
+        self._log.close()
 
 
 def pipeline_without_reading(port: int, request: bytes, count: int, seconds: float) -> int:

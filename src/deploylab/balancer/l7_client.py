@@ -58,6 +58,7 @@ class ClientConn(asyncio.Protocol):
         "failed",
         "good_host",
         "head_cache",
+        "head_fields",
         "header_bytes",
         "headers",
         "headers_done",
@@ -101,6 +102,7 @@ class ClientConn(asyncio.Protocol):
         #: (target, method, headers) of the last request and what was forwarded for it
         self.head_cache: tuple | None = None
         self.good_host = b""  # the last Host value found valid (a client repeats its own)
+        self.head_fields = 0  # of a chunked request: its header fields; trailers follow
         self.last = 0.0
         self.message_started = 0.0
 
@@ -141,15 +143,23 @@ class ClientConn(asyncio.Protocol):
             else:
                 self._fail(400, b"Bad Request")
             return
-        if self.in_message and self.headers_done and self.pipe is None and self.body_length != 0:
-            self._stream_body()
+        if self.in_message and self.headers_done:
+            pipe = self.pipe
+            if pipe is None:
+                if self.body_length != 0:
+                    self._stream_body()
+            elif self.body:  # what this read brought of a streaming body: one piece, one write
+                pipe.feed(b"".join(self.body))
+                self.body = []
 
     def _stream_body(self) -> None:
         """The body did not come whole with the head: forward the request now and its body
-        as it arrives (nginx's ``proxy_request_buffering off``), holding at most a window."""
+        as it arrives (nginx's ``proxy_request_buffering off``), holding at most a window.
+        Pieces go on one per read, not one per chunk the client chose to send (100,000
+        one-byte chunks were 100,000 writes here and 100,000 chunks for the backend)."""
         pipe = self.pipe = BodyPipe(self, self.body_length)
-        for piece in self.body:
-            pipe.feed(piece)
+        if self.body:
+            pipe.feed(b"".join(self.body))
         self.body = []
         self._dispatch(pipe)
 
@@ -249,8 +259,18 @@ class ClientConn(asyncio.Protocol):
                 if self.body_length is not None:
                     self.body_length = length
             elif lower == b"transfer-encoding":
+                # llhttp has checked that chunked comes last; RFC 9112 §6.1: in HTTP/1.0 it
+                # is faulty framing, and another coding would reach the backend unannounced
+                if self.parser.get_http_version() != "1.1":
+                    raise _Refused(400, b"Bad Request")
+                coding = value.strip(b" \t").lower()
+                if coding != b"chunked":  # RFC 9112 §6.3: 400 when chunked is not last
+                    if coding.endswith(b"chunked"):
+                        raise _Refused(501, b"Not Implemented")
+                    raise _Refused(400, b"Bad Request")
                 has_body = True
-                self.body_length = None  # chunked (llhttp refuses any other coding)
+                self.body_length = None
+                self.head_fields = len(self.headers)  # trailer fields are not headers
             elif lower == b"upgrade":
                 upgrade = True
             elif lower == b"connection":
@@ -260,6 +280,11 @@ class ClientConn(asyncio.Protocol):
         # RFC 9112 §3.2: exactly one Host in HTTP/1.1 (two could route one request twice)
         if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
             raise _Refused(400, b"Bad Request")
+        url = self.url
+        if url[0] != 47 and b"://" in url:  # absolute form: its authority becomes the Host
+            authority = url.partition(b"://")[2].partition(b"/")[0]
+            if not authority or VALID_HOST_BYTES.fullmatch(authority) is None:
+                raise _Refused(400, b"Bad Request")  # empty, userinfo (RFC 9110 §4.2)
         if upgrade and connection_upgrade:
             if has_body:  # llhttp would read the body as the next request: refuse
                 raise _Refused(400, b"Bad Request")
@@ -274,16 +299,18 @@ class ClientConn(asyncio.Protocol):
         self.body_bytes += len(body)
         if self.body_bytes > self.limits.max_body:
             raise _Refused(413, b"Content Too Large")
-        if self.pipe is not None:
-            self.pipe.feed(body)
-        else:
-            self.body.append(body)
+        self.body.append(body)  # a streaming body's pieces go on at the end of the read
 
     def on_message_complete(self) -> None:
         self.in_message = False
+        if self.body_length is None:  # chunked: trailer fields are never merged (RFC 9110
+            del self.headers[self.head_fields :]  # §6.5.1), nor checked like headers
         pipe = self.pipe
         if pipe is not None:  # its request went out when the head came
             self.pipe = None
+            if self.body:
+                pipe.feed(b"".join(self.body))
+                self.body = []
             pipe.finish()
             return
         self.continue_due = False
@@ -292,16 +319,17 @@ class ClientConn(asyncio.Protocol):
     def _dispatch(self, body: list[bytes] | BodyPipe) -> None:
         """Forward a request now, or queue it behind the ones being answered."""
         parser = self.parser
+        method = parser.get_method()
+        if method == b"CONNECT":  # a tunnel is a forward proxy's job (nginx: 400/405)
+            raise _Refused(405, b"Method Not Allowed")
         keep_alive = parser.should_keep_alive() and not self.close_after
         if self.busy:
-            self.queue.append((parser.get_method(), self.url, self.headers, body, keep_alive))
+            self.queue.append((method, self.url, self.headers, body, keep_alive))
             if len(self.queue) > self.limits.max_pipelined:
                 self._pause_reading()  # read no further ahead of the answers
         else:
             self.busy = True
-            self.balancer._handle(
-                self, parser.get_method(), self.url, self.headers, body, keep_alive
-            )
+            self.balancer._handle(self, method, self.url, self.headers, body, keep_alive)
 
     def done(self, keep_alive: bool) -> None:
         self.upstream = None

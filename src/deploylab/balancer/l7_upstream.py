@@ -396,6 +396,9 @@ class UpstreamConn(asyncio.Protocol):
                 break
             data = data[start:]
             end -= start
+        if end > MAX_RESPONSE_HEAD:  # the same limit whether it came in one read or many
+            self.balancer._attempt_failed(exchange, self, "invalid_header")
+            return None
         self.pending = b""
         head = data[: end + 4]
         parser = self.parser
@@ -404,7 +407,9 @@ class UpstreamConn(asyncio.Protocol):
         self.parsed = False
         try:
             parser.feed_data(head)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            # a 101 too: the balancer never asks to upgrade, and after a 101 the link
+            # no longer speaks HTTP
             self.balancer._attempt_failed(exchange, self, "invalid_header")
             return None
         status = self.status = parser.get_status_code()

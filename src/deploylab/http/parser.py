@@ -7,7 +7,6 @@ answer, after which the connection's framing cannot be trusted and it must be cl
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import Generic, TypeVar
 
@@ -78,6 +77,10 @@ class _Base(Generic[Message]):
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > self.limits.max_header_bytes:
             raise HTTPError(431, f"headers exceed {self.limits.max_header_bytes} bytes")
+        if self._headers_complete:
+            # a chunked body's trailer section: counted, never merged into the headers
+            # (RFC 9110 §6.5.1), or a trailer ``Host`` would pass the rules checked on them
+            return
         if len(self._headers) >= self.limits.max_headers:
             raise HTTPError(431, f"more than {self.limits.max_headers} header fields")
         self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -201,6 +204,15 @@ class RequestParser(_Base[Request]):
                 if not valid_host(value):
                     raise HTTPError(400, f"invalid Host header {value!r}")
                 self._good_host = value  # a keep-alive client repeats its own
+            if lowered == "transfer-encoding":
+                # RFC 9112 §6.1: in HTTP/1.0 it is faulty framing; a coding other than
+                # chunked cannot be undone here and would reach the backend unannounced
+                if self._parser.get_http_version() != "1.1":
+                    raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
+                coding = value.strip(" \t").lower()
+                if coding != "chunked":  # RFC 9112 §6.3: 400 when chunked is not last
+                    status = 501 if coding.endswith("chunked") else 400
+                    raise HTTPError(status, f"unsupported Transfer-Encoding {value!r}")
             if lowered == "content-length" and int(value) > self.limits.max_body:
                 # refuse now, as nginx does, instead of reading (or asking for) the body
                 raise HTTPError(413, f"body of {int(value)} bytes exceeds {self.limits.max_body}")
@@ -224,7 +236,15 @@ class RequestParser(_Base[Request]):
         self._body_seen += len(body)
         if self._body_seen > self.limits.max_body:
             raise HTTPError(413, f"body exceeds {self.limits.max_body} bytes")
-        stream.push(bytes(body))
+        # pushed at the end of the read (feed), as one piece: a client's 1-byte chunks
+        # must not become one piece (one upstream write, one chunk) each
+        self._body += body
+
+    def _push_body(self, stream: RequestBody) -> None:
+        """Hand the body bytes parsed so far to the streaming request."""
+        if self._body:
+            stream.push(bytes(self._body))
+            self._body = bytearray()
 
     @property
     def streaming(self) -> RequestBody | None:
@@ -234,6 +254,7 @@ class RequestParser(_Base[Request]):
     def on_message_complete(self) -> None:
         stream = self._stream
         if stream is not None:  # its request went out with its head
+            self._push_body(stream)
             self._stream = None
             self._started = False
             stream.finish()
@@ -271,6 +292,8 @@ class RequestParser(_Base[Request]):
             if not self._done:
                 raise
             self.error = error
+        if self._stream is not None:
+            self._push_body(self._stream)
         if (
             self.stream_bodies
             and self._stream is None
@@ -337,7 +360,14 @@ class ResponseParser(_Base[Response]):
 
     Informational (1xx) responses are skipped: the next response is the final one. Set
     ``head=True`` when the request was HEAD: the response then ends with its headers whatever
-    its ``Content-Length`` says.
+    its ``Content-Length`` says. A ``101 Switching Protocols`` is an error: no request sent
+    through deploylab asks to upgrade, and after a 101 the connection no longer speaks HTTP
+    (pooled, what the backend sent next would answer another client).
+
+    >>> ResponseParser().feed(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: x\\r\\n\\r\\n")
+    Traceback (most recent call last):
+    ...
+    deploylab.http.messages.HTTPError: 502 Bad Gateway: 101 Switching Protocols, but no upgrade was asked for
 
     >>> parser = ResponseParser()
     >>> parser.feed(b"HTTP/1.1 100 Continue\\r\\n\\r\\nHTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi")[0].body
@@ -436,7 +466,9 @@ class ResponseParser(_Base[Response]):
     def _complete(self) -> None:
         status = self._parser.get_status_code()
         self._started = False
-        if 100 <= status < 200 and status != 101:
+        if status == 101:
+            raise HTTPError(502, "101 Switching Protocols, but no upgrade was asked for")
+        if 100 <= status < 200:
             self.informational += 1
             return
         self.keep_alive = self._parser.should_keep_alive()
@@ -458,8 +490,7 @@ class ResponseParser(_Base[Response]):
         if self.head:
             self._head_buffer += data
         try:
-            with contextlib.suppress(httptools.HttpParserUpgrade):  # a 101 ends HTTP here
-                self._feed(self._parser, data)
+            self._feed(self._parser, data)
         except HTTPError:
             if not self._done:
                 raise

@@ -435,6 +435,8 @@ class _Connection(asyncio.Protocol):
             keep_alive = False
         if response.tunnel is not None:
             keep_alive = True
+        elif request.method == "CONNECT":
+            keep_alive = False  # refused: the bytes after it belong to no request
         if self.transport.is_closing():
             if response.stream is not None:
                 await response.stream.aclose()

@@ -40,9 +40,15 @@ def parse_cache_control(value: str | None) -> dict[str, str | None]:
 
 
 def _seconds(text: str | None) -> int | None:
-    if text is None or not text.strip().isdigit():
+    """A delta-seconds value, or None when absent or invalid (``"²".isdigit()`` is True,
+    but ``int("²")`` raises: only ASCII digits count).
+
+    >>> _seconds(" 60 "), _seconds("-5"), _seconds("\xb2"), _seconds(None)
+    (60, None, None, None)
+    """
+    if text is None or not (text := text.strip()).isascii() or not text.isdigit():
         return None
-    return int(text.strip())
+    return int(text)
 
 
 def http_date(text: str | None) -> float | None:
@@ -414,6 +420,41 @@ class SharedCache:
             _, evicted = self.entries.popitem(last=False)
             self.bytes -= sum(_size(v.response) for v in evicted)
         return True
+
+    def revalidated(
+        self,
+        uri: str,
+        stored: CachedResponse,
+        request_headers: Headers,
+        not_modified_headers: Headers,
+        *,
+        request_time: float,
+        response_time: float,
+    ) -> Response:
+        """The stored response refreshed by a ``304`` (RFC 9111 §4.3.4), to answer the
+        request that revalidated it. The refreshed headers are kept only if
+        :func:`is_storable` still allows them: a 304 may carry that user's ``Set-Cookie``
+        (or now say ``private``), which must never be served to the next one.
+
+        >>> cache = SharedCache()
+        >>> page = Response(200, [("Cache-Control", "no-cache"), ("ETag", '"v1"')], b"page")
+        >>> cache.store("GET", "http://a/", [], page, request_time=0, response_time=0)
+        True
+        >>> stored = cache.lookup("GET", "http://a/", [])
+        >>> bob = cache.revalidated("http://a/", stored, [], [("Set-Cookie", "session=bob")],
+        ...                         request_time=1, response_time=1)
+        >>> ("Set-Cookie", "session=bob") in bob.headers, cache.lookup("GET", "http://a/", [])
+        (True, None)
+        """
+        old = stored.response
+        headers = updated_headers(old.headers, not_modified_headers)
+        stored.request_time, stored.response_time = request_time, response_time
+        if is_storable("GET", old.status, request_headers, headers):
+            self.bytes += _size(Response(old.status, headers, old.body)) - _size(old)
+            old.headers = headers
+            return old
+        self.invalidate(uri)
+        return Response(old.status, headers, old.body, old.reason)
 
     def invalidate(self, uri: str) -> None:
         """Forget ``uri`` (after an unsafe method such as POST went through, RFC 9111 §4.4)."""

@@ -41,7 +41,6 @@ from deploylab.proxy.cache import (
     SharedCache,
     conditional_request_headers,
     must_revalidate_before_use,
-    updated_headers,
 )
 from deploylab.proxy.origin import client_allowed, parse_networks
 
@@ -220,11 +219,17 @@ class ForwardProxy(HTTPServer):
                 request, address, port, path, conditional, cache_state="REVALIDATE"
             )
             if response.status == 304:
-                stored.response.headers = updated_headers(stored.response.headers, response.headers)
-                stored.request_time, stored.response_time = request_time, time.time()
+                answer = self.cache.revalidated(
+                    uri,
+                    stored,
+                    request.headers,
+                    response.headers,
+                    request_time=request_time,
+                    response_time=time.time(),
+                )
                 self.cache.hits += 1
                 self.events.publish("cache_hit", id=request.id, uri=uri, age=0, revalidated=True)
-                return self._from_cache(stored.response, stored.age(time.time()), "HIT")
+                return self._from_cache(answer, stored.age(time.time()), "HIT")
             return self._store_and_mark(request, uri, response, request_time)
         self.cache.misses += 1
         self.events.publish("cache_miss", id=request.id, uri=uri)

@@ -83,6 +83,8 @@ class ReverseProxy(HTTPServer):
         return self.backends[next(self._turn)]
 
     async def handle(self, request: Request) -> Response:
+        if request.method == "CONNECT":  # a tunnel is a forward proxy's job (nginx: 400/405)
+            return Response.error(405, "CONNECT is not allowed here")
         client_ip = request.client_ip
         target, own_host = request.target, None
         if not target.startswith("/") and target != "*":
