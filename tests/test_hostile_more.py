@@ -383,3 +383,40 @@ async def test_a_body_in_one_byte_chunks_is_forwarded_in_pieces_per_read_not_per
     pieces = body.count(b"\r\n") // 2  # chunk-size lines: 0 when sent with Content-Length
     assert body.replace(b"\r\n", b"").count(b"x") == chunks
     assert pieces < chunks // 100, f"{pieces} chunks reached the backend"
+
+
+# -- an HTTP/1.0 client never gets a chunked body ---------------------------------------------
+@pytest.mark.parametrize("front", FRONTS)
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["close", "keep-alive"])
+async def test_an_http_1_0_client_gets_a_chunked_answer_unchunked_and_the_connection_closed(
+    front, keep_alive
+):
+    """RFC 9112 §6.1: chunked framing is not sent to an HTTP/1.0 recipient, which cannot
+    read it (``ab`` and other 1.0 clients took the chunk sizes for the body). nginx removes
+    the chunking and marks the body's end by closing the connection, even when the client
+    asked to keep it alive."""
+
+    def script(head, index):
+        return (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n"
+        )
+
+    backend = ScriptedBackend(script)
+    request = b"GET /old HTTP/1.0\r\nHost: x\r\n" + (
+        b"Connection: keep-alive\r\n" if keep_alive else b""
+    )
+    async with backend, Front(front, backend) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(request + b"\r\n")
+        try:  # to the end of the stream: the front must close it to end the body
+            reply = await asyncio.wait_for(reader.read(), 10)
+        except TimeoutError:
+            pytest.fail(f"{front} kept an HTTP/1.0 connection open after a close-ended body")
+        finally:
+            writer.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert status_of(reply) == 200, reply
+    assert b"transfer-encoding" not in head.lower(), head
+    assert body == b"hello world", reply
+    assert b"X-Trailer" not in reply

@@ -17,11 +17,20 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 
 from deploylab.balancer.core import Peer, Selection
+from deploylab.http.headers import HOP_BY_HOP
 
 if TYPE_CHECKING:
     from deploylab.balancer.l7 import ClientConn, L7Forwarding
 
-__all__ = ["BODY_WINDOW", "MAX_RESPONSE_HEAD", "BodyPipe", "ChunkedEnd", "Exchange", "UpstreamConn"]
+__all__ = [
+    "BODY_WINDOW",
+    "MAX_RESPONSE_HEAD",
+    "BodyPipe",
+    "ChunkedEnd",
+    "Exchange",
+    "UpstreamConn",
+    "close_ended_head",
+]
 
 #: The end of a response's framing, read from its head (llhttp validates the head, and
 #: allows no space before the colon; this only finds where the message ends, so that nothing
@@ -31,11 +40,30 @@ _NO_HEAD = -3  # the response's head is not complete yet
 _UNTIL_CLOSE = -2  # the body runs until the backend closes
 _CHUNKED_BODY = -1  # the body is chunked: ChunkedEnd finds its end
 MAX_RESPONSE_HEAD = 64 * 1024
+#: Response headers a client gets without when its body ends at the close instead of its
+#: chunking (the hop-by-hop ones, ``Transfer-Encoding`` among them).
+_HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def close_ended_head(head: bytes) -> bytes:
+    """A chunked response's head for a client that cannot read chunks (an HTTP/1.0 client,
+    RFC 9112 §6.1): no hop-by-hop headers (``Transfer-Encoding`` among them), and
+    ``Connection: close``, because the close marks the end of the body, as with nginx.
+
+    >>> close_ended_head(b"HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n"
+    ...     b"Connection: keep-alive\\r\\nX-App: 1\\r\\n\\r\\n")
+    b'HTTP/1.1 200 OK\\r\\nX-App: 1\\r\\nConnection: close\\r\\n\\r\\n'
+    """
+    status, *fields = head[:-4].split(b"\r\n")
+    kept = [f for f in fields if f.partition(b":")[0].strip().lower() not in _HOP_BY_HOP]
+    return b"\r\n".join([status, *kept, b"Connection: close"]) + b"\r\n\r\n"
 
 
 class ChunkedEnd:
     """Finds where a chunked body ends, a piece at a time (llhttp checks the syntax; this only
     counts bytes, so the balancer can cut off anything a backend sends after the message).
+    With ``payload`` a list, it also collects the chunks' data there: the body without its
+    chunking, for a client that cannot read chunks (HTTP/1.0).
 
     >>> scanner = ChunkedEnd()
     >>> scanner.feed(b"3\\r\\nabc\\r\\n0\\r\\n"), scanner.feed(b"\\r\\nEXTRA")
@@ -43,14 +71,20 @@ class ChunkedEnd:
     >>> body = b"1;x=y\\r\\nz\\r\\n0\\r\\nTrailer: t\\r\\n\\r\\n"
     >>> ChunkedEnd().feed(body + b"HTTP/1.1 200 OK") == len(body)
     True
+    >>> scanner = ChunkedEnd(payload=[])
+    >>> scanner.feed(b"5\\r\\nhel"), scanner.feed(b"lo\\r\\n1\\r\\n!\\r\\n0\\r\\n\\r\\n")
+    (None, 15)
+    >>> b"".join(scanner.payload)
+    b'hello!'
     """
 
-    __slots__ = ("line", "skip", "trailer")
+    __slots__ = ("line", "payload", "skip", "trailer")
 
-    def __init__(self) -> None:
+    def __init__(self, payload: list[bytes] | None = None) -> None:
         self.skip = 0
         self.line = b""
         self.trailer = False
+        self.payload = payload
 
     def feed(self, data: bytes) -> int | None:
         """Offset in ``data`` just past the end of the body, or None if it goes on."""
@@ -58,6 +92,8 @@ class ChunkedEnd:
         while i < n:
             if self.skip:
                 step = min(self.skip, n - i)
+                if self.payload is not None and self.skip > 2:  # data, not its CRLF
+                    self.payload.append(data[i : i + min(step, self.skip - 2)])
                 self.skip -= step
                 i += step
                 continue
@@ -330,6 +366,7 @@ class UpstreamConn(asyncio.Protocol):
         balancer = self.balancer
         exchange.deadline = balancer.clock + balancer.read_timeout  # per read (coarse clock)
         head = b""
+        relay = None  # what the client gets of this read when not the bytes read (HTTP/1.0)
         if self.left == _NO_HEAD:
             found = self._head(exchange, self.pending + data if self.pending else data)
             if found is None:
@@ -343,8 +380,9 @@ class UpstreamConn(asyncio.Protocol):
             self.left = left - len(data)
             done = self.left == 0
         elif left == _CHUNKED_BODY:
+            scanner = cast(ChunkedEnd, self.scanner)
             try:
-                end = cast(ChunkedEnd, self.scanner).feed(data)
+                end = scanner.feed(data)
             except ValueError:
                 end = None
                 self.left, self.keep_alive = _UNTIL_CLOSE, False  # llhttp raises below
@@ -352,6 +390,9 @@ class UpstreamConn(asyncio.Protocol):
                 data = data[:end]
                 self.keep_alive = False
             done = end is not None
+            if scanner.payload is not None:  # llhttp checks the chunks; the client gets data
+                relay = b"".join(scanner.payload)
+                scanner.payload.clear()
         else:
             done = False
         parser = self.parser
@@ -363,6 +404,8 @@ class UpstreamConn(asyncio.Protocol):
                     head = data = b""  # relay no more of a broken body; the client is cut off
                 balancer._attempt_failed(exchange, self, "invalid_header")
                 return
+        if relay is not None:
+            data = relay
         client_transport = exchange.client.transport
         if not client_transport.is_closing():  # (uvloop raises on a closed transport)
             if head:
@@ -424,6 +467,12 @@ class UpstreamConn(asyncio.Protocol):
         elif b"\r\ntransfer-encoding:" in (lower := head.lower()):
             if _CHUNKED.search(lower):
                 self.left, self.scanner = _CHUNKED_BODY, ChunkedEnd()
+                # the version of the client's latest request: this one's, unless the client
+                # pipelined one of another version after it (only its own answer suffers)
+                if exchange.client.parser.get_http_version() == "1.0":
+                    self.scanner.payload = []
+                    head = close_ended_head(head)
+                    exchange.keep_alive = False
             else:
                 self.left, self.keep_alive = _UNTIL_CLOSE, False
         elif (at := lower.find(b"\r\ncontent-length:")) >= 0:
