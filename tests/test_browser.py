@@ -492,10 +492,11 @@ def run_all_cells_to_the_end(page, finish_s: float, attempts: int = 3) -> None:
     def left_ms(at_most: float = finish_s) -> float:
         return max(1.0, min(at_most, deadline - time.monotonic())) * 1000
 
-    # Started: the kernel is busy, or a cell already has an execution count ("[1]:").
-    started = """() => document.querySelector(
-        ".jp-Notebook-ExecutionIndicator:not([data-status='idle'])") ||
-      [...document.querySelectorAll(".jp-InputPrompt")].some((p) => /\\[[0-9*]+\\]/.test(p.textContent))"""
+    # Started: a cell is queued or has run ("[*]:" or "[1]:"). A busy kernel alone is no
+    # sign: a kernel still starting is busy too, and a Run All given before it connected
+    # ran no cell (the cells kept "[ ]:", and the wait below lasted until pytest's limit).
+    started = """() => [...document.querySelectorAll(".jp-InputPrompt")].some(
+        (p) => /\\[[0-9*]+\\]/.test(p.textContent))"""
     for attempt in range(attempts):
         page.locator(".jp-Notebook").first.click()
         page.get_by_role("menuitem", name=RUN_MENU).click()
