@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
 import httptools
 
 from deploylab.balancer.l7_upstream import BodyPipe, UpstreamConn
-from deploylab.http.parser import VALID_HOST_BYTES
+from deploylab.http.parser import VALID_HOST_BYTES, transfer_encoding_refusal
 
 if TYPE_CHECKING:
     from deploylab.balancer.runtime import Balancer
@@ -259,15 +260,12 @@ class ClientConn(asyncio.Protocol):
                 if self.body_length is not None:
                     self.body_length = length
             elif lower == b"transfer-encoding":
-                # llhttp has checked that chunked comes last; RFC 9112 §6.1: in HTTP/1.0 it
-                # is faulty framing, and another coding would reach the backend unannounced
-                if self.parser.get_http_version() != "1.1":
-                    raise _Refused(400, b"Bad Request")
-                coding = value.strip(b" \t").lower()
-                if coding != b"chunked":  # RFC 9112 §6.3: 400 when chunked is not last
-                    if coding.endswith(b"chunked"):
-                        raise _Refused(501, b"Not Implemented")
-                    raise _Refused(400, b"Bad Request")
+                refused = transfer_encoding_refusal(
+                    value.decode("latin-1"), self.parser.get_http_version()
+                )
+                if refused is not None:
+                    status = refused[0]
+                    raise _Refused(status, HTTPStatus(status).phrase.encode())
                 has_body = True
                 self.body_length = None
                 self.head_fields = len(self.headers)  # trailer fields are not headers

@@ -26,6 +26,27 @@ _VALID_HOST = re.compile(_HOST_PATTERN)
 VALID_HOST_BYTES = re.compile(_HOST_PATTERN.encode())
 
 
+def transfer_encoding_refusal(value: str, http_version: str) -> tuple[int, str] | None:
+    """Why a request's ``Transfer-Encoding`` is refused, as ``(status, detail)``, or None
+    when it is plain ``chunked`` in HTTP/1.1 (llhttp has already checked that chunked comes
+    last). RFC 9112 §6.1: in HTTP/1.0 it is faulty framing; §6.3: another coding before
+    chunked cannot be undone here and would reach the backend unannounced (nginx: 501).
+
+    >>> transfer_encoding_refusal(" chunked", "1.1") is None
+    True
+    >>> transfer_encoding_refusal("gzip, chunked", "1.1")
+    (501, "unsupported Transfer-Encoding 'gzip, chunked'")
+    >>> transfer_encoding_refusal("chunked", "1.0")
+    (400, 'Transfer-Encoding in an HTTP/1.0 request')
+    """
+    if http_version != "1.1":
+        return 400, "Transfer-Encoding in an HTTP/1.0 request"
+    coding = value.strip(" \t").lower()
+    if coding == "chunked":
+        return None
+    return (501 if coding.endswith("chunked") else 400), f"unsupported Transfer-Encoding {value!r}"
+
+
 def valid_host(value: str) -> bool:
     """Is ``value`` a well-formed ``Host`` header value?
 
@@ -205,14 +226,9 @@ class RequestParser(_Base[Request]):
                     raise HTTPError(400, f"invalid Host header {value!r}")
                 self._good_host = value  # a keep-alive client repeats its own
             if lowered == "transfer-encoding":
-                # RFC 9112 §6.1: in HTTP/1.0 it is faulty framing; a coding other than
-                # chunked cannot be undone here and would reach the backend unannounced
-                if self._parser.get_http_version() != "1.1":
-                    raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
-                coding = value.strip(" \t").lower()
-                if coding != "chunked":  # RFC 9112 §6.3: 400 when chunked is not last
-                    status = 501 if coding.endswith("chunked") else 400
-                    raise HTTPError(status, f"unsupported Transfer-Encoding {value!r}")
+                refused = transfer_encoding_refusal(value, self._parser.get_http_version())
+                if refused is not None:
+                    raise HTTPError(*refused)
             if lowered == "content-length" and int(value) > self.limits.max_body:
                 # refuse now, as nginx does, instead of reading (or asking for) the body
                 raise HTTPError(413, f"body of {int(value)} bytes exceeds {self.limits.max_body}")
