@@ -545,7 +545,9 @@ BROKEN_RUN_ALLS = {
         ],
     ),
     "kernel dies": (
-        "import os\n\nos._exit(1)",
+        # The pause lets the kernel send cell 1's reply first: os._exit drops messages still
+        # queued in the kernel's ZeroMQ sockets, and CI once saw cell 1 lose its "[1]:".
+        "import os\nimport time\n\ntime.sleep(2)\nos._exit(1)",
         60,
         [
             "Run All stopped at a JupyterLab dialog:\n",
