@@ -457,6 +457,61 @@ def test_malformed_hand_ins_get_a_status_and_stop_nothing(tmp_path):
     }
 
 
+def test_a_hand_in_of_too_many_cells_is_refused_before_it_is_validated(tmp_path):
+    """20 MiB hold some 300,000 empty cells: nbformat validated and the merge walked each of
+    them, about 40 s per such student. Past :data:`MAX_SUBMISSION_CELLS` a hand-in is refused
+    (named with its count) before nbformat sees it; a lab's own cells with many of a
+    student's own added are still graded."""
+    import json
+    import shutil
+
+    import nbformat
+
+    from deploylab.grading.course import Course
+    from deploylab.grading.submissions import (
+        MAX_SUBMISSION_CELLS,
+        lab_grade_ids,
+        prepare_submission,
+    )
+
+    lab = "ip-basics"
+    root = tmp_path / "autograder"
+    shutil.copytree(ROOT / "autograder" / "source" / lab, root / "source" / lab)
+    shutil.copy(ROOT / "autograder" / "nbgrader_config.py", root / "nbgrader_config.py")
+    course = Course.locate(root, tmp_path / "labs")
+    instructor = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
+    released = nbformat.read(ROOT / "labs" / lab / f"{lab}.ipynb", as_version=4)
+    valid = json.loads(nbformat.writes(released))
+    spare = MAX_SUBMISSION_CELLS - len(valid["cells"])
+    added = {"cell_type": "raw", "metadata": {}, "source": ""}
+    hand_ins = {
+        "at-the-limit": [*valid["cells"], *[added] * spare],
+        "one-past-it": [*valid["cells"], *[added] * (spare + 1)],
+        "300000-cells": [*valid["cells"], *[added] * 300_000],
+    }
+    results = {}
+    for student, cells in hand_ins.items():
+        (tmp_path / "in" / student).mkdir(parents=True)
+        path = tmp_path / "in" / student / f"{lab}.ipynb"
+        path.write_text(json.dumps({**valid, "cells": cells}))
+        submission = prepare_submission(
+            course, lab, path.parent, instructor, released, "digest", lab_grade_ids(course)
+        )
+        results[student] = submission.result and (
+            submission.result.status,
+            submission.result.detail,
+        )
+    assert results["at-the-limit"] is None  # to be graded
+    assert results["one-past-it"] == (
+        "not a notebook",
+        f"ip-basics.ipynb has {MAX_SUBMISSION_CELLS + 1:,} cells, more than the "
+        f"{MAX_SUBMISSION_CELLS:,} a hand-in may have",
+    )
+    assert results["300000-cells"][1].startswith(
+        f"ip-basics.ipynb has {300_000 + len(valid['cells']):,} cells"
+    )
+
+
 def test_a_directory_in_place_of_a_hand_in_is_refused_not_a_crash(tmp_path):
     """On the hub a student can put a directory where their notebook should be in their own
     hand-in: the instructor's collect opened it, and reading it raised IsADirectoryError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from deploylab.grading.status import MISSING, NOT_A_NOTEBOOK, WRONG_LAB
 
 __all__ = [
     "MAX_SUBMISSION_BYTES",
+    "MAX_SUBMISSION_CELLS",
     "PIPELINE_VERSION",
     "TIMESTAMP_FILE",
     "prepare_submission",
@@ -58,6 +60,10 @@ class Submission:
 
 #: Largest submission file read (bigger files get status "not a notebook").
 MAX_SUBMISSION_BYTES = 20 * 1024 * 1024
+
+#: Most cells a hand-in may have (the labs have 11 to 37; more gets "not a notebook"). 20 MiB
+#: hold some 300,000 empty cells, which took about 40 s to validate and merge, per student.
+MAX_SUBMISSION_CELLS = 2000
 
 
 class UnreadableSubmission(ValueError):
@@ -219,7 +225,16 @@ def prepare_submission(
     if timestamp:
         write_private(submitted_dir / TIMESTAMP_FILE, (timestamp + "\n").encode())
     try:
-        notebook = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        text = raw.decode("utf-8")
+        data = json.loads(text)  # the cells are counted before nbformat validates each one
+        cells = data.get("cells") if isinstance(data, dict) else None
+        if isinstance(cells, list) and len(cells) > MAX_SUBMISSION_CELLS:
+            return decided(
+                NOT_A_NOTEBOOK,
+                f"{path.name} has {len(cells):,} cells, more than the "
+                f"{MAX_SUBMISSION_CELLS:,} a hand-in may have",
+            )
+        notebook = nbformat.reads(text, as_version=4)
         if not isinstance(notebook.get("cells"), list):
             raise ValueError("no list of cells")
     except Exception as error:
@@ -260,7 +275,15 @@ def parse_problem(error: Exception) -> str:
     >>> from nbformat.reader import NotJSONError
     >>> parse_problem(NotJSONError("Notebook does not appear to be JSON: 'root:$y$j9T$...'"))
     'NotJSONError: the file is not JSON'
+    >>> try:
+    ...     json.loads("root:$y$j9T$...")
+    ... except ValueError as error:
+    ...     parse_problem(error)
+    'NotJSONError: the file is not JSON (Expecting value at line 1, column 1)'
     """
+    if isinstance(error, json.JSONDecodeError):
+        where = f"at line {error.lineno}, column {error.colno}"
+        return f"NotJSONError: the file is not JSON ({error.msg} {where})"
     if type(error).__name__ == "NotJSONError":
         return "NotJSONError: the file is not JSON"
     return f"{type(error).__name__}: {error}"
