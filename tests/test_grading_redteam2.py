@@ -47,7 +47,10 @@ Held (kept as regression tests): outputs a student forges to inject markup into 
 (a PNG whose data breaks out of its attribute, a stream whose name does, an exception class
 named like a tag) are escaped or dropped; forged nbgrader metadata (a new test cell worth
 100 points, a solution claiming a test's grade_id, a duplicated or deleted test, a locked
-markdown cell turned into code) changes nothing that runs or scores.
+markdown cell turned into code) changes nothing that runs or scores. A kernel that floods
+IOPub with raw frames (3 GB of 15 MB messages, or 100 MB ones over the 16 MiB cap) grows the
+grader by about 130 MiB at most, and the grading goes on. A hand-in of 300,000 cells (20 MiB)
+is refused by its count before nbformat validates it (it took about 40 s).
 """
 
 from __future__ import annotations
@@ -708,3 +711,73 @@ def test_student_text_reaches_the_instructors_terminal_as_printable_text(tmp_pat
     said: list[str] = []
     collect(classroom, "ip-basics", log=said.append)
     assert said and not any("\x1b" in line or "\x07" in line for line in said), said
+
+
+#: A student cell that sends IOPub messages itself, serialised once and sent as raw frames:
+#: far faster than the grader can decode them, bypassing ipykernel's output stream.
+_RAW_FRAME_FLOOD = """k = get_ipython().kernel
+parent = k.get_parent("shell")
+msg = k.session.msg("stream", {{"name": "stdout", "text": "x" * {size}}}, parent=parent)
+frames = k.session.serialize(msg)
+for _ in range({count}):
+    k.iopub_socket.send_multipart(frames)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "count, size",
+    [(200, 15_000_000), (20, 100_000_000)],
+    ids=["3 GB under the message cap", "2 GB over it"],
+)
+def test_an_iopub_flood_cannot_fill_the_graders_memory(count, size, tmp_path):
+    """The grader decodes each message the kernel sends; a kernel that sends 15 MB messages
+    as fast as memory copies (3 GB in all), or 100 MB ones (above the 16 MiB a message may
+    be, :class:`deploylab.grading.kernel.BoundedContext`), must not make the grader's own
+    memory grow with what was sent: ZeroMQ drops what the grader has no room for, at the
+    kernel's end. The cell keeps a bounded output and the grading goes on; the tests after
+    it score, unless a message over the cap cut the kernel's link, when the status says the
+    flood timed out and no test is scored from what was not seen."""
+    import threading
+    import time
+
+    import psutil
+
+    from deploylab.grading.kernel import BoundedContext
+
+    require_sandbox()
+    me = psutil.Process()
+    base = peak = me.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, me.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    flood = _RAW_FRAME_FLOOD.format(size=size, count=count)
+    limits = Limits()
+    try:
+        with scratch_directory(limits) as scratch:
+            outcome = run_notebook(
+                mini_lab(CORRECT, extra=[flood]), scratch, limits=limits, cell_timeout=10
+            )
+    finally:
+        done.set()
+        sampler.join()
+    grown_mib = (peak - base) / 2**20
+    assert grown_mib < 384, f"the grader grew by {grown_mib:.0f} MiB for {count} x {size:,} B"
+    assert outcome.status in {"graded", "timed out"}, (outcome.status, outcome.detail)
+    cell = next(c for c in outcome.notebook.cells if "send_multipart" in c.source)
+    kept = sum(len(str(output)) for output in cell.outputs)
+    assert kept <= limits.max_output_bytes + 4096, kept
+    scores = {grade_id: test.points for grade_id, test in outcome.tests.items()}
+    if outcome.status == "graded":
+        assert scores == {"double-tests": 2, "negative-tests": 1}, scores
+    else:  # a message over the cap cuts the kernel's link: what was not seen is not scored
+        assert set(scores.values()) <= {None, 2, 1}, scores
+    if size < BoundedContext.max_message_bytes:
+        assert outcome.status == "graded", outcome.detail
