@@ -420,3 +420,32 @@ async def test_an_http_1_0_client_gets_a_chunked_answer_unchunked_and_the_connec
     assert b"transfer-encoding" not in head.lower(), head
     assert body == b"hello world", reply
     assert b"X-Trailer" not in reply
+
+
+# -- a backend's head whose lines end in a bare LF -------------------------------------------
+@pytest.mark.parametrize("front", FRONTS)
+@pytest.mark.parametrize(
+    "answer, nginx_status",
+    [
+        (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nhi", 200),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nhi", 200),
+        # nginx 1.22 passes a 100 on as the final answer (see test_hostile_nginx)
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\nContent-Length: 2\n\nhi", 100),
+    ],
+    ids=["bare-LF", "one-bare-LF", "after-a-100"],
+)
+async def test_a_response_head_with_bare_lf_line_ends_is_answered_at_once(
+    front, answer, nginx_status
+):
+    """RFC 9112 §2.2 lets a recipient accept a bare LF as a line's end, and nginx does (200);
+    deploylab's fronts refuse it, as the shared parser does (502). The balancer looked for
+    CRLF CRLF only, so it waited for more of a head that had ended and answered 504 when its
+    read timeout ran out (1 s here; 60 s by default), holding the client meanwhile."""
+    backend = ScriptedBackend(lambda head, index: answer)
+    request = b"GET /lf HTTP/1.1\r\nHost: x\r\n" + CLOSE + b"\r\n"
+    async with backend, Front(front, backend) as address:
+        reply = await exchange(address, request)
+    if front == "nginx":
+        assert statuses(reply)[0] == nginx_status, reply
+    else:
+        assert status_of(reply) == 502, reply

@@ -427,7 +427,11 @@ class UpstreamConn(asyncio.Protocol):
             while True:
                 end = data.find(b"\r\n\r\n", start)
                 if end < 0:
-                    if len(data) - start > MAX_RESPONSE_HEAD:
+                    rest = data[start:]
+                    # a line ended by a bare LF (allowed by RFC 9112 §2.2, refused here as in
+                    # the shared parser): that head will never end in CRLF CRLF, so it is
+                    # answered now (502), not when the read timeout ends it (504)
+                    if len(rest) > MAX_RESPONSE_HEAD or b"\n\n" in rest or b"\n\r\n" in rest:
                         self.balancer._attempt_failed(exchange, self, "invalid_header")
                         return None
                     self.pending = data[start:]
