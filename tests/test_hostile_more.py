@@ -440,7 +440,7 @@ async def test_a_response_head_with_bare_lf_line_ends_is_answered_at_once(
     """RFC 9112 §2.2 lets a recipient accept a bare LF as a line's end, and nginx does (200);
     deploylab's fronts refuse it, as the shared parser does (502). The balancer looked for
     CRLF CRLF only, so it waited for more of a head that had ended and answered 504 when its
-    read timeout ran out (1 s here; 60 s by default), holding the client meanwhile."""
+    read timeout ran out (1 s here; 30 s by default), holding the client meanwhile."""
     backend = ScriptedBackend(lambda head, index: answer)
     request = b"GET /lf HTTP/1.1\r\nHost: x\r\n" + CLOSE + b"\r\n"
     async with backend, Front(front, backend) as address:

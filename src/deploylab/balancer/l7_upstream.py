@@ -434,7 +434,7 @@ class UpstreamConn(asyncio.Protocol):
                     if len(rest) > MAX_RESPONSE_HEAD or b"\n\n" in rest or b"\n\r\n" in rest:
                         self.balancer._attempt_failed(exchange, self, "invalid_header")
                         return None
-                    self.pending = data[start:]
+                    self.pending = rest
                     return None
                 code = data[start + 9 : start + 12]
                 if code[:1] == b"1" and code != b"101":
