@@ -449,3 +449,22 @@ async def test_a_response_head_with_bare_lf_line_ends_is_answered_at_once(
         assert statuses(reply)[0] == nginx_status, reply
     else:
         assert status_of(reply) == 502, reply
+
+
+# -- a HEAD answer for a resource whose GET is chunked -------------------------------------
+@pytest.mark.parametrize("front", FRONTS)
+async def test_a_head_answer_never_announces_a_length_the_backend_did_not(front):
+    """RFC 9110 §9.3.2: a HEAD answer's fields are those the GET would have had. The backend
+    would send the GET chunked, so its length is unknown; the reverse proxy said
+    ``Content-Length: 0`` (an empty resource, to a client that sizes a download by HEAD).
+    nginx sends no length; the balancer passes ``Transfer-Encoding: chunked`` on."""
+    backend = ScriptedBackend(
+        lambda head, index: b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nETag: "v1"\r\n\r\n'
+    )
+    request = b"HEAD /big HTTP/1.1\r\nHost: x\r\n" + CLOSE + b"\r\n"
+    async with backend, Front(front, backend) as address:
+        reply = await exchange(address, request)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert status_of(reply) == 200 and body == b"", reply
+    assert b"\r\ncontent-length:" not in head.lower(), head
+    assert b'etag: "v1"' in head.lower(), head

@@ -47,15 +47,18 @@ def _lines(headers: Headers, dropped: frozenset[str] = _FRAMING) -> list[str]:
     return lines
 
 
-def _body_length(response: Response, head: bool) -> int:
+def _body_length(response: Response, head: bool) -> int | None:
     """The Content-Length to announce: a streamed body's length; for a HEAD answer relayed
-    from an upstream (no body here), the length the upstream announced, as nginx passes it."""
+    from an upstream (no body here), the length the upstream announced, as nginx passes it,
+    or none when it announced none (a chunked GET's length is unknown: ``Content-Length: 0``
+    would say the resource is empty)."""
     if response.stream is not None:
         return response.length or 0
     if head and not response.body:
         for name, value in response.headers:
             if name.lower() == "content-length" and value.strip().isdigit():
                 return int(value)
+        return None
     return len(response.body)
 
 
@@ -63,7 +66,7 @@ def serialize_response(
     response: Response, *, head: bool = False, keep_alive: bool = True, date: bool = True
 ) -> bytes:
     """The bytes of ``response``. ``head``: answer to a HEAD request (headers only, with the
-    body's Content-Length); ``keep_alive=False`` adds ``Connection: close``.
+    body's Content-Length when it is known); ``keep_alive=False`` adds ``Connection: close``.
 
     >>> serialize_response(Response(200, [("Content-Length", "99")], b"hi"), date=False)
     b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi'
@@ -71,6 +74,8 @@ def serialize_response(
     b'HTTP/1.1 304 Not Modified\\r\\nConnection: close\\r\\n\\r\\n'
     >>> serialize_response(Response(200, [("Content-Length", "1234")]), head=True, date=False)
     b'HTTP/1.1 200 OK\\r\\nContent-Length: 1234\\r\\n\\r\\n'
+    >>> serialize_response(Response(200, [("ETag", '"v1"')]), head=True, date=False)
+    b'HTTP/1.1 200 OK\\r\\nETag: "v1"\\r\\n\\r\\n'
     """
     status = response.status
     reason = response.reason or reason_phrase(status)
@@ -85,8 +90,8 @@ def serialize_response(
     if status not in _NO_BODY_STATUS and status >= 200:
         if response.stream is not None and response.length is None:
             lines.append("Transfer-Encoding: chunked\r\n")
-        else:
-            lines.append(f"Content-Length: {_body_length(response, head)}\r\n")
+        elif (length := _body_length(response, head)) is not None:
+            lines.append(f"Content-Length: {length}\r\n")
     if not keep_alive:
         lines.append("Connection: close\r\n")
     lines.append("\r\n")
