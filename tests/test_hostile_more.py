@@ -468,3 +468,39 @@ async def test_a_head_answer_never_announces_a_length_the_backend_did_not(front)
     assert status_of(reply) == 200 and body == b"", reply
     assert b"\r\ncontent-length:" not in head.lower(), head
     assert b'etag: "v1"' in head.lower(), head
+
+
+# -- the asterisk form ---------------------------------------------------------------------
+@pytest.mark.parametrize("front", FRONTS)
+@pytest.mark.parametrize("method", [b"GET", b"POST", b"DELETE"])
+async def test_an_asterisk_target_with_any_method_but_options_never_reaches_the_backend(
+    front, method
+):
+    """llhttp takes ``*`` as the target of any method; RFC 9112 §3.2.4 keeps that form for a
+    server-wide OPTIONS. ``GET *`` reached the backend through the balancer and the reverse
+    proxy (a target no backend expects); nginx answers 400, and so do they now."""
+    backend = echo_backend()
+    request = method + b" * HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n" + CLOSE + b"\r\n"
+    async with backend, Front(front, backend) as address:
+        reply = await exchange(address, request)
+    assert status_of(reply) == 400, reply
+    assert backend.heads == []
+
+
+@pytest.mark.parametrize("front", ["balancer", "reverse-proxy"])
+async def test_options_asterisk_is_forwarded_as_rfc_9112_allows(front):
+    """The one method the asterisk form is for; nginx refuses it too (400), deploylab
+    forwards it: the backend is the server the question is about."""
+    backend = echo_backend()
+    request = b"OPTIONS * HTTP/1.1\r\nHost: x\r\n" + CLOSE + b"\r\n"
+    async with backend, Front(front, backend) as address:
+        reply = await exchange(address, request)
+    assert status_of(reply) == 200 and reply.endswith(b"*"), reply
+    assert backend.heads[0].startswith(b"OPTIONS * HTTP/1.1\r\n")
+
+
+def test_the_shared_parser_keeps_the_asterisk_form_for_options():
+    (options,) = RequestParser().feed(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert options.target == "*"
+    with pytest.raises(HTTPError, match="only for OPTIONS"):
+        RequestParser().feed(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -279,10 +279,13 @@ class ClientConn(asyncio.Protocol):
         if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
             raise _Refused(400, b"Bad Request")
         url = self.url
-        if url[0] != 47 and b"://" in url:  # absolute form: its authority becomes the Host
-            authority = url.partition(b"://")[2].partition(b"/")[0]
-            if not authority or VALID_HOST_BYTES.fullmatch(authority) is None:
-                raise _Refused(400, b"Bad Request")  # empty, userinfo (RFC 9110 §4.2)
+        if url[0] != 47:  # not "/…"
+            if b"://" in url:  # absolute form: its authority becomes the Host
+                authority = url.partition(b"://")[2].partition(b"/")[0]
+                if not authority or VALID_HOST_BYTES.fullmatch(authority) is None:
+                    raise _Refused(400, b"Bad Request")  # empty, userinfo (RFC 9110 §4.2)
+            elif url == b"*" and self.parser.get_method() != b"OPTIONS":
+                raise _Refused(400, b"Bad Request")  # RFC 9112 §3.2.4: "*" is for OPTIONS
         if upgrade and connection_upgrade:
             if has_body:  # llhttp would read the body as the next request: refuse
                 raise _Refused(400, b"Bad Request")

@@ -215,6 +215,9 @@ class RequestParser(_Base[Request]):
             raise HTTPError(400, "more than one Host header")
         if hosts == 0 and self._parser.get_http_version() == "1.1":
             raise HTTPError(400, "HTTP/1.1 request without a Host header")
+        if self._url == b"*" and self._parser.get_method() != b"OPTIONS":
+            # llhttp takes "*" for any method; RFC 9112 §3.2.4 keeps it for OPTIONS
+            raise HTTPError(400, "the request target * is only for OPTIONS")
         if _asks_upgrade(self._headers) and _has_body(self._headers):
             # llhttp hands the bytes after the headers to the new protocol, so the body would
             # be read as the next request (a path a front proxy refused could reach the back)
