@@ -785,9 +785,16 @@ def check_the_lesson_widget(
     page.screenshot(path=str(artifacts_dir / f"browser-{shot}-dark.png"))
     problems["dark"] = unreadable_texts(page)
     page.set_viewport_size({"width": 1024, "height": 900})
-    # plots (bqplot) re-measure on the window's resize event, which a real resize sends
+    # plots (bqplot) re-measure on the window's resize event, which a real resize sends, and
+    # lay out again in their own time: on a busy machine a plot still had its 1400 px width
+    # 2 s later. So the layout is read until nothing overflows, for at most 20 s.
     page.evaluate("window.dispatchEvent(new Event('resize'))")
-    page.wait_for_timeout(2000)
+    settled_by = time.monotonic() + 20
+    while True:
+        keyboard = page.evaluate(KEYBOARD_AND_OVERFLOW_JS, widget_roots(page).element_handles())
+        if not keyboard["overflowing"] or time.monotonic() > settled_by:
+            break
+        page.wait_for_timeout(500)
     widget.evaluate("node => node.scrollIntoView({block: 'center'})")
     page.screenshot(path=str(artifacts_dir / f"browser-{shot}-dark-1024.png"))
     keyboard = page.evaluate(KEYBOARD_AND_OVERFLOW_JS, widget_roots(page).element_handles())
