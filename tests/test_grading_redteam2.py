@@ -389,27 +389,36 @@ def test_a_restarted_trusted_process_still_owns_the_names_earlier_tests_defined(
     assert later["outcome"] == "failed" and not later["points"], later
 
 
-def test_malformed_hand_ins_get_a_status_and_stop_nothing(tmp_path):
-    """Files that are not a notebook, or are one only in part, are decided before anything
-    runs: each gets a status, none raises (one bad file must not stop a class's grading),
-    and nothing is read through a link or from something that is not a file."""
+def _one_lab_course(tmp_path: Path, lab: str):
+    """A course of ``lab`` alone in ``tmp_path``: (course, instructor notebook, released
+    notebook, the released notebook as plain JSON data to make hand-ins from)."""
     import json
-    import os
     import shutil
 
     import nbformat
 
     from deploylab.grading.course import Course
-    from deploylab.grading.submissions import lab_grade_ids, prepare_submission
 
-    lab = "ip-basics"
     root = tmp_path / "autograder"
     shutil.copytree(ROOT / "autograder" / "source" / lab, root / "source" / lab)
     shutil.copy(ROOT / "autograder" / "nbgrader_config.py", root / "nbgrader_config.py")
     course = Course.locate(root, tmp_path / "labs")
     instructor = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
     released = nbformat.read(ROOT / "labs" / lab / f"{lab}.ipynb", as_version=4)
-    valid = json.loads(nbformat.writes(released))
+    return course, instructor, released, json.loads(nbformat.writes(released))
+
+
+def test_malformed_hand_ins_get_a_status_and_stop_nothing(tmp_path):
+    """Files that are not a notebook, or are one only in part, are decided before anything
+    runs: each gets a status, none raises (one bad file must not stop a class's grading),
+    and nothing is read through a link or from something that is not a file."""
+    import json
+    import os
+
+    from deploylab.grading.submissions import lab_grade_ids, prepare_submission
+
+    lab = "ip-basics"
+    course, instructor, released, valid = _one_lab_course(tmp_path, lab)
     cells = valid["cells"]
 
     def notebook(**changes) -> str:
@@ -466,11 +475,7 @@ def test_a_hand_in_of_too_many_cells_is_refused_before_it_is_validated(tmp_path)
     (named with its count) before nbformat sees it; a lab's own cells with many of a
     student's own added are still graded."""
     import json
-    import shutil
 
-    import nbformat
-
-    from deploylab.grading.course import Course
     from deploylab.grading.submissions import (
         MAX_SUBMISSION_CELLS,
         lab_grade_ids,
@@ -478,13 +483,7 @@ def test_a_hand_in_of_too_many_cells_is_refused_before_it_is_validated(tmp_path)
     )
 
     lab = "ip-basics"
-    root = tmp_path / "autograder"
-    shutil.copytree(ROOT / "autograder" / "source" / lab, root / "source" / lab)
-    shutil.copy(ROOT / "autograder" / "nbgrader_config.py", root / "nbgrader_config.py")
-    course = Course.locate(root, tmp_path / "labs")
-    instructor = nbformat.read(root / "source" / lab / f"{lab}.ipynb", as_version=4)
-    released = nbformat.read(ROOT / "labs" / lab / f"{lab}.ipynb", as_version=4)
-    valid = json.loads(nbformat.writes(released))
+    course, instructor, released, valid = _one_lab_course(tmp_path, lab)
     spare = MAX_SUBMISSION_CELLS - len(valid["cells"])
     added = {"cell_type": "raw", "metadata": {}, "source": ""}
     hand_ins = {
