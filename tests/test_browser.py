@@ -797,7 +797,6 @@ def check_the_lesson_widget(
         page.wait_for_timeout(500)
     widget.evaluate("node => node.scrollIntoView({block: 'center'})")
     page.screenshot(path=str(artifacts_dir / f"browser-{shot}-dark-1024.png"))
-    keyboard = page.evaluate(KEYBOARD_AND_OVERFLOW_JS, widget_roots(page).element_handles())
     nameless = controls_without_names(page)
     assert not problems["light"] and not problems["dark"], (
         f"{lesson.name}: unreadable widget text: {problems}"

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from deploylab.balancer.l7_upstream import BodyPipe, UpstreamConn
-from deploylab.http.parser import VALID_HOST_BYTES, transfer_encoding_refusal
+from deploylab.http.parser import (
+    VALID_HOST_BYTES,
+    misused_asterisk_form,
+    transfer_encoding_refusal,
+)
 
 if TYPE_CHECKING:
     from deploylab.balancer.runtime import Balancer
@@ -284,8 +288,8 @@ class ClientConn(asyncio.Protocol):
                 authority = url.partition(b"://")[2].partition(b"/")[0]
                 if not authority or VALID_HOST_BYTES.fullmatch(authority) is None:
                     raise _Refused(400, b"Bad Request")  # empty, userinfo (RFC 9110 §4.2)
-            elif url == b"*" and self.parser.get_method() != b"OPTIONS":
-                raise _Refused(400, b"Bad Request")  # RFC 9112 §3.2.4: "*" is for OPTIONS
+            elif misused_asterisk_form(url, self.parser.get_method()):
+                raise _Refused(400, b"Bad Request")
         if upgrade and connection_upgrade:
             if has_body:  # llhttp would read the body as the next request: refuse
                 raise _Refused(400, b"Bad Request")

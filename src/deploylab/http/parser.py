@@ -47,6 +47,19 @@ def transfer_encoding_refusal(value: str, http_version: str) -> tuple[int, str] 
     return (501 if coding.endswith("chunked") else 400), f"unsupported Transfer-Encoding {value!r}"
 
 
+def misused_asterisk_form(target: bytes | bytearray, method: bytes) -> bool:
+    """Is ``target`` the asterisk form with a method other than OPTIONS? llhttp takes ``*``
+    as the target of any method; RFC 9112 §3.2.4 keeps it for a server-wide OPTIONS (nginx
+    refuses it with any method). Checked by the shared parser and the balancer alike.
+
+    >>> misused_asterisk_form(b"*", b"GET"), misused_asterisk_form(b"*", b"OPTIONS")
+    (True, False)
+    >>> misused_asterisk_form(b"/", b"GET")
+    False
+    """
+    return target == b"*" and method != b"OPTIONS"
+
+
 def valid_host(value: str) -> bool:
     """Is ``value`` a well-formed ``Host`` header value?
 
@@ -215,8 +228,7 @@ class RequestParser(_Base[Request]):
             raise HTTPError(400, "more than one Host header")
         if hosts == 0 and self._parser.get_http_version() == "1.1":
             raise HTTPError(400, "HTTP/1.1 request without a Host header")
-        if self._url == b"*" and self._parser.get_method() != b"OPTIONS":
-            # llhttp takes "*" for any method; RFC 9112 §3.2.4 keeps it for OPTIONS
+        if misused_asterisk_form(self._url, self._parser.get_method()):
             raise HTTPError(400, "the request target * is only for OPTIONS")
         if _asks_upgrade(self._headers) and _has_body(self._headers):
             # llhttp hands the bytes after the headers to the new protocol, so the body would
